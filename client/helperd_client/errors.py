@@ -1,0 +1,159 @@
+"""The one error tree shared by the daemon, the client library, helperctl and the keyring plugin.
+
+Each class carries its wire ``code`` (what the daemon sends) and the ``exit_code`` that
+``helperctl`` exits with. Messages never contain a secret: callers build them from names,
+paths and counts only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadPassphraseError",
+    "BadRequestError",
+    "DaemonUnreachableError",
+    "ForbiddenError",
+    "HelperdError",
+    "InternalError",
+    "LockedError",
+    "NotFoundError",
+    "ProtocolMismatchError",
+    "StoreUnavailableError",
+    "TooLargeError",
+    "UnknownOpError",
+    "WIRE_CODES",
+    "UnsupportedVersionError",
+    "error_for_code",
+]
+
+
+class HelperdError(Exception):
+    """Base of every helperd error.
+
+    Attributes:
+        code: the wire error code (SPEC.md, "Wire protocol").
+        exit_code: what ``helperctl`` exits with when this error ends a command.
+    """
+
+    code: ClassVar[str] = "internal"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class BadRequestError(HelperdError):
+    """The request was not valid JSON, or not a valid request."""
+
+    code = "bad_request"
+    exit_code = 2
+
+
+class TooLargeError(HelperdError):
+    """A request line was longer than the protocol allows."""
+
+    code = "too_large"
+    exit_code = 2
+
+
+class UnsupportedVersionError(HelperdError):
+    """The request named a protocol version the daemon does not speak."""
+
+    code = "unsupported_version"
+    exit_code = 1
+
+
+class UnknownOpError(HelperdError):
+    """The request named an operation the daemon does not know."""
+
+    code = "unknown_op"
+    exit_code = 2
+
+
+class NotFoundError(HelperdError):
+    """No record matches (an expired record counts as not found)."""
+
+    code = "not_found"
+    exit_code = 4
+
+
+class LockedError(HelperdError):
+    """The store is locked: ``helperctl unlock`` opens it."""
+
+    code = "locked"
+    exit_code = 5
+
+
+class BadPassphraseError(LockedError):
+    """The passphrase did not open the store; the store stays locked."""
+
+    code = "bad_passphrase"
+    exit_code = 5
+
+
+class ForbiddenError(HelperdError):
+    """The peer is not allowed to talk to this daemon."""
+
+    code = "forbidden"
+    exit_code = 1
+
+
+class StoreUnavailableError(HelperdError):
+    """The store cannot be read or written (missing, damaged, full disk, keyring not answering)."""
+
+    code = "store_unavailable"
+    exit_code = 1
+
+
+class InternalError(HelperdError):
+    """A bug in helperd: the daemon logged the details."""
+
+    code = "internal"
+    exit_code = 1
+
+
+class DaemonUnreachableError(HelperdError):
+    """The client could not reach a daemon (no socket, refused, or no answer in time).
+
+    Never sent on the wire: the client raises it.
+    """
+
+    code = "unreachable"
+    exit_code = 3
+
+
+class ProtocolMismatchError(UnsupportedVersionError):
+    """Client and daemon speak different protocol versions."""
+
+
+_BY_CODE: dict[str, type[HelperdError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequestError,
+        TooLargeError,
+        UnsupportedVersionError,
+        UnknownOpError,
+        NotFoundError,
+        LockedError,
+        BadPassphraseError,
+        ForbiddenError,
+        StoreUnavailableError,
+        InternalError,
+    )
+}
+
+WIRE_CODES: tuple[str, ...] = tuple(_BY_CODE)
+"""Every error code the daemon may put on the wire."""
+
+
+def error_for_code(code: str, message: str) -> HelperdError:
+    """Rebuild the error a daemon sent; an unknown code becomes a plain `HelperdError`."""
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return HelperdError(f"{message} (error code {code!r})")
+    return cls(message)

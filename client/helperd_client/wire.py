@@ -1,0 +1,58 @@
+"""Framing of protocol v1: one JSON object per line, UTF-8, at most `MAX_LINE` bytes.
+
+Stdlib only: the daemon validates requests with its pydantic models, but both sides agree
+on these constants and on how a line is cut and joined.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from helperd_client.errors import BadRequestError, TooLargeError
+
+__all__ = ["MAX_LINE", "OPS", "PROTOCOL_VERSION", "decode_line", "encode_line"]
+
+PROTOCOL_VERSION = 1
+MAX_LINE = 65_536
+"""Longest request or response line in bytes, newline excluded."""
+
+OPS: tuple[str, ...] = (
+    "hello",
+    "status",
+    "get",
+    "set",
+    "delete",
+    "list",
+    "init",
+    "lock",
+    "unlock",
+    "passwd",
+)
+
+
+def encode_line(message: dict[str, Any]) -> bytes:
+    """Serialise one message as a newline-terminated line.
+
+    Raises:
+        TooLargeError: the line would exceed `MAX_LINE` bytes.
+    """
+    data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(data) > MAX_LINE:
+        raise TooLargeError(f"message of {len(data)} bytes exceeds the {MAX_LINE}-byte line limit")
+    return data + b"\n"
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    """Parse one line (its newline optional) into a JSON object.
+
+    Raises:
+        BadRequestError: not UTF-8, not JSON, or not an object. The message never quotes the input.
+    """
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequestError("line is not valid UTF-8 JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequestError("line is not a JSON object")
+    return value

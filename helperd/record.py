@@ -1,0 +1,66 @@
+"""What helperd stores: one `Record` per (name, username), without its secret.
+
+The secret travels separately as a `pydantic.SecretStr`, so that lookups, listings and logs
+handle records freely and only the code that must read a password ever holds one.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+
+__all__ = ["NAME_PATTERN", "TOKEN_USERNAME", "Kind", "Record", "RecordKey"]
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+"""A repository name as Poetry knows it."""
+
+TOKEN_USERNAME = "__token__"
+"""Username of a token record unless another is given (and what Poetry asks for tokens)."""
+
+RecordKey = tuple[str, str]
+"""(name, username): what identifies a record."""
+
+
+class Kind(StrEnum):
+    """What a record is for."""
+
+    BASIC = "basic"
+    TOKEN = "token"  # noqa: S105 - a kind name, not a secret
+    GENERIC = "generic"
+
+
+class Record(BaseModel):
+    """A stored credential's public facts: everything but the password.
+
+    ``name`` is a repository name for `Kind.BASIC` and `Kind.TOKEN`, and the raw keyring
+    service for `Kind.GENERIC`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    username: str
+    kind: Kind
+    urls: tuple[str, ...] = ()
+    expires_at: AwareDatetime | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError("name must not be empty")
+        return value
+
+    @property
+    def key(self) -> RecordKey:
+        """The (name, username) pair that identifies this record."""
+        return (self.name, self.username)
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the record must no longer be served at ``now``."""
+        return self.expires_at is not None and self.expires_at <= now

@@ -1,0 +1,7 @@
+"""Where secrets live: the OS keyring or an encrypted file."""
+
+from __future__ import annotations
+
+from helperd.stores.base import Store, StoreState
+
+__all__ = ["Store", "StoreState"]

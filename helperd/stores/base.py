@@ -1,0 +1,105 @@
+"""The Store interface every backend implements.
+
+A store keeps `Record`s and their passwords. It is synchronous and may block (disk, fsync,
+KDF, D-Bus): the server calls it from worker threads, and a store is responsible for its own
+thread safety. Stores raise only `helperd_client.errors.HelperdError` subclasses, mapping OS
+and library errors where the I/O happens, with messages that never contain a secret.
+"""
+
+from __future__ import annotations
+
+import abc
+from enum import StrEnum
+
+from helperd_client.errors import BadRequestError
+from pydantic import SecretStr
+
+from helperd.record import Record
+
+__all__ = ["Store", "StoreState"]
+
+
+class StoreState(StrEnum):
+    """Whether a store can serve records now."""
+
+    MISSING = "missing"
+    """No store exists yet: ``helperctl init`` creates one."""
+    LOCKED = "locked"
+    """The store exists but its key is not in memory."""
+    UNLOCKED = "unlocked"
+
+
+class Store(abc.ABC):
+    """A place that keeps records and their passwords."""
+
+    kind: str
+    """``"file"`` or ``"keyring"``: what ``status`` reports as the active store."""
+
+    @property
+    @abc.abstractmethod
+    def state(self) -> StoreState:
+        """Whether the store is missing, locked or unlocked."""
+
+    @property
+    def lockable(self) -> bool:
+        """Whether ``lock``/``unlock`` and idle auto-lock apply (a passphrase protects it)."""
+        return False
+
+    @property
+    def needs_passphrase(self) -> bool:
+        """Whether `create` and `unlock` take a passphrase."""
+        return False
+
+    @abc.abstractmethod
+    def records(self) -> list[Record]:
+        """Every record, without passwords.
+
+        Raises:
+            LockedError: the store is locked or missing.
+            StoreUnavailableError: the store cannot be read.
+        """
+
+    @abc.abstractmethod
+    def password(self, record: Record) -> SecretStr:
+        """The password of ``record``.
+
+        Raises:
+            NotFoundError: the record is gone.
+            LockedError, StoreUnavailableError: as for `records`.
+        """
+
+    @abc.abstractmethod
+    def put(self, record: Record, password: SecretStr) -> None:
+        """Add ``record``, or replace the record with the same key; durable on return."""
+
+    @abc.abstractmethod
+    def remove(self, keys: list[tuple[str, str]]) -> None:
+        """Delete the records with these keys (absent keys are ignored); durable on return."""
+
+    def create(self, passphrase: SecretStr | None) -> None:  # noqa: ARG002 - interface default
+        """Create a new, empty store and leave it unlocked.
+
+        Raises:
+            BadRequestError: a store exists already, or this store is not created by hand.
+        """
+        raise BadRequestError(f"the {self.kind} store is not created with init")
+
+    def unlock(self, passphrase: SecretStr | None) -> None:  # noqa: ARG002 - interface default
+        """Load the key into memory.
+
+        Raises:
+            BadPassphraseError: the passphrase does not open the store.
+            LockedError: no store exists yet (unlock never creates one).
+        """
+        return
+
+    def lock(self) -> None:
+        """Drop the key and every decrypted secret from memory."""
+        return
+
+    def change_passphrase(self, old: SecretStr, new: SecretStr) -> None:  # noqa: ARG002
+        """Re-encrypt the store under ``new``, atomically."""
+        raise BadRequestError(f"the {self.kind} store has no passphrase to change")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files and locks; the store is not used afterwards."""
