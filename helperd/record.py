@@ -17,7 +17,7 @@ __all__ = ["NAME_PATTERN", "TOKEN_USERNAME", "Kind", "Record", "RecordKey"]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 """A repository name as Poetry knows it."""
 
-TOKEN_USERNAME = "__token__"
+TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
 """Username of a token record unless another is given (and what Poetry asks for tokens)."""
 
 RecordKey = tuple[str, str]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "WIRE_CODES",
     "BadPassphraseError",
     "BadRequestError",
     "DaemonUnreachableError",
@@ -22,7 +23,6 @@ __all__ = [
     "StoreUnavailableError",
     "TooLargeError",
     "UnknownOpError",
-    "WIRE_CODES",
     "UnsupportedVersionError",
     "error_for_code",
 ]

@@ -1,10 +1,10 @@
 """The socket-path rule, shared by the daemon and every client (stdlib only).
 
 SPEC.md, "Environment and paths": ``$HELPERD_SOCKET``, else ``$HELPERD_HOME/helperd.sock``,
-else ``$XDG_RUNTIME_DIR/helperd/helperd.sock``, else on Linux ``/run/user/<uid>/helperd/helperd.sock``
-when that runtime folder exists, else ``${TMPDIR:-/tmp}/helperd-<uid>/helperd.sock``; on macOS
-``$TMPDIR/helperd/helperd.sock``. config.toml cannot change it: a client must find the socket
-without reading any file.
+else ``$XDG_RUNTIME_DIR/helperd/helperd.sock``, else on Linux
+``/run/user/<uid>/helperd/helperd.sock`` when that runtime folder exists, else
+``${TMPDIR:-/tmp}/helperd-<uid>/helperd.sock``; on macOS ``$TMPDIR/helperd/helperd.sock``.
+config.toml cannot change it: a client must find the socket without reading any file.
 """
 
 from __future__ import annotations

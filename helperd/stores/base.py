@@ -76,7 +76,7 @@ class Store(abc.ABC):
     def remove(self, keys: list[tuple[str, str]]) -> None:
         """Delete the records with these keys (absent keys are ignored); durable on return."""
 
-    def create(self, passphrase: SecretStr | None) -> None:  # noqa: ARG002 - interface default
+    def create(self, passphrase: SecretStr | None) -> None:
         """Create a new, empty store and leave it unlocked.
 
         Raises:
@@ -84,7 +84,7 @@ class Store(abc.ABC):
         """
         raise BadRequestError(f"the {self.kind} store is not created with init")
 
-    def unlock(self, passphrase: SecretStr | None) -> None:  # noqa: ARG002 - interface default
+    def unlock(self, passphrase: SecretStr | None) -> None:
         """Load the key into memory.
 
         Raises:
@@ -97,7 +97,7 @@ class Store(abc.ABC):
         """Drop the key and every decrypted secret from memory."""
         return
 
-    def change_passphrase(self, old: SecretStr, new: SecretStr) -> None:  # noqa: ARG002
+    def change_passphrase(self, old: SecretStr, new: SecretStr) -> None:
         """Re-encrypt the store under ``new``, atomically."""
         raise BadRequestError(f"the {self.kind} store has no passphrase to change")
 

@@ -1,0 +1,156 @@
+"""Durable, atomic, private files: the one way helperd writes anything to disk.
+
+A write goes to a fresh temporary file in the same directory (0600, ``O_EXCL``, never through
+a symlink), is fsynced, renamed over the target, and the directory is fsynced, so that after a
+crash or power loss the target holds either the old bytes or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from helperd_client.errors import StoreUnavailableError
+
+__all__ = ["FileLock", "check_private_dir", "read_private", "write_atomic"]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably, mode 0600.
+
+    Raises:
+        StoreUnavailableError: the write failed (full disk, I/O error, permissions); the
+            old file is intact and no temporary file is left behind.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    try:
+        if path.is_symlink():
+            raise StoreUnavailableError(f"{path} is a symbolic link: refusing to replace it")
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreUnavailableError(f"could not write {path}: {exc.strerror or exc}") from None
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | _CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_private(path: Path) -> bytes | None:
+    """Read a file helperd owns, or return None when it does not exist.
+
+    Raises:
+        StoreUnavailableError: it is a symlink or not a regular file, another user owns it,
+            or it cannot be read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreUnavailableError(f"{path} is a symbolic link: refusing to read it") from None
+        raise StoreUnavailableError(f"could not read {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreUnavailableError(f"{path} is not a regular file")
+        if info.st_uid != os.getuid():
+            raise StoreUnavailableError(f"{path} belongs to another user (uid {info.st_uid})")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise StoreUnavailableError(f"could not read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def check_private_dir(directory: Path, *, create: bool = True) -> None:
+    """Make sure ``directory`` is ours and private (0700), creating it when missing.
+
+    A directory created here is 0700 from the start (no window with looser modes). An existing
+    one that another user owns, or that group or others can write, is refused, never chmod-ed:
+    someone else may be able to swap files in it.
+
+    Raises:
+        StoreUnavailableError: the directory is unsafe, not a directory, or cannot be made.
+    """
+    if create:
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"could not create {directory}: {exc.strerror or exc}"
+            ) from None
+    try:
+        info = os.lstat(directory)
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot use {directory}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreUnavailableError(f"{directory} is not a directory (a symlink is refused too)")
+    if info.st_uid != os.getuid():
+        raise StoreUnavailableError(
+            f"{directory} belongs to another user (uid {info.st_uid}): refusing to use it"
+        )
+    if info.st_mode & 0o022:
+        raise StoreUnavailableError(
+            f"{directory} can be written by group or others (mode {stat.S_IMODE(info.st_mode):o}):"
+            f" refusing to use it; run: chmod 700 {directory}"
+        )
+
+
+class FileLock:
+    """An exclusive OS lock (``flock``) on a lock file, held until `release`.
+
+    Keeps two daemons from writing one store. The lock dies with the process, so a
+    ``kill -9`` never leaves a stale lock behind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC
+        try:
+            self._fd: int | None = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise StoreUnavailableError(f"could not open {path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
+            raise StoreUnavailableError(
+                f"another helperd is using this store ({path} is locked); stop it first"
+            ) from None
+
+    def release(self) -> None:
+        """Let go of the lock (closing the file releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
