@@ -90,10 +90,18 @@ class LockedError(HelperdError):
 
 
 class BadPassphraseError(LockedError):
-    """The passphrase did not open the store; the store stays locked."""
+    """The passphrase did not open the store; the store stays locked.
+
+    Attributes:
+        delay: seconds the daemon waits before answering (wrong passphrases are slowed down).
+    """
 
     code = "bad_passphrase"
     exit_code = 5
+
+    def __init__(self, message: str, *, delay: float = 0.0) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 class ForbiddenError(HelperdError):

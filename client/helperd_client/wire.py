@@ -11,11 +11,14 @@ from typing import Any
 
 from helperd_client.errors import BadRequestError, TooLargeError
 
-__all__ = ["MAX_LINE", "OPS", "PROTOCOL_VERSION", "decode_line", "encode_line"]
+__all__ = ["MAX_LINE", "MAX_RESPONSE", "OPS", "PROTOCOL_VERSION", "decode_line", "encode_line"]
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 65_536
-"""Longest request or response line in bytes, newline excluded."""
+"""Longest request line in bytes, newline excluded."""
+
+MAX_RESPONSE = 16 * 1024 * 1024
+"""Longest response line a client accepts (a long ``list`` may exceed `MAX_LINE`)."""
 
 OPS: tuple[str, ...] = (
     "hello",
@@ -31,15 +34,15 @@ OPS: tuple[str, ...] = (
 )
 
 
-def encode_line(message: dict[str, Any]) -> bytes:
+def encode_line(message: dict[str, Any], limit: int = MAX_LINE) -> bytes:
     """Serialise one message as a newline-terminated line.
 
     Raises:
-        TooLargeError: the line would exceed `MAX_LINE` bytes.
+        TooLargeError: the line would exceed ``limit`` bytes.
     """
     data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
-    if len(data) > MAX_LINE:
-        raise TooLargeError(f"message of {len(data)} bytes exceeds the {MAX_LINE}-byte line limit")
+    if len(data) > limit:
+        raise TooLargeError(f"message of {len(data)} bytes exceeds the {limit}-byte line limit")
     return data + b"\n"
 
 

@@ -1,0 +1,61 @@
+"""helperd_client: talk to the helperd credential daemon.
+
+Light on purpose: the stdlib only at import (keyring tools import every plugin at start-up).
+
+    from helperd_client import Client
+    with Client() as client:
+        cred = client.get(url="https://pkgs.example.test/simple/")
+"""
+
+from __future__ import annotations
+
+from helperd_client.client import (
+    DEFAULT_TIMEOUT,
+    Client,
+    Credential,
+    Hello,
+    RecordInfo,
+    Status,
+)
+from helperd_client.errors import (
+    BadPassphraseError,
+    BadRequestError,
+    DaemonUnreachableError,
+    ForbiddenError,
+    HelperdError,
+    InternalError,
+    LockedError,
+    NotFoundError,
+    ProtocolMismatchError,
+    StoreUnavailableError,
+    TooLargeError,
+    UnknownOpError,
+    UnsupportedVersionError,
+)
+from helperd_client.paths import socket_path
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "BadPassphraseError",
+    "BadRequestError",
+    "Client",
+    "Credential",
+    "DaemonUnreachableError",
+    "ForbiddenError",
+    "Hello",
+    "HelperdError",
+    "InternalError",
+    "LockedError",
+    "NotFoundError",
+    "ProtocolMismatchError",
+    "RecordInfo",
+    "Status",
+    "StoreUnavailableError",
+    "TooLargeError",
+    "UnknownOpError",
+    "UnsupportedVersionError",
+    "__version__",
+    "socket_path",
+]

@@ -1,0 +1,373 @@
+"""`Client`: one request, one response, over the daemon's Unix socket, always bounded in time.
+
+Stdlib only. A `Client` keeps its connection open between calls (one lock serialises the
+calls of several threads) and reconnects after any failure. Every call has a deadline: a
+daemon that is down answers `DaemonUnreachableError` at once, one that hangs answers it when
+the read timeout runs out.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from helperd_client.errors import (
+    DaemonUnreachableError,
+    HelperdError,
+    ProtocolMismatchError,
+    UnsupportedVersionError,
+    error_for_code,
+)
+from helperd_client.paths import socket_path as default_socket_path
+from helperd_client.wire import MAX_RESPONSE, PROTOCOL_VERSION, decode_line, encode_line
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "PASSPHRASE_TIMEOUT",
+    "Client",
+    "Credential",
+    "Hello",
+    "RecordInfo",
+    "Status",
+]
+
+DEFAULT_TIMEOUT = 2.0
+"""Seconds a call may take, connect and answer included (override: HELPERD_TIMEOUT)."""
+
+PASSPHRASE_TIMEOUT = 90.0
+"""Seconds for calls that carry a passphrase: the KDF plus up to 30 s of penalty delay."""
+
+START_HINT = (
+    "start it with `helperd &`, or `systemctl --user start helperd.socket` where it is"
+    " installed as a service"
+)
+
+
+def _time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A credential as ``get`` returns it. Its ``repr`` never shows the password."""
+
+    name: str
+    username: str
+    password: str = field(repr=False)
+    kind: str
+    urls: tuple[str, ...]
+    expires_at: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Credential:
+        """Build from a ``get`` result."""
+        return cls(
+            name=data["name"],
+            username=data["username"],
+            password=data["password"],
+            kind=data["kind"],
+            urls=tuple(data["urls"]),
+            expires_at=_time(data["expires_at"]),
+            created_at=_time(data.get("created_at")),
+            updated_at=_time(data.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """A record's public facts, as ``list`` and ``set`` return them."""
+
+    name: str
+    username: str
+    kind: str
+    urls: tuple[str, ...]
+    expires_at: datetime | None
+    expired: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def url(self) -> str | None:
+        """The first URL, or None."""
+        return self.urls[0] if self.urls else None
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> RecordInfo:
+        """Build from one element of a ``list`` result."""
+        return cls(
+            name=data["name"],
+            username=data["username"],
+            kind=data["kind"],
+            urls=tuple(data["urls"]),
+            expires_at=_time(data["expires_at"]),
+            expired=data["expired"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    """The daemon's state, as ``status`` returns it."""
+
+    version: str
+    protocol: int
+    pid: int
+    store: str
+    store_reason: str
+    initialized: bool
+    locked: bool
+    lockable: bool
+    repositories: int | None
+    records: int | None
+    idle_lock_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Who answered: the daemon's name, protocol and version, and the ops it serves."""
+
+    daemon: str
+    protocol: int
+    version: str
+    ops: tuple[str, ...]
+
+
+class Client:
+    """A connection to the helperd daemon.
+
+    Args:
+        path: the socket (default: SPEC.md's rule, `helperd_client.paths.socket_path`).
+        timeout: seconds one call may take, connect included (default: ``$HELPERD_TIMEOUT``
+            or `DEFAULT_TIMEOUT`).
+        passphrase_timeout: seconds for ``init``, ``unlock`` and ``passwd``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float | None = None,
+        passphrase_timeout: float = PASSPHRASE_TIMEOUT,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_socket_path()
+        self.timeout = timeout if timeout is not None else _env_timeout()
+        self.passphrase_timeout = max(passphrase_timeout, self.timeout)
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        self._next_id = 1
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client({str(self.path)!r}, timeout={self.timeout})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (the next call opens a new one)."""
+        with self._lock:
+            self._disconnect()
+
+    # --- operations -------------------------------------------------------------------
+
+    def hello(self) -> Hello:
+        """Ask who answers; raises `ProtocolMismatchError` when the protocols differ."""
+        result = self.request("hello")
+        hello = Hello(result["daemon"], result["protocol"], result["version"], tuple(result["ops"]))
+        if hello.protocol != PROTOCOL_VERSION:
+            raise _mismatch(hello.protocol)
+        return hello
+
+    def status(self) -> Status:
+        """The daemon's state: store, why it was chosen, lock state, counts."""
+        r = self.request("status")
+        return Status(**{k: r[k] for k in Status.__dataclass_fields__})
+
+    def get(
+        self,
+        *,
+        name: str | None = None,
+        url: str | None = None,
+        service: str | None = None,
+        username: str | None = None,
+    ) -> Credential:
+        """Look a credential up by exactly one of ``name``, ``url`` or ``service``."""
+        args = {"name": name, "url": url, "service": service, "username": username}
+        return Credential.from_wire(self.request("get", **_present(args)))
+
+    def set(
+        self,
+        name: str,
+        password: str,
+        *,
+        username: str | None = None,
+        kind: str = "basic",
+        urls: list[str] | tuple[str, ...] | None = None,
+        expires_at: datetime | None = None,
+    ) -> RecordInfo:
+        """Add or replace the (name, username) record; returns its public facts."""
+        args: dict[str, Any] = {
+            "name": name,
+            "password": password,
+            "kind": kind,
+            "username": username,
+            "urls": None if urls is None else list(urls),
+            "expires_at": None if expires_at is None else expires_at.isoformat(),
+        }
+        return RecordInfo.from_wire(self.request("set", **_present(args))["record"])
+
+    def delete(self, name: str, username: str | None = None) -> int:
+        """Delete one record, or every record of ``name``; returns how many went."""
+        result = self.request("delete", **_present({"name": name, "username": username}))
+        return int(result["deleted"])
+
+    def list(self) -> list[RecordInfo]:
+        """Every record's public facts."""
+        return [RecordInfo.from_wire(r) for r in self.request("list")["records"]]
+
+    def init(self, passphrase: str | None) -> None:
+        """Create a new passphrase-protected file store."""
+        self.request(
+            "init", _timeout=self.passphrase_timeout, **_present({"passphrase": passphrase})
+        )
+
+    def lock(self) -> None:
+        """Drop the store's key from the daemon's memory."""
+        self.request("lock")
+
+    def unlock(self, passphrase: str | None) -> None:
+        """Open the store (never creates one)."""
+        args = _present({"passphrase": passphrase})
+        self.request("unlock", _timeout=self.passphrase_timeout, **args)
+
+    def passwd(self, old: str, new: str) -> None:
+        """Re-encrypt the file store under a new passphrase."""
+        self.request("passwd", _timeout=self.passphrase_timeout, old=old, new=new)
+
+    # --- transport --------------------------------------------------------------------
+
+    def request(self, op: str, *, _timeout: float | None = None, **args: Any) -> dict[str, Any]:
+        """Send one request and return its ``result``, or raise the daemon's error."""
+        timeout = self.timeout if _timeout is None else _timeout
+        with self._lock:
+            request_id = self._next_id
+            self._next_id += 1
+            line = encode_line({"v": PROTOCOL_VERSION, "id": request_id, "op": op, **args})
+            deadline = time.monotonic() + timeout
+            try:
+                response = self._exchange(line, deadline)
+            except BaseException:
+                self._disconnect()
+                raise
+        if response.get("v") != PROTOCOL_VERSION:
+            raise _mismatch(response.get("v"))
+        if response.get("ok") is True and response.get("id") == request_id:
+            result = response.get("result")
+            return result if isinstance(result, dict) else {}
+        error = response.get("error")
+        if not isinstance(error, dict):
+            raise HelperdError("the daemon sent a response this client does not understand")
+        exc = error_for_code(str(error.get("code")), str(error.get("message")))
+        if isinstance(exc, UnsupportedVersionError):
+            raise ProtocolMismatchError(exc.message)
+        raise exc
+
+    def _exchange(self, line: bytes, deadline: float) -> dict[str, Any]:
+        sock = self._connect(deadline)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.sendall(line)
+            return decode_line(self._read_line(sock, deadline))
+        except TimeoutError:
+            raise DaemonUnreachableError(
+                f"helperd at {self.path} did not answer within {self.timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise DaemonUnreachableError(
+                f"lost the connection to helperd at {self.path}: {exc.strerror or exc}"
+            ) from None
+
+    def _connect(self, deadline: float) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise DaemonUnreachableError(
+                f"helperd is not running (nothing listens on {self.path}): {START_HINT}"
+            ) from None
+        except TimeoutError:
+            sock.close()
+            raise DaemonUnreachableError(
+                f"helperd at {self.path} did not accept a connection within {self.timeout:g} s"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachableError(
+                f"cannot connect to helperd at {self.path}: {exc.strerror or exc}"
+            ) from None
+        self._sock = sock
+        self._buffer = b""
+        return sock
+
+    def _read_line(self, sock: socket.socket, deadline: float) -> bytes:
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_RESPONSE:
+                raise DaemonUnreachableError("the daemon sent an oversized response")
+            sock.settimeout(_remaining(deadline))
+            chunk = sock.recv(65_536)
+            if not chunk:
+                raise DaemonUnreachableError(
+                    f"helperd at {self.path} closed the connection without answering"
+                )
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _disconnect(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buffer = b""
+
+
+def _present(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+def _env_timeout() -> float:
+    try:
+        value = float(os.environ.get("HELPERD_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
+
+
+def _mismatch(theirs: object) -> ProtocolMismatchError:
+    return ProtocolMismatchError(
+        f"helperd speaks protocol v{theirs} but this client speaks v{PROTOCOL_VERSION}:"
+        " upgrade the older of the two (helperd and helperd-client come in matching versions)"
+    )

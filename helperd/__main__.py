@@ -1,0 +1,7 @@
+"""``python -m helperd`` runs the daemon, as the ``helperd`` command does."""
+
+from __future__ import annotations
+
+from helperd.daemon import main
+
+main()

@@ -1,0 +1,112 @@
+"""``helperd``: the one place that builds the daemon from `Settings` and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+from helperd_client.errors import HelperdError
+
+from helperd import __version__
+from helperd.config import LogLevel, Settings, StoreChoice
+from helperd.durable import check_private_dir
+from helperd.server import Server, StartupError, bind_socket
+from helperd.service import Service
+from helperd.stores.base import Store
+from helperd.stores.file_store import FileStore
+
+__all__ = ["build_service", "main"]
+
+log = logging.getLogger("helperd")
+
+
+def build_store(settings: Settings) -> tuple[Store, str]:
+    """Open the store that ``settings`` ask for, and say why it was chosen.
+
+    Raises:
+        HelperdError: the store cannot be opened (its message says what to do).
+    """
+    check_private_dir(settings.data_dir)
+    if settings.store == "keyring":
+        raise StartupError("the keyring store is not available in this version; use --store file")
+    store = FileStore(settings.store_file, key_file=settings.key_file)
+    if settings.key_file is not None:
+        reason = f"encrypted file opened with the key file {settings.key_file}"
+    elif settings.store == "file":
+        reason = "encrypted file (asked for with --store file); protected by a passphrase"
+    else:
+        reason = "encrypted file protected by a passphrase (no OS keyring is used yet)"
+    return store, reason
+
+
+def build_service(settings: Settings) -> Service:
+    """The service for ``settings``, with its store opened."""
+    store, reason = build_store(settings)
+    return Service(store, store_reason=reason, idle_lock=settings.idle_lock)
+
+
+async def run(settings: Settings) -> None:
+    """Bind the socket, open the store, serve until SIGTERM/SIGINT, clean up."""
+    sock = bind_socket(settings.socket_path)
+    try:
+        service = build_service(settings)
+    except BaseException:
+        sock.close()
+        settings.socket_path.unlink(missing_ok=True)
+        raise
+    server = Server(
+        service,
+        read_timeout=settings.read_timeout,
+        max_connections=settings.max_connections,
+    )
+    try:
+        await server.serve(sock, owned_path=settings.socket_path)
+    finally:
+        service.store.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--socket",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to listen (default: $HELPERD_SOCKET, $HELPERD_HOME/helperd.sock, "
+    "$XDG_RUNTIME_DIR/helperd/helperd.sock, ...).",
+)
+@click.option(
+    "--store",
+    type=click.Choice(["auto", "keyring", "file"]),
+    help="Where secrets live [default: $HELPERD_STORE, config.toml, else auto].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="How much to log to stderr [default: info]. Secrets are never logged.",
+)
+@click.version_option(__version__, prog_name="helperd")
+def main(socket: Path | None, store: StoreChoice | None, log_level: LogLevel | None) -> None:
+    """Run the helperd credential daemon in the foreground.
+
+    helperd keeps your package-index credentials in an encrypted store and serves them
+    to helperctl, Poetry, pip and uv over a Unix socket that only your user can use.
+    Service managers run it this way; stop it with SIGTERM or Ctrl-C.
+    """
+    try:
+        settings = Settings.resolve(socket=socket, store=store, log_level=log_level)
+    except HelperdError as exc:
+        raise click.ClickException(exc.message) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s helperd[%(process)d] %(levelname)s %(message)s",
+    )
+    try:
+        asyncio.run(run(settings))
+    except (StartupError, HelperdError) as exc:
+        message = exc.message if isinstance(exc, HelperdError) else str(exc)
+        click.echo(f"helperd: {message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        sys.exit(130)

@@ -1,0 +1,337 @@
+"""Repository lookup: which record answers a name, a URL, a ``host[:port]`` or a keyring service.
+
+Pure: records and a query in, one record or an error out; ``now`` is a parameter.
+The rules, with examples, are in ``docs/lookup.md``.
+Messages name repositories, usernames and redacted URLs only: a record holds no password, and
+URL userinfo is never shown.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from helperd_client.errors import BadRequestError, NotFoundError
+
+from helperd.record import TOKEN_USERNAME, Kind, Record
+
+__all__ = ["Query", "check_url", "find", "owns", "redact_url"]
+
+_POETRY_PREFIX = "poetry-repository-"  # Poetry's keyring service for repository NAME
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_PORT = re.compile(
+    r"(?:\[(?P<v6>[^]]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?"
+)
+_Host = tuple[str, int | None]  # (normalised host, port or None for "the scheme's default")
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a ``get`` asks for: exactly one of ``name``, ``url`` or ``service``.
+
+    Attributes:
+        name: a repository name, compared exactly (case kept, as Poetry does).
+        url: an index or upload URL.
+        service: a raw keyring service, classified as a name, ``poetry-repository-NAME``,
+            a URL or ``host[:port]`` (see `find`).
+        username: when given, must match the stored username (``__token__`` matches any token).
+    """
+
+    name: str | None = None
+    url: str | None = None
+    service: str | None = None
+    username: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.name, self.url, self.service) if v is not None]
+        if len(given) != 1:
+            raise BadRequestError("give exactly one of name, url or service")
+        if not given[0]:
+            raise BadRequestError("name, url or service must not be empty")
+
+
+@dataclass(frozen=True)
+class _Url:
+    scheme: str
+    host: str
+    port: int | None  # explicit, else the scheme's default, else None
+    path: str  # without trailing slashes: "" is the root
+
+    @property
+    def default_port(self) -> bool:
+        return self.port == _DEFAULT_PORTS.get(self.scheme)
+
+
+def find(records: Iterable[Record], query: Query, now: datetime) -> Record:
+    """The record that answers ``query`` at ``now``.
+
+    Raises:
+        BadRequestError: ``query.url`` is not a URL with a scheme and a host.
+        NotFoundError: nothing matches, every match has expired (the message says when),
+            or a ``host[:port]`` matches several repositories (the message names them).
+    """
+    pool = tuple(records)
+    repos = [r for r in pool if r.kind is not Kind.GENERIC]
+    target: str | _Url | _Host | None
+    if query.name is not None:
+        target, shown = query.name, query.name
+    elif query.url is not None:
+        target, shown = _parse_url(query.url), _shown(query.url)
+        if target is None:
+            raise BadRequestError("url must be a URL with a scheme and a host")
+    else:
+        assert query.service is not None  # Query holds exactly one
+        target, shown = _classify(repos, query.service), _shown(query.service)
+        if target is None:
+            return _generic(pool, query.service, shown, query.username, now)
+    if isinstance(target, str):
+        return _by_name(repos, target, query.username, now)
+    if isinstance(target, _Url):
+        return _by_url(repos, target, shown, query.username, now)
+    return _by_host(repos, target, shown, query.username, now)
+
+
+def owns(records: Iterable[Record], service: str, now: datetime) -> bool:
+    """Whether helperd owns the keyring ``service`` (SPEC.md, "Records").
+
+    It does when ``service`` is a held repository name, ``poetry-repository-<held name>``, or a
+    URL or ``host[:port]`` matching a URL of a held basic or token record.
+    An expired record still owns its service, so that ``get`` says it expired rather than
+    falling back to a generic entry; ``now`` is taken so that callers pass one clock everywhere.
+    """
+    del now  # ownership does not depend on expiry (see above)
+    return _classify([r for r in records if r.kind is not Kind.GENERIC], service) is not None
+
+
+def _classify(repos: Sequence[Record], service: str) -> str | _Url | _Host | None:
+    """What an owned ``service`` asks for: a name, a URL or a host; None when not owned."""
+    names = {r.name for r in repos}
+    if service.startswith(_POETRY_PREFIX) and service[len(_POETRY_PREFIX) :] in names:
+        return service[len(_POETRY_PREFIX) :]
+    if "://" in service:
+        url = _parse_url(service)
+        owned = url is not None and any(_match_length(r, url) is not None for r in repos)
+        return url if owned else None
+    if service in names:
+        return service
+    host = _parse_host(service)
+    return host if host is not None and any(_host_matches(r, host) for r in repos) else None
+
+
+def check_url(url: str) -> str:
+    """Validate a URL for ``set``: http or https, a host, no password; return it unchanged.
+
+    Messages never quote the URL, so they cannot leak its userinfo.
+
+    Raises:
+        BadRequestError: the URL is refused; the message says why.
+    """
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise BadRequestError("a URL must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise BadRequestError("not a valid URL") from None
+    if parts.password:
+        raise BadRequestError(
+            "a URL must not carry a password in its userinfo: give the password on stdin "
+            "or at the prompt instead (nothing was stored)"
+        )
+    if parts.scheme not in _DEFAULT_PORTS:
+        got = f"{parts.scheme!r}" if parts.scheme else "none"
+        raise BadRequestError(f"a URL's scheme must be http or https (got {got})")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise BadRequestError("a URL's port must be a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise BadRequestError("a URL must name a host")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any userinfo (``user:password@``) removed, for messages and logs.
+
+    Works on malformed input too: it never raises.
+    """
+    scheme_end = url.find("://")
+    start = scheme_end + 3 if scheme_end >= 0 else 0
+    end = next((i for i in range(start, len(url)) if url[i] in "/?#"), len(url))
+    at = url.rfind("@", start, end)
+    if at < 0:
+        return url
+    return url[:start] + url[at + 1 :]
+
+
+# --- the rules ---------------------------------------------------------------------------------
+
+
+def _by_name(repos: Sequence[Record], name: str, username: str | None, now: datetime) -> Record:
+    named = [r for r in repos if r.name == name]
+    if not named:
+        raise NotFoundError(f"no repository named {name!r}")
+    matches = [r for r in named if _username_ok(r, username)]
+    if not matches:
+        raise NotFoundError(f"repository {name!r} has no record for username {username!r}")
+    return _select(_live(matches, now))
+
+
+def _by_url(
+    repos: Sequence[Record], url: _Url, shown: str, username: str | None, now: datetime
+) -> Record:
+    scored = {r: n for r in repos if (n := _match_length(r, url)) is not None}
+    if not scored:
+        raise NotFoundError(f"no repository matches URL {shown}")
+    matches = [r for r in scored if _username_ok(r, username)]
+    if not matches:
+        raise NotFoundError(f"no repository matching URL {shown} has username {username!r}")
+    live = _live(matches, now, f"URL {shown}")
+    longest = max(scored[r] for r in live)
+    return _select([r for r in live if scored[r] == longest])
+
+
+def _by_host(
+    repos: Sequence[Record], host: _Host, shown: str, username: str | None, now: datetime
+) -> Record:
+    on_host = [r for r in repos if _host_matches(r, host)]
+    if not on_host:
+        raise NotFoundError(f"no repository matches host {shown}")
+    matches = [r for r in on_host if _username_ok(r, username)]
+    if not matches:
+        raise NotFoundError(f"no repository on host {shown} has username {username!r}")
+    live = _live(matches, now, f"host {shown}")
+    names = sorted({r.name for r in live})
+    if len(names) > 1:
+        hint = "give the URL" if username is not None else "give --username or the URL"
+        raise NotFoundError(
+            f"ambiguous host {shown}: repositories {', '.join(names)} match; {hint}"
+        )
+    return _select(live)
+
+
+def _generic(
+    records: Sequence[Record], service: str, shown: str, username: str | None, now: datetime
+) -> Record:
+    entries = [r for r in records if r.kind is Kind.GENERIC and r.name == service]
+    matches = [r for r in entries if username is None or r.username == username]
+    if not matches:
+        who = "" if username is None else f" with username {username!r}"
+        raise NotFoundError(f"no entry for service {shown!r}{who}")
+    return _select(_live(matches, now))
+
+
+def _username_ok(record: Record, username: str | None) -> bool:
+    if username is None:
+        return True
+    if username == TOKEN_USERNAME:
+        # Poetry asks for __token__ whatever the token's own username (CodeArtifact: aws);
+        # a basic record never answers it, so that Poetry goes on to the basic username.
+        return record.kind is Kind.TOKEN
+    return record.username == username
+
+
+def _live(matches: Sequence[Record], now: datetime, subject: str | None = None) -> list[Record]:
+    live = [r for r in matches if not r.expired(now)]
+    if not live:
+        gone = "; ".join(
+            f"{'entry' if r.kind is Kind.GENERIC else 'repository'} {r.name!r} "
+            f"(username {r.username!r}) expired at {_iso(r.expires_at)}"
+            for r in sorted(matches, key=lambda r: r.key)
+        )
+        raise NotFoundError(f"{subject}: {gone}" if subject else gone)
+    return live
+
+
+def _select(candidates: Sequence[Record]) -> Record:
+    # Basic before token (SPEC), then the most recently updated; the rest only makes ties stable.
+    return max(
+        candidates,
+        key=lambda r: (r.kind is Kind.BASIC, r.updated_at, r.created_at, r.name, r.username),
+    )
+
+
+def _iso(when: datetime | None) -> str:
+    return "never" if when is None else when.astimezone(UTC).isoformat()
+
+
+# --- URLs and hosts ----------------------------------------------------------------------------
+
+
+def _shown(url: str) -> str:
+    """A URL fit for a message: no userinfo, no query or fragment (tokens hide there too)."""
+    redacted = redact_url(url)
+    scheme_end = redacted.find("://")
+    cut = [i for i in (redacted.find("?", scheme_end + 1), redacted.find("#")) if i >= 0]
+    return redacted[: min(cut)] if cut else redacted
+
+
+def _parse_url(url: str) -> _Url | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    if port is None:
+        port = _DEFAULT_PORTS.get(scheme)
+    return _Url(scheme, _normal_host(parts.hostname), port, parts.path.rstrip("/"))
+
+
+def _parse_host(service: str) -> _Host | None:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address, or None."""
+    bare_v6 = _ipv6(service)
+    if bare_v6 is not None:
+        return (bare_v6, None)
+    match = _HOST_PORT.fullmatch(service)
+    if match is None or int(match["port"] or 0) > 65535:
+        return None
+    port = int(match["port"]) if match["port"] else None
+    if match["v6"] is None:
+        return (_normal_host(match["name"]), port)
+    v6 = _ipv6(match["v6"])
+    return None if v6 is None else (v6, port)
+
+
+def _ipv6(text: str) -> str | None:
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        return None
+
+
+def _normal_host(host: str) -> str:
+    host = host.lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def _urls(record: Record) -> list[_Url]:
+    return [u for u in map(_parse_url, record.urls) if u is not None]
+
+
+def _match_length(record: Record, asked: _Url) -> int | None:
+    """The length of the record's longest URL path that prefixes ``asked``, or None."""
+    lengths = [
+        len(u.path)
+        for u in _urls(record)
+        if (u.scheme, u.host, u.port) == (asked.scheme, asked.host, asked.port)
+        and (asked.path == u.path or asked.path.startswith(u.path + "/"))
+    ]
+    return max(lengths, default=None)
+
+
+def _host_matches(record: Record, host: _Host) -> bool:
+    name, port = host
+    return any(
+        u.host == name and (u.port == port if port is not None else u.default_port)
+        for u in _urls(record)
+    )

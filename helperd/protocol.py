@@ -1,0 +1,380 @@
+"""Protocol v1: the pydantic models of every request and result, the single source of truth.
+
+A request line goes through `parse_request`, which answers the envelope questions in the
+order a client can act on them (is it JSON, which version, which op) before validating the
+arguments against the op's model. `render_ok` and `render_error` build response lines.
+docs/protocol.md embeds the JSON Schema that `json_schema` generates from these models.
+
+Validation errors are never put on the wire or in a log as pydantic prints them: they quote
+the input, which may hold a password. `parse_request` names only the offending field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from helperd_client.errors import (
+    BadRequestError,
+    HelperdError,
+    UnknownOpError,
+    UnsupportedVersionError,
+)
+from helperd_client.wire import (
+    MAX_LINE,
+    MAX_RESPONSE,
+    OPS,
+    PROTOCOL_VERSION,
+    decode_line,
+    encode_line,
+)
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializationInfo,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+)
+
+from helperd.record import Kind, Record
+
+__all__ = [
+    "Ack",
+    "DeleteRequest",
+    "DeleteResult",
+    "GetRequest",
+    "GetResult",
+    "HelloRequest",
+    "HelloResult",
+    "InitRequest",
+    "ListRequest",
+    "ListResult",
+    "LockRequest",
+    "PasswdRequest",
+    "RecordInfo",
+    "Request",
+    "RequestError",
+    "RequestId",
+    "Result",
+    "SetRequest",
+    "SetResult",
+    "StatusRequest",
+    "StatusResult",
+    "UnlockRequest",
+    "json_schema",
+    "parse_request",
+    "render_error",
+    "render_ok",
+]
+
+RequestId = int | str
+Timestamp = Annotated[AwareDatetime, Strict(False)]  # ISO-8601 text on the wire
+Text = Annotated[str, Field(max_length=4096)]
+KindName = Annotated[Kind, Strict(False)]  # "basic", "token" or "generic" on the wire
+Secret = Annotated[SecretStr, Field(max_length=MAX_LINE)]
+_REVEAL = "reveal_secrets"
+
+
+def _reveal(value: SecretStr, info: SerializationInfo) -> str:
+    """Show a secret only when the server renders a response line for the wire."""
+    if isinstance(info.context, dict) and info.context.get(_REVEAL):
+        return value.get_secret_value()
+    return str(value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class _Request(_Model):
+    v: Literal[1]
+    id: RequestId
+
+
+class HelloRequest(_Request):
+    """Ask for the daemon's protocol and version; always allowed, even while locked."""
+
+    op: Literal["hello"]
+
+
+class StatusRequest(_Request):
+    """Ask which store is active, why, and whether it is locked."""
+
+    op: Literal["status"]
+
+
+class GetRequest(_Request):
+    """Look a credential up by exactly one of ``name``, ``url`` or ``service``."""
+
+    op: Literal["get"]
+    name: Text | None = None
+    url: Text | None = None
+    service: Text | None = None
+    username: Text | None = None
+
+
+class SetRequest(_Request):
+    """Add or replace the (name, username) record.
+
+    ``username`` defaults to ``__token__`` for tokens and to the empty string otherwise;
+    ``urls`` (or a single ``url``) left out keeps the URLs of the record being replaced.
+    """
+
+    op: Literal["set"]
+    name: Text
+    username: Text | None = None
+    password: Secret
+    kind: KindName = Kind.BASIC
+    urls: list[Text] | None = Field(default=None, max_length=64)
+    url: Text | None = None
+    expires_at: Timestamp | None = None
+
+    @field_serializer("password", when_used="json")
+    def _password(self, value: SecretStr, info: SerializationInfo) -> str:
+        return _reveal(value, info)
+
+
+class DeleteRequest(_Request):
+    """Delete one record (with ``username``) or every record of ``name``."""
+
+    op: Literal["delete"]
+    name: Text
+    username: Text | None = None
+
+
+class ListRequest(_Request):
+    """List every record's public facts."""
+
+    op: Literal["list"]
+
+
+class InitRequest(_Request):
+    """Create a new passphrase-protected file store (no passphrase for a key-file store)."""
+
+    op: Literal["init"]
+    passphrase: Secret | None = None
+
+
+class LockRequest(_Request):
+    """Drop the store's key from memory."""
+
+    op: Literal["lock"]
+
+
+class UnlockRequest(_Request):
+    """Open the store; never creates one."""
+
+    op: Literal["unlock"]
+    passphrase: Secret | None = None
+
+
+class PasswdRequest(_Request):
+    """Re-encrypt the file store under a new passphrase."""
+
+    op: Literal["passwd"]
+    old: Secret
+    new: Secret
+
+
+Request = Annotated[
+    HelloRequest
+    | StatusRequest
+    | GetRequest
+    | SetRequest
+    | DeleteRequest
+    | ListRequest
+    | InitRequest
+    | LockRequest
+    | UnlockRequest
+    | PasswdRequest,
+    Field(discriminator="op"),
+]
+_REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+class HelloResult(_Model):
+    """Who answers: the daemon's protocol, version and the ops it serves."""
+
+    daemon: Literal["helperd"] = "helperd"
+    protocol: int = PROTOCOL_VERSION
+    version: str
+    ops: list[str]
+
+
+class StatusResult(_Model):
+    """The daemon's state. ``repositories`` and ``records`` are null while locked."""
+
+    version: str
+    protocol: int = PROTOCOL_VERSION
+    pid: int
+    store: Literal["file", "keyring"]
+    store_reason: str
+    initialized: bool
+    locked: bool
+    lockable: bool
+    repositories: int | None
+    records: int | None
+    idle_lock_seconds: float | None
+
+
+class RecordInfo(_Model):
+    """A record's public facts: never its password."""
+
+    name: str
+    username: str
+    kind: Kind
+    urls: list[str]
+    url: str | None
+    expires_at: datetime | None
+    expired: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: Record, now: datetime) -> RecordInfo:
+        """Describe ``record`` as seen at ``now``."""
+        return cls(
+            name=record.name,
+            username=record.username,
+            kind=record.kind,
+            urls=list(record.urls),
+            url=record.urls[0] if record.urls else None,
+            expires_at=record.expires_at,
+            expired=record.expired(now),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class GetResult(_Model):
+    """A credential: the record's facts and its password.
+
+    The times are null for an entry read from the OS keyring that helperd does not hold.
+    """
+
+    name: str
+    username: str
+    password: SecretStr
+    kind: Kind
+    urls: list[str]
+    expires_at: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @field_serializer("password", when_used="json")
+    def _password(self, value: SecretStr, info: SerializationInfo) -> str:
+        return _reveal(value, info)
+
+
+class SetResult(_Model):
+    """The stored record's facts, and whether it replaced an earlier one."""
+
+    record: RecordInfo
+    replaced: bool
+
+
+class DeleteResult(_Model):
+    """How many records were deleted."""
+
+    deleted: int
+
+
+class ListResult(_Model):
+    """Every record, sorted by name and username."""
+
+    records: list[RecordInfo]
+
+
+class Ack(_Model):
+    """The answer to ``init``, ``lock``, ``unlock`` and ``passwd``: the lock state after it."""
+
+    locked: bool
+
+
+Result = HelloResult | StatusResult | GetResult | SetResult | DeleteResult | ListResult | Ack
+
+
+def parse_request(line: bytes) -> tuple[RequestId | None, Request]:
+    """Parse one request line.
+
+    Returns:
+        The request id and the validated request.
+
+    Raises:
+        RequestError: carrying the id (when one could be read) and the error to answer with.
+    """
+    try:
+        message = decode_line(line)
+    except BadRequestError as exc:
+        raise RequestError(None, exc) from None
+    raw_id = message.get("id")
+    request_id = raw_id if type(raw_id) in (int, str) else None
+    version = message.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise RequestError(
+            request_id,
+            UnsupportedVersionError(
+                f"this daemon speaks protocol v{PROTOCOL_VERSION}; the request asked for"
+                f" {'no version' if version is None else 'v' + str(version)[:16]}"
+                ": upgrade the older of helperd and its client"
+            ),
+        )
+    op = message.get("op")
+    if op not in OPS:
+        shown = repr(op)[:40] if isinstance(op, str) else "no op"
+        raise RequestError(request_id, UnknownOpError(f"unknown op {shown}"))
+    try:
+        return request_id, _REQUEST.validate_python(message)
+    except ValidationError as exc:
+        raise RequestError(request_id, BadRequestError(_describe(exc))) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Say which fields are wrong without quoting their values (they may be secrets)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"][1:]) or "request"
+        problems.append(f"{where}: {error['type']}")
+    return "invalid request: " + "; ".join(problems[:5])
+
+
+class RequestError(Exception):
+    """A request that cannot be served, with the id to answer it under."""
+
+    def __init__(self, request_id: RequestId | None, error: HelperdError) -> None:
+        super().__init__(error.message)
+        self.request_id = request_id
+        self.error = error
+
+
+def render_ok(request_id: RequestId | None, result: BaseModel) -> bytes:
+    """The response line for a result; the only place secrets are revealed for the wire."""
+    body = result.model_dump(mode="json", context={_REVEAL: True})
+    envelope = {"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": body}
+    return encode_line(envelope, limit=MAX_RESPONSE)
+
+
+def render_error(request_id: RequestId | None, error: HelperdError) -> bytes:
+    """The response line for an error."""
+    return encode_line(
+        {
+            "v": PROTOCOL_VERSION,
+            "id": request_id,
+            "ok": False,
+            "error": {"code": error.code, "message": error.message},
+        }
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of every request and result, for docs/protocol.md."""
+    results: TypeAdapter[Result] = TypeAdapter(Result)
+    return {
+        "request": _REQUEST.json_schema(),
+        "result": results.json_schema(),
+    }

@@ -1,0 +1,306 @@
+"""The only module that touches asyncio, sockets and signals.
+
+Lifecycle, readable at a glance: `bind_socket` (or a socket handed over by a service
+manager) → `Server.serve` → `Server.shutdown`. Each connection is checked for its peer's UID,
+then carries NDJSON requests until the peer closes it, stays silent past the read timeout,
+sends a line over the limit, or is the longest idle when the connection cap is reached.
+Requests run in worker threads (stores block on disk, KDF and D-Bus); the event loop only
+frames, parses and answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from helperd_client.errors import (
+    BadPassphraseError,
+    ForbiddenError,
+    HelperdError,
+    InternalError,
+    TooLargeError,
+)
+from helperd_client.wire import MAX_LINE
+
+from helperd.durable import check_private_dir
+from helperd.peer import peer_uid
+from helperd.protocol import HelloRequest, RequestError, parse_request, render_error, render_ok
+from helperd.service import Service
+
+__all__ = ["Server", "StartupError", "bind_socket"]
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 10.0
+"""Longest wait for requests in flight when asked to stop."""
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """Bind a listening socket at ``path``, 0600 in a 0700 directory, never stealing a live one.
+
+    An existing socket is probed first: if a daemon answers there, this one refuses to start
+    and leaves it alone; only a stale socket (connection refused) is removed.
+
+    Raises:
+        StartupError: the directory is unsafe, the path is taken, or another daemon listens.
+    """
+    try:
+        check_private_dir(path.parent)
+    except HelperdError as exc:
+        raise StartupError(exc.message) from None
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(info.st_mode):
+            raise StartupError(f"{path} exists and is not a socket: move it away first")
+        if _answers(path):
+            raise StartupError(
+                f"another helperd is already listening on {path}; stop it first"
+                " (or give this one another --socket)"
+            )
+        log.info("removing stale socket %s", path)
+        path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The umask makes the socket 0600 from the moment it exists: no window with looser modes.
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"{path} is in use by another process") from None
+        raise StartupError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
+    sock.listen(128)
+    return sock
+
+
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections at ``path`` (a refused connect means stale)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True  # a full backlog or a hung daemon: still someone else's socket
+    else:
+        return True
+    finally:
+        probe.close()
+
+
+@dataclass(eq=False)
+class _Connection:
+    writer: asyncio.StreamWriter
+    last_active: float = field(default_factory=time.monotonic)
+    busy: bool = False
+
+
+class Server:
+    """Serves one `Service` on a listening Unix socket.
+
+    Args:
+        service: the request handler.
+        read_timeout: close a connection that sends no complete line for this long.
+        max_connections: at this many open connections, the longest-idle one is closed.
+        workers: threads for store calls.
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        read_timeout: float = 30.0,
+        max_connections: int = 128,
+        workers: int = 8,
+    ) -> None:
+        self._service = service
+        self._read_timeout = read_timeout
+        self._max_connections = max_connections
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="helperd-worker")
+        self._connections: set[_Connection] = set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._uid = os.getuid()
+
+    def stop(self) -> None:
+        """Ask `serve` to return (safe from a signal handler on the loop)."""
+        self._stop.set()
+
+    async def serve(
+        self,
+        sock: socket.socket,
+        *,
+        owned_path: Path | None = None,
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        """Accept connections on ``sock`` until `stop` or SIGTERM/SIGINT, then shut down.
+
+        Args:
+            sock: a bound, listening Unix socket.
+            owned_path: the socket file this daemon created, removed on exit (None for a
+                socket handed over by a service manager, which owns its file).
+            ready: set once the server accepts connections.
+        """
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.stop)
+        owned_inode = os.stat(owned_path).st_ino if owned_path else None
+        server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=MAX_LINE)
+        ticker = asyncio.create_task(self._tick_idle_lock())
+        log.info("listening on %s", sock.getsockname())
+        if ready is not None:
+            ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping: finishing %d request(s) in flight", self._in_flight)
+            server.close()
+            ticker.cancel()
+            await self._drain()
+            for conn in list(self._connections):
+                conn.writer.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            if owned_path is not None and owned_inode is not None:
+                _remove_if_ours(owned_path, owned_inode)
+            log.info("stopped")
+
+    async def _drain(self) -> None:
+        """Wait, within the grace period, until no request is being served."""
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        while self._in_flight and time.monotonic() < deadline:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
+
+    async def _tick_idle_lock(self) -> None:
+        idle = self._service.idle_lock
+        if idle is None:
+            return
+        period = max(0.5, min(idle.total_seconds() / 4, 30.0))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await loop.run_in_executor(self._executor, self._service.tick, _now())
+            except HelperdError as exc:
+                log.warning("idle lock failed: %s", exc.message)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = peer_uid(writer.get_extra_info("socket"))
+        if uid != self._uid:
+            log.warning("refused a connection from uid %s", "unknown" if uid is None else uid)
+            error = ForbiddenError("this helperd serves only its own user")
+            await self._send_and_close(writer, render_error(None, error))
+            return
+        conn = _Connection(writer)
+        self._connections.add(conn)
+        self._enforce_cap()
+        try:
+            await self._converse(reader, conn)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self._connections.discard(conn)
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), self._read_timeout)
+
+    async def _converse(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
+        while not self._stop.is_set():
+            try:
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), self._read_timeout)
+            except asyncio.IncompleteReadError:
+                return  # the peer closed the connection
+            except asyncio.LimitOverrunError:
+                error = TooLargeError(f"request line exceeds {MAX_LINE} bytes")
+                await self._send_and_close(conn.writer, render_error(None, error))
+                return
+            conn.busy = True
+            self._in_flight += 1
+            try:
+                response = await self._respond(line)
+                conn.writer.write(response)
+                await asyncio.wait_for(conn.writer.drain(), self._read_timeout)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.set()
+                conn.busy = False
+                conn.last_active = time.monotonic()
+
+    async def _respond(self, line: bytes) -> bytes:
+        try:
+            request_id, request = parse_request(line)
+        except RequestError as exc:
+            return render_error(exc.request_id, exc.error)
+        try:
+            if isinstance(request, HelloRequest):
+                result = self._service.handle(request, _now())
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(
+                    self._executor, self._service.handle, request, _now()
+                )
+            return render_ok(request_id, result)
+        except BadPassphraseError as exc:
+            # Slow down guessing without holding a worker thread or other clients.
+            await asyncio.sleep(exc.delay)
+            return render_error(request_id, exc)
+        except HelperdError as exc:
+            log.info("%s failed: %s", request.op, exc.code)
+            return render_error(request_id, exc)
+        except Exception:
+            log.exception("internal error while serving %s", request.op)
+            return render_error(request_id, InternalError("internal error: see the daemon log"))
+
+    def _enforce_cap(self) -> None:
+        """At the cap, close the longest-idle connection so a new client is still served."""
+        if len(self._connections) <= self._max_connections:
+            return
+        idle = [c for c in self._connections if not c.busy]
+        if not idle:
+            return
+        victim = min(idle, key=lambda c: c.last_active)
+        log.info("connection cap %d reached: closing the longest-idle one", self._max_connections)
+        self._connections.discard(victim)
+        victim.writer.close()
+
+    async def _send_and_close(self, writer: asyncio.StreamWriter, line: bytes) -> None:
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            writer.write(line)
+            await asyncio.wait_for(writer.drain(), 1.0)
+        writer.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _remove_if_ours(path: Path, inode: int) -> None:
+    """Remove the socket file, unless another daemon has since replaced it."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(path).st_ino == inode:
+            path.unlink()

@@ -1,0 +1,293 @@
+"""The core: serves one validated request against a store. No sockets, no clock.
+
+Time is a parameter (``now``), so expiry, idle auto-lock and the passphrase penalty are
+tested without a running event loop. The service is called from worker threads; its own
+small state (failures, last use) is guarded by a lock, and each store guards its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from helperd_client.errors import (
+    BadPassphraseError,
+    BadRequestError,
+    LockedError,
+    NotFoundError,
+)
+from helperd_client.wire import OPS
+from pydantic import SecretStr
+
+from helperd import __version__
+from helperd.lookup import Query, check_url, find, owns
+from helperd.protocol import (
+    Ack,
+    DeleteRequest,
+    DeleteResult,
+    GetRequest,
+    GetResult,
+    HelloRequest,
+    HelloResult,
+    InitRequest,
+    ListRequest,
+    ListResult,
+    LockRequest,
+    PasswdRequest,
+    RecordInfo,
+    Request,
+    Result,
+    SetRequest,
+    SetResult,
+    StatusRequest,
+    StatusResult,
+    UnlockRequest,
+)
+from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.stores.base import Store, StoreState
+
+__all__ = ["ForeignKeyring", "Service", "penalty"]
+
+log = logging.getLogger(__name__)
+
+MAX_PENALTY = 30.0
+"""Longest wait, in seconds, before answering a wrong passphrase."""
+
+
+def penalty(failures: int) -> float:
+    """Seconds to wait before answering the n-th wrong passphrase in a row: min(2^(n-1), 30)."""
+    if failures <= 0:
+        return 0.0
+    return min(2.0 ** (failures - 1), MAX_PENALTY)
+
+
+class ForeignKeyring(Protocol):
+    """Reads OS keyring entries that helperd does not hold (SPEC.md's generic fallback)."""
+
+    def foreign_password(
+        self, service: str, username: str | None
+    ) -> tuple[str, SecretStr] | None:  # pragma: no cover - protocol
+        """The (username, password) stored under ``service``, or None; bounded in time."""
+        ...
+
+
+class Service:
+    """Handles requests for one store.
+
+    Args:
+        store: where records live.
+        store_reason: why this store was chosen, for ``status``.
+        idle_lock: lock a passphrase store after this long without use (None: never).
+        foreign: where to look for generic entries helperd does not hold (None: nowhere).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        store_reason: str,
+        idle_lock: timedelta | None = None,
+        foreign: ForeignKeyring | None = None,
+    ) -> None:
+        self.store = store
+        self.store_reason = store_reason
+        self.idle_lock = idle_lock
+        self._foreign = foreign
+        self._mutex = threading.Lock()
+        self._failures = 0
+        self._last_use: datetime | None = None
+
+    def handle(self, request: Request, now: datetime) -> Result:  # noqa: PLR0911 - one case per op
+        """Serve ``request`` at time ``now``.
+
+        Raises:
+            HelperdError: the error to answer with. A `BadPassphraseError` carries the
+                delay the server must wait before answering.
+        """
+        self.tick(now)
+        if not isinstance(request, HelloRequest | StatusRequest):
+            with self._mutex:
+                self._last_use = now
+        match request:
+            case HelloRequest():
+                return HelloResult(version=__version__, ops=list(OPS))
+            case StatusRequest():
+                return self._status()
+            case GetRequest():
+                return self._get(request, now)
+            case SetRequest():
+                return self._set(request, now)
+            case DeleteRequest():
+                return self._delete(request)
+            case ListRequest():
+                records = sorted(self.store.records(), key=lambda r: r.key)
+                return ListResult(records=[RecordInfo.of(r, now) for r in records])
+            case InitRequest():
+                self._require_passphrase(request.passphrase)
+                self.store.create(request.passphrase)
+                return self._succeeded()
+            case LockRequest():
+                self.store.lock()
+                return Ack(locked=self.store.state is not StoreState.UNLOCKED)
+            case UnlockRequest():
+                if self.store.needs_passphrase and request.passphrase is None:
+                    raise BadRequestError("unlock needs the store's passphrase")
+                self._guarded(lambda: self.store.unlock(request.passphrase))
+                return self._succeeded()
+            case PasswdRequest():
+                self._require_passphrase(request.new)
+                self._guarded(lambda: self.store.change_passphrase(request.old, request.new))
+                return self._succeeded()
+        raise BadRequestError("unhandled request")  # pragma: no cover - the union is closed
+
+    def tick(self, now: datetime) -> bool:
+        """Lock an idle passphrase store; return whether it was locked now."""
+        if self.idle_lock is None or not self.store.lockable:
+            return False
+        with self._mutex:
+            last_use = self._last_use
+        if last_use is None or now - last_use < self.idle_lock:
+            return False
+        if self.store.state is not StoreState.UNLOCKED:
+            return False
+        self.store.lock()
+        with self._mutex:
+            self._last_use = None
+        log.info("store locked after %s without use", self.idle_lock)
+        return True
+
+    def _status(self) -> StatusResult:
+        state = self.store.state
+        records: list[Record] | None = None
+        if state is StoreState.UNLOCKED:
+            try:
+                records = self.store.records()
+            except LockedError:
+                state = StoreState.LOCKED
+        repositories = None
+        if records is not None:
+            repositories = len({r.name for r in records if r.kind is not Kind.GENERIC})
+        return StatusResult(
+            version=__version__,
+            pid=os.getpid(),
+            store="keyring" if self.store.kind == "keyring" else "file",
+            store_reason=self.store_reason,
+            initialized=state is not StoreState.MISSING,
+            locked=state is not StoreState.UNLOCKED,
+            lockable=self.store.lockable,
+            repositories=repositories,
+            records=None if records is None else len(records),
+            idle_lock_seconds=None if self.idle_lock is None else self.idle_lock.total_seconds(),
+        )
+
+    def _get(self, request: GetRequest, now: datetime) -> GetResult:
+        records = self.store.records()
+        query = Query(
+            name=request.name, url=request.url, service=request.service, username=request.username
+        )
+        try:
+            record = find(records, query, now)
+        except NotFoundError:
+            found = self._foreign_get(request, records, now)
+            if found is None:
+                raise
+            return found
+        return GetResult(
+            name=record.name,
+            username=record.username,
+            password=self.store.password(record),
+            kind=record.kind,
+            urls=list(record.urls),
+            expires_at=record.expires_at,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    def _foreign_get(
+        self, request: GetRequest, records: list[Record], now: datetime
+    ) -> GetResult | None:
+        """A generic entry from the OS keyring, for a service helperd does not own."""
+        service = request.service
+        if service is None or self._foreign is None or owns(records, service, now):
+            return None
+        found = self._foreign.foreign_password(service, request.username)
+        if found is None:
+            return None
+        username, password = found
+        return GetResult(
+            name=service,
+            username=username,
+            password=password,
+            kind=Kind.GENERIC,
+            urls=[],
+            expires_at=None,
+            created_at=None,
+            updated_at=None,
+        )
+
+    def _set(self, request: SetRequest, now: datetime) -> SetResult:
+        kind = request.kind
+        if kind is not Kind.GENERIC and not NAME_PATTERN.fullmatch(request.name):
+            raise BadRequestError(
+                "a repository name may hold only letters, digits, '.', '_' and '-'"
+            )
+        username = request.username
+        if username is None:
+            username = TOKEN_USERNAME if kind is Kind.TOKEN else ""
+        if request.url is not None and request.urls is not None:
+            raise BadRequestError("give either url or urls, not both")
+        asked = [request.url] if request.url is not None else request.urls
+        if asked and kind is Kind.GENERIC:
+            raise BadRequestError("a generic keyring entry has no URLs")
+        urls = None if asked is None else tuple(check_url(u) for u in asked)
+        if request.expires_at is not None and request.expires_at <= now:
+            raise BadRequestError("expires_at is in the past")
+        existing = {r.key: r for r in self.store.records()}.get((request.name, username))
+        if urls is None:
+            urls = existing.urls if existing is not None else ()
+        record = Record(
+            name=request.name,
+            username=username,
+            kind=kind,
+            urls=urls,
+            expires_at=request.expires_at,
+            created_at=existing.created_at if existing is not None else now,
+            updated_at=now,
+        )
+        self.store.put(record, request.password)
+        return SetResult(record=RecordInfo.of(record, now), replaced=existing is not None)
+
+    def _delete(self, request: DeleteRequest) -> DeleteResult:
+        keys = [
+            r.key
+            for r in self.store.records()
+            if r.name == request.name and request.username in (None, r.username)
+        ]
+        if not keys:
+            who = "" if request.username is None else f" with username {request.username!r}"
+            raise NotFoundError(f"no record named {request.name!r}{who}")
+        self.store.remove(keys)
+        return DeleteResult(deleted=len(keys))
+
+    def _require_passphrase(self, passphrase: SecretStr | None) -> None:
+        if self.store.needs_passphrase and not (passphrase and passphrase.get_secret_value()):
+            raise BadRequestError("a passphrase is required and must not be empty")
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        """Run a passphrase check; count failures and attach the penalty to the error."""
+        try:
+            action()
+        except BadPassphraseError as exc:
+            with self._mutex:
+                self._failures += 1
+                delay = penalty(self._failures)
+            raise BadPassphraseError(exc.message, delay=delay) from None
+
+    def _succeeded(self) -> Ack:
+        with self._mutex:
+            self._failures = 0
+        return Ack(locked=self.store.state is not StoreState.UNLOCKED)

@@ -1,0 +1,144 @@
+"""Run a real helperd daemon for tests: your project's, or ours.
+
+    from helperd.testing import running_daemon
+
+    with running_daemon() as daemon:
+        daemon.client().set("acme", "s3cret", username="alice")
+
+The daemon runs in a subprocess with its own temporary ``HELPERD_HOME`` (a short path under
+/tmp: Unix socket paths are limited to about 100 bytes), is stopped with SIGTERM when the
+block ends, even on failure, and its home is removed. Nothing is written under the real home.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helperd_client import Client, DaemonUnreachableError
+
+__all__ = ["Daemon", "running_daemon", "start_daemon"]
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class Daemon:
+    """A helperd process started by `start_daemon`."""
+
+    home: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(repr=False)
+
+    @property
+    def socket(self) -> Path:
+        """Where the daemon listens."""
+        return self.home / "helperd.sock"
+
+    @property
+    def log(self) -> Path:
+        """The daemon's stderr."""
+        return self.home / "daemon.log"
+
+    def client(self, timeout: float = 5.0) -> Client:
+        """A client connected to this daemon."""
+        return Client(self.socket, timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
+        """Signal the daemon and wait for it; kill it if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def daemon_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a daemon (or a client) that lives entirely in ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPERD_")}
+    for name in ("DBUS_SESSION_BUS_ADDRESS", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"):
+        env.pop(name, None)
+    env.update({"HELPERD_HOME": str(home), "HOME": str(home), "XDG_RUNTIME_DIR": str(home)})
+    env.update(extra or {})
+    return env
+
+
+def start_daemon(
+    home: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> Daemon:
+    """Start ``helperd`` with ``HELPERD_HOME=home`` and wait until it answers ``hello``.
+
+    Raises:
+        RuntimeError: the daemon exited or did not answer within `START_TIMEOUT` seconds
+            (the message holds its log).
+    """
+    full_env = daemon_env(home, env)
+    log = (home / "daemon.log").open("ab")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "helperd", *args],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    finally:
+        log.close()
+    daemon = Daemon(home, process, full_env)
+    if wait:
+        _wait_ready(daemon)
+    return daemon
+
+
+def _wait_ready(daemon: Daemon) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if daemon.process.poll() is not None:
+            raise RuntimeError(f"helperd exited with {daemon.process.returncode}: {_tail(daemon)}")
+        with contextlib.suppress(DaemonUnreachableError), daemon.client(timeout=1.0) as client:
+            client.hello()
+            return
+        time.sleep(0.02)
+    daemon.stop(signal.SIGKILL)
+    raise RuntimeError(f"helperd did not answer within {START_TIMEOUT} s: {_tail(daemon)}")
+
+
+def _tail(daemon: Daemon) -> str:
+    try:
+        return daemon.log.read_text(errors="replace")[-2000:]
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def running_daemon(
+    *args: str, env: Mapping[str, str] | None = None, home: Path | None = None
+) -> Iterator[Daemon]:
+    """Start a daemon in a fresh temporary home; stop it and remove the home afterwards."""
+    own_home = home is None
+    home = Path(tempfile.mkdtemp(prefix="hd", dir="/tmp")) if home is None else home
+    try:
+        daemon = start_daemon(home, *args, env=env)
+        try:
+            yield daemon
+        finally:
+            daemon.stop()
+    finally:
+        if own_home:
+            shutil.rmtree(home, ignore_errors=True)

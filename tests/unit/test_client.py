@@ -1,0 +1,101 @@
+"""The client library against raw sockets: every call is bounded, errors are typed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helperd_client import (
+    Client,
+    Credential,
+    DaemonUnreachableError,
+    NotFoundError,
+    ProtocolMismatchError,
+)
+
+
+@pytest.fixture
+def listener(home: Path) -> Iterator[socket.socket]:
+    """A Unix socket that accepts connections but never answers (a hung daemon)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(home / "hung.sock"))
+    sock.listen(16)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def serve_once(sock: socket.socket, answer: dict[str, object]) -> threading.Thread:
+    """Answer one request on ``sock`` with ``answer`` (its id copied from the request)."""
+
+    def run() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            request = json.loads(conn.recv(65_536))
+            conn.sendall(json.dumps({"id": request["id"], **answer}).encode() + b"\n")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_missing_socket_is_unreachable_at_once(home: Path) -> None:
+    """No socket: DaemonUnreachableError right away, naming how to start the daemon."""
+    started = time.monotonic()
+    with pytest.raises(DaemonUnreachableError, match="start it with") as caught:
+        Client(home / "none.sock", timeout=2).hello()
+    assert time.monotonic() - started < 1
+    assert 3 == caught.value.exit_code
+
+
+def test_stale_socket_is_unreachable_at_once(home: Path) -> None:
+    """A socket file nobody listens on: connection refused, reported as unreachable."""
+    path = home / "stale.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+    with pytest.raises(DaemonUnreachableError, match="not running"):
+        Client(path, timeout=2).status()
+
+
+def test_hung_daemon_times_out(home: Path, listener: socket.socket) -> None:
+    """A daemon that accepts and never answers ends the call at the read timeout."""
+    timeout = 0.3
+    started = time.monotonic()
+    with pytest.raises(DaemonUnreachableError, match="did not answer"):
+        Client(home / "hung.sock", timeout=timeout).get(name="foo")
+    assert time.monotonic() - started < 5 * timeout
+
+
+def test_newer_daemon_is_named_plainly(home: Path, listener: socket.socket) -> None:
+    """A response in another protocol version raises ProtocolMismatchError saying so."""
+    thread = serve_once(listener, {"v": 2, "ok": True, "result": {}})
+    with Client(home / "hung.sock") as client, pytest.raises(ProtocolMismatchError, match="v2"):
+        client.hello()
+    thread.join(5)
+
+
+def test_wire_error_becomes_its_class(home: Path, listener: socket.socket) -> None:
+    """An error response is raised as the class of its code, with the daemon's message."""
+    error = {"code": "not_found", "message": "no record named 'x'"}
+    thread = serve_once(listener, {"v": 1, "ok": False, "error": error})
+    with (
+        Client(home / "hung.sock") as client,
+        pytest.raises(NotFoundError, match="no record named 'x'") as caught,
+    ):
+        client.get(name="x")
+    assert 4 == caught.value.exit_code
+    thread.join(5)
+
+
+def test_credential_repr_hides_the_password() -> None:
+    """A Credential's repr shows everything but the password."""
+    cred = Credential("foo", "alice", "hunter2", "basic", (), None, None, None)
+    assert "hunter2" not in repr(cred)
+    assert "alice" in repr(cred)

@@ -1,0 +1,198 @@
+"""The pure core with an in-memory store: set semantics, idle lock, passphrase penalty."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from freezegun import freeze_time
+from helperd_client.errors import (
+    BadPassphraseError,
+    BadRequestError,
+    LockedError,
+    NotFoundError,
+)
+from pydantic import SecretStr
+
+from helperd.protocol import (
+    DeleteRequest,
+    GetRequest,
+    ListRequest,
+    SetRequest,
+    StatusRequest,
+    UnlockRequest,
+)
+from helperd.record import Kind, Record
+from helperd.service import Service, penalty
+from helperd.stores.base import Store, StoreState
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class MemoryStore(Store):
+    """A lockable store in memory whose passphrase is 'right'."""
+
+    kind = "file"
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], tuple[Record, SecretStr]] = {}
+        self._unlocked = True
+
+    @property
+    def state(self) -> StoreState:
+        return StoreState.UNLOCKED if self._unlocked else StoreState.LOCKED
+
+    @property
+    def lockable(self) -> bool:
+        return True
+
+    @property
+    def needs_passphrase(self) -> bool:
+        return True
+
+    def _check(self) -> None:
+        if not self._unlocked:
+            raise LockedError("locked: run `helperctl unlock`")
+
+    def records(self) -> list[Record]:
+        self._check()
+        return [r for r, _ in self.data.values()]
+
+    def password(self, record: Record) -> SecretStr:
+        self._check()
+        return self.data[record.key][1]
+
+    def put(self, record: Record, password: SecretStr) -> None:
+        self._check()
+        self.data[record.key] = (record, password)
+
+    def remove(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+
+    def unlock(self, passphrase: SecretStr | None) -> None:
+        if passphrase is None or passphrase.get_secret_value() != "right":
+            raise BadPassphraseError("wrong passphrase")
+        self._unlocked = True
+
+    def lock(self) -> None:
+        self._unlocked = False
+
+
+def set_req(**kw: object) -> SetRequest:
+    return SetRequest.model_validate({"v": 1, "id": 1, "op": "set", "password": "pw", **kw})
+
+
+@pytest.fixture
+def service() -> Service:
+    return Service(MemoryStore(), store_reason="test", idle_lock=timedelta(minutes=15))
+
+
+def test_set_defaults_usernames(service: Service) -> None:
+    """A token defaults to __token__, a basic record to the empty username."""
+    service.handle(set_req(name="a", kind="token"), T0)
+    service.handle(set_req(name="b"), T0)
+    names = {(r.name, r.username, r.kind) for r in service.store.records()}
+    assert {("a", "__token__", Kind.TOKEN), ("b", "", Kind.BASIC)} == names
+
+
+def test_replacing_keeps_urls_and_created_at(service: Service) -> None:
+    """A set without urls keeps the replaced record's URLs and creation time."""
+    service.handle(set_req(name="a", username="u", url="https://h.test/simple/"), T0)
+    later = T0 + timedelta(minutes=1)
+    result = service.handle(set_req(name="a", username="u", password="new"), later)
+    assert result.replaced  # type: ignore[union-attr]
+    [record] = service.store.records()
+    assert (("https://h.test/simple/",), T0, later) == (
+        record.urls,
+        record.created_at,
+        record.updated_at,
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"name": "has space"}, id="bad-name"),
+        pytest.param({"name": "a", "url": "https://h/", "urls": ["https://h/"]}, id="url-and-urls"),
+        pytest.param({"name": "a", "url": "ftp://h/"}, id="ftp"),
+        pytest.param(
+            {"name": "svc", "kind": "generic", "username": "u", "url": "https://h/"},
+            id="generic-with-url",
+        ),
+        pytest.param({"name": "a", "expires_at": "2025-01-01T00:00:00Z"}, id="past-expiry"),
+    ],
+)
+def test_set_refusals(service: Service, fields: dict[str, object]) -> None:
+    """Invalid sets are refused as bad requests and store nothing."""
+    with pytest.raises(BadRequestError):
+        service.handle(set_req(**fields), T0)
+    assert [] == service.store.records()
+
+
+def test_generic_entry_may_have_any_service_name(service: Service) -> None:
+    """A generic entry's name is a raw keyring service, spaces and all."""
+    service.handle(set_req(name="my app: ü", kind="generic", username="me"), T0)
+    get = GetRequest(v=1, id=1, op="get", service="my app: ü", username="me")
+    assert "pw" == service.handle(get, T0).password.get_secret_value()  # type: ignore[union-attr]
+
+
+def test_delete_unknown_is_not_found(service: Service) -> None:
+    """Deleting a name that holds nothing answers not_found."""
+    with pytest.raises(NotFoundError):
+        service.handle(DeleteRequest(v=1, id=1, op="delete", name="nope"), T0)
+
+
+def test_list_is_sorted_and_has_no_secret(service: Service) -> None:
+    """list returns records sorted by (name, username), without passwords."""
+    for name in ("b", "a"):
+        service.handle(set_req(name=name, username="u", password="topsecret"), T0)
+    result = service.handle(ListRequest(v=1, id=1, op="list"), T0)
+    assert ["a", "b"] == [r.name for r in result.records]  # type: ignore[union-attr]
+    assert "topsecret" not in result.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay"), [(0, 0), (1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (60, 30)]
+)
+def test_penalty_doubles_up_to_thirty_seconds(failures: int, delay: float) -> None:
+    """The n-th wrong passphrase in a row waits min(2^(n-1), 30) seconds."""
+    assert delay == penalty(failures)
+
+
+def test_failures_count_up_and_reset_on_success(service: Service) -> None:
+    """Each wrong passphrase raises the delay; a right one resets it."""
+    service.store.lock()
+    wrong = UnlockRequest.model_validate({"v": 1, "id": 1, "op": "unlock", "passphrase": "no"})
+    right = UnlockRequest.model_validate({"v": 1, "id": 1, "op": "unlock", "passphrase": "right"})
+    delays = []
+    for _ in range(3):
+        with pytest.raises(BadPassphraseError) as caught:
+            service.handle(wrong, T0)
+        delays.append(caught.value.delay)
+    service.handle(right, T0)
+    service.store.lock()
+    with pytest.raises(BadPassphraseError) as caught:
+        service.handle(wrong, T0)
+    assert [1, 2, 4, 1] == [*delays, caught.value.delay]
+
+
+def test_idle_store_locks_after_the_configured_time(service: Service) -> None:
+    """Fifteen minutes without use lock the store; status does not count as use."""
+    with freeze_time(T0) as clock:
+        service.handle(set_req(name="a", username="u"), datetime.now(UTC))
+        clock.tick(timedelta(minutes=14))
+        service.handle(StatusRequest(v=1, id=1, op="status"), datetime.now(UTC))
+        assert not service.tick(datetime.now(UTC))
+        clock.tick(timedelta(minutes=1))
+        assert service.tick(datetime.now(UTC))
+    assert StoreState.LOCKED == service.store.state
+
+
+def test_status_counts_repositories_not_records(service: Service) -> None:
+    """Two records under one name are one repository; generic entries are not repositories."""
+    service.handle(set_req(name="a", username="u"), T0)
+    service.handle(set_req(name="a", kind="token"), T0)
+    service.handle(set_req(name="svc", kind="generic", username="x"), T0)
+    status = service.handle(StatusRequest(v=1, id=1, op="status"), T0)
+    assert (1, 3) == (status.repositories, status.records)  # type: ignore[union-attr]
