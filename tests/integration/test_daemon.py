@@ -211,7 +211,7 @@ def test_no_secret_in_any_file_or_the_log(key_daemon: Daemon) -> None:
 
 
 def test_idle_connection_does_not_block_others(home: Path, key_file: Path) -> None:
-    """A peer that sends half a line, then nothing, is cut at the read timeout; others are served."""
+    """A peer sending half a line, then nothing, is cut at the read timeout; others are served."""
     (home / "config.toml").write_text("read_timeout = 1.0\n")
     daemon = start_daemon(home, "--store", "file", env={"HELPERD_KEY_FILE": str(key_file)})
     try:
