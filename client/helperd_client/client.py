@@ -181,6 +181,12 @@ class Client:
         with self._lock:
             self._disconnect()
 
+    def __del__(self) -> None:
+        # A one-shot `Client().get(...)` must not leak its socket until interpreter exit.
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
     # --- operations -------------------------------------------------------------------
 
     def hello(self) -> Hello:

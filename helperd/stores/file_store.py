@@ -1,0 +1,490 @@
+"""The encrypted file store: every record and password in one AES-256-GCM encrypted file.
+
+File format, version 1 (docs/file-format.md gives every field and the reasons)::
+
+    {"aead":"AES-256-GCM","check":"…","format":"helperd-store","generation":1,"key":{…},…}
+    <binary: AES-256-GCM ciphertext followed by its 16-byte tag>
+
+The first line is a JSON header (UTF-8, compact, sorted keys: ``aead``, ``check``, ``format``,
+``generation``, ``key``, ``nonce``, ``version``) ended by ``\\n``; the rest is the ciphertext.
+``key`` says how the master key is made (`helperd.stores.keys.KeySpec`), ``check`` tells a
+wrong passphrase from a damaged file, ``nonce`` is 12 random bytes fresh for every write and
+``generation`` counts writes (groundwork for rollback detection). The associated data is the
+header line without its ``\\n``, so no header byte changes unnoticed. The plaintext is the JSON
+``{"records": [{<Record.model_dump(mode="json")>, "password": "…"}]}``, sorted by key.
+
+A file that does not open cleanly is never written, and nothing is stored until it does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeGuard
+
+from cryptography.exceptions import InvalidTag
+from helperd_client.errors import (
+    BadPassphraseError,
+    BadRequestError,
+    LockedError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+from pydantic import SecretStr
+
+from helperd import durable
+from helperd.record import Record, RecordKey
+from helperd.stores.base import Store, StoreState
+from helperd.stores.keys import (
+    KEY_FILE,
+    PASSPHRASE,
+    SALT_BYTES,
+    KdfParams,
+    KeySpec,
+    StoreKey,
+    decode_b64,
+    key_file_key,
+    passphrase_key,
+    read_key_file,
+)
+
+__all__ = ["AEAD", "FORMAT", "NONCE_BYTES", "VERSION", "FileStore"]
+
+FORMAT = "helperd-store"
+VERSION = 1
+AEAD = "AES-256-GCM"
+NONCE_BYTES = 12
+_HEADER_FIELDS = frozenset({"aead", "check", "format", "generation", "key", "nonce", "version"})
+
+_Entry = tuple[Record, SecretStr]
+_Entries = dict[RecordKey, _Entry]
+
+
+class _NewerVersionError(Exception):
+    """The header's format version is newer than this helperd's; the message is the version."""
+
+
+@dataclass(frozen=True)
+class _Header:
+    spec: KeySpec
+    nonce: bytes
+    generation: int
+
+    def encode(self) -> bytes:
+        header = {
+            "aead": AEAD,
+            "check": base64.b64encode(self.spec.check).decode("ascii"),
+            "format": FORMAT,
+            "generation": self.generation,
+            "key": self.spec.to_json(),
+            "nonce": base64.b64encode(self.nonce).decode("ascii"),
+            "version": VERSION,
+        }
+        return json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii")
+
+
+class FileStore(Store):
+    """Records and passwords in one encrypted file, opened by a passphrase or a key file.
+
+    With ``key_file``, the store opens itself on first use (creating an empty store file
+    when none exists) and is never locked: a key file fixed after a refusal is picked up on
+    the next call. Without, ``create``/``unlock`` take a passphrase and ``lock`` forgets it.
+
+    Thread safe. Argon2id runs without the state lock held, so readers of an unlocked store
+    never wait for an ``unlock`` or ``passwd`` attempt; those are serialised among themselves.
+
+    Args:
+        path: the store file; its directory exists and is private (0700).
+        key_file: the key file of a headless store, or None for a passphrase store.
+        kdf: Argon2id parameters for new passphrases (an existing file names its own).
+        randbytes: source of salts and nonces (tests make it deterministic).
+
+    Raises:
+        StoreUnavailableError: another helperd holds this store's lock.
+    """
+
+    kind = "file"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        key_file: Path | None = None,
+        kdf: KdfParams = KdfParams(),  # noqa: B008 - a frozen dataclass, immutable
+        randbytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.path = path
+        self.key_file = key_file
+        self._kdf = kdf
+        self._randbytes = randbytes
+        # Guards the fields below; never held while Argon2id runs.
+        self._lock = threading.Lock()
+        # Serialises create/unlock/change_passphrase, so the key spec on disk only changes
+        # under it while put/remove (under self._lock alone) go on.
+        self._slow = threading.Lock()
+        # All three are set together, and only while the store is open.
+        self._key: StoreKey | None = None
+        self._header: _Header | None = None
+        self._entries: _Entries | None = None
+        self._closed = False
+        self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"))
+
+    def __repr__(self) -> str:
+        source = PASSPHRASE if self.key_file is None else f"key_file={str(self.key_file)!r}"
+        return f"FileStore({str(self.path)!r}, {source})"
+
+    @property
+    def state(self) -> StoreState:
+        """UNLOCKED with a key in memory, else LOCKED, or MISSING when there is no file.
+
+        A key-file store is always UNLOCKED: it opens itself on use, and reports what keeps
+        it from opening as `StoreUnavailableError`.
+        """
+        with self._lock:
+            if self._key is not None or self.key_file is not None:
+                return StoreState.UNLOCKED
+        # lexists: a dangling symlink is not "missing" (init must not write through it).
+        return StoreState.LOCKED if os.path.lexists(self.path) else StoreState.MISSING
+
+    @property
+    def lockable(self) -> bool:
+        """True for a passphrase store; a key-file store cannot be locked."""
+        return self.key_file is None
+
+    @property
+    def needs_passphrase(self) -> bool:
+        """True for a passphrase store."""
+        return self.key_file is None
+
+    def records(self) -> list[Record]:
+        """Every record, sorted by (name, username), without passwords."""
+        with self._lock:
+            entries = self._open_entries()
+            return [entries[key][0] for key in sorted(entries)]
+
+    def password(self, record: Record) -> SecretStr:
+        """The password of the record with ``record``'s (name, username)."""
+        with self._lock:
+            entry = self._open_entries().get(record.key)
+        if entry is None:
+            raise NotFoundError(f"no record named {record.name!r} for user {record.username!r}")
+        return entry[1]
+
+    def put(self, record: Record, password: SecretStr) -> None:
+        """Add ``record``, replacing the one with the same (name, username); durable on return."""
+        with self._lock:
+            entries = dict(self._open_entries())
+            entries[record.key] = (record, password)
+            self._commit(entries)
+
+    def remove(self, keys: Iterable[RecordKey]) -> None:
+        """Delete the records with these keys; nothing is written when none of them exists."""
+        doomed = set(keys)
+        with self._lock:
+            current = self._open_entries()
+            entries = {key: entry for key, entry in current.items() if key not in doomed}
+            if len(entries) != len(current):
+                self._commit(entries)
+
+    def create(self, passphrase: SecretStr | None) -> None:
+        """Write a new, empty passphrase store and leave it unlocked.
+
+        Raises:
+            BadRequestError: a store file exists, this is a key-file store, or the passphrase
+                is missing or empty.
+        """
+        if self.key_file is not None:
+            raise BadRequestError(
+                f"this store is opened by its key file {self.key_file}; init is for passphrase"
+                " stores (a key-file store creates itself on first use)"
+            )
+        secret = _new_passphrase(passphrase)
+        with self._slow:
+            with self._lock:
+                self._refuse_existing()
+            salt = self._randbytes(SALT_BYTES)
+            key = passphrase_key(secret, salt, self._kdf)
+            with self._lock:
+                self._refuse_existing()
+                self._commit({}, key, KeySpec(PASSPHRASE, salt, key.check, self._kdf), 1)
+
+    def unlock(self, passphrase: SecretStr | None) -> None:
+        """Open the store with its passphrase (a key-file store just opens itself).
+
+        An already unlocked store checks the passphrase too, and stays unlocked either way.
+
+        Raises:
+            BadPassphraseError: the passphrase does not open the store.
+            LockedError: no store exists (unlock never creates one).
+            StoreUnavailableError: the file is damaged, or is opened by a key file.
+        """
+        if self.key_file is not None:
+            with self._lock:
+                self._open_entries()
+            return
+        secret = _passphrase(passphrase, "unlock")
+        with self._slow:
+            spec, raw = self._current_spec()
+            key = self._passphrase_key(secret, spec)
+            if raw is None:
+                return  # already unlocked: the passphrase was only checked
+            header, entries = self._decrypt(key, raw)
+            with self._lock:
+                self._check_not_closed()
+                self._key, self._header, self._entries = key, header, entries
+
+    def lock(self) -> None:
+        """Drop the key and every decrypted secret from memory.
+
+        Raises:
+            BadRequestError: a key-file store cannot be locked.
+        """
+        if self.key_file is not None:
+            raise BadRequestError(
+                f"this store is opened by its key file {self.key_file}: it cannot be locked,"
+                " as no passphrase could unlock it"
+            )
+        with self._lock:
+            self._key = self._header = self._entries = None
+
+    def change_passphrase(self, old: SecretStr, new: SecretStr) -> None:
+        """Re-encrypt the store under ``new`` with a new salt, atomically; it ends up unlocked.
+
+        Raises:
+            BadPassphraseError: ``old`` does not open the store (nothing changes).
+            BadRequestError: ``new`` is empty, or this is a key-file store.
+            LockedError: no store exists.
+        """
+        if self.key_file is not None:
+            raise BadRequestError(
+                f"this store is opened by its key file {self.key_file}: it has no passphrase"
+            )
+        old_secret = _passphrase(old, "change the passphrase of")
+        new_secret = _new_passphrase(new)
+        with self._slow:
+            spec, raw = self._current_spec()
+            old_key = self._passphrase_key(old_secret, spec)
+            salt = self._randbytes(SALT_BYTES)
+            new_key = passphrase_key(new_secret, salt, self._kdf)
+            new_spec = KeySpec(PASSPHRASE, salt, new_key.check, self._kdf)
+            with self._lock:
+                self._check_not_closed()
+                if self._entries is not None and self._header is not None:
+                    # Unlocked now: the records in memory, puts made during the KDF included.
+                    entries, generation = self._entries, self._header.generation
+                else:
+                    # Locked, before or during the KDF: re-encrypt what the file holds.
+                    header, entries = self._decrypt(old_key, raw or self._read_existing())
+                    generation = header.generation
+                self._commit(entries, new_key, new_spec, generation + 1)
+
+    def close(self) -> None:
+        """Forget every secret and release the store's OS lock."""
+        with self._lock:
+            self._key = self._header = self._entries = None
+            self._closed = True
+            self._file_lock.release()
+
+    # Internals. Those touching _key/_header/_entries run with self._lock held.
+
+    def _check_not_closed(self) -> None:
+        if self._closed:
+            raise StoreUnavailableError(f"the file store at {self.path} is closed")
+
+    def _refuse_existing(self) -> None:
+        self._check_not_closed()
+        if os.path.lexists(self.path):
+            raise BadRequestError(f"a store already exists at {self.path}; use `helperctl unlock`")
+
+    def _missing(self) -> LockedError:
+        return LockedError(f"no store exists at {self.path} yet: create it with `helperctl init`")
+
+    def _open_entries(self) -> _Entries:
+        """The records in memory, opening a key-file store on first use."""
+        self._check_not_closed()
+        if self._entries is not None:
+            return self._entries
+        if self.key_file is not None:
+            return self._open_with_key_file(self.key_file)
+        if os.path.lexists(self.path):
+            raise LockedError(f"the store at {self.path} is locked: run `helperctl unlock`")
+        raise self._missing()
+
+    def _open_with_key_file(self, key_file: Path) -> _Entries:
+        # Read on every attempt until one succeeds, so a key file fixed later is picked up.
+        material = read_key_file(key_file)
+        raw = durable.read_private(self.path)
+        if raw is None:
+            salt = self._randbytes(SALT_BYTES)
+            key = key_file_key(material, salt)
+            return self._commit({}, key, KeySpec(KEY_FILE, salt, key.check), 1)
+        spec = self._parse(raw)[0].spec
+        if spec.source != KEY_FILE:
+            raise StoreUnavailableError(
+                f"store file {self.path} is protected by a passphrase, not by a key file; it"
+                " was left untouched. Unset HELPERD_KEY_FILE to use it, or move it away to start"
+                " a new store"
+            )
+        key = key_file_key(material, spec.salt)
+        if not key.matches(spec.check):
+            raise StoreUnavailableError(
+                f"the key file {key_file} does not open the store {self.path}; it was left"
+                " untouched. Use the key file that created it, or move the store away to start"
+                " a new one"
+            )
+        header, entries = self._decrypt(key, raw)
+        self._key, self._header, self._entries = key, header, entries
+        return entries
+
+    def _current_spec(self) -> tuple[KeySpec, bytes | None]:
+        """The key spec in force, with the file's bytes when the store is locked."""
+        with self._lock:
+            self._check_not_closed()
+            if self._header is not None:
+                return self._header.spec, None
+            raw = self._read_existing()
+        return self._parse(raw)[0].spec, raw
+
+    def _passphrase_key(self, secret: SecretStr, spec: KeySpec) -> StoreKey:
+        """Run Argon2id for ``spec`` (slow: never with self._lock held) and check the result."""
+        if spec.kdf is None:
+            raise StoreUnavailableError(
+                f"store file {self.path} is opened by a key file, not by a passphrase: set"
+                " HELPERD_KEY_FILE to that key file"
+            )
+        key = passphrase_key(secret, spec.salt, spec.kdf)
+        if not key.matches(spec.check):
+            raise BadPassphraseError(f"wrong passphrase for the store at {self.path}")
+        return key
+
+    def _read_existing(self) -> bytes:
+        raw = durable.read_private(self.path)
+        if raw is None:
+            raise self._missing()
+        return raw
+
+    def _commit(
+        self,
+        entries: _Entries,
+        key: StoreKey | None = None,
+        spec: KeySpec | None = None,
+        generation: int = 0,
+    ) -> _Entries:
+        """Write ``entries`` durably, then make them current: a failed write changes nothing.
+
+        Without ``key`` and ``spec``, writes under the current ones as the next generation.
+        """
+        if key is None or spec is None:
+            if self._key is None or self._header is None:
+                raise self._missing()  # unreachable: callers open the store first
+            key, spec, generation = self._key, self._header.spec, self._header.generation + 1
+        header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
+        line = header.encode()
+        ciphertext = key.aead.encrypt(header.nonce, _encode_records(entries), line)
+        durable.write_atomic(self.path, line + b"\n" + ciphertext)
+        self._key, self._header, self._entries = key, header, entries
+        return entries
+
+    def _parse(self, raw: bytes) -> tuple[_Header, bytes, bytes]:
+        """Split a file into its header, its header line and its ciphertext."""
+        line, newline, ciphertext = raw.partition(b"\n")
+        try:
+            if not newline:
+                raise ValueError("it has no header line")
+            return _decode_header(line), line, ciphertext
+        except _NewerVersionError as exc:
+            raise StoreUnavailableError(
+                f"store file {self.path} was written by a newer helperd (format version {exc});"
+                " it was left untouched. Upgrade helperd to open it"
+            ) from None
+        except ValueError as exc:
+            raise StoreUnavailableError(
+                f"store file {self.path} is damaged or not a helperd store ({exc}); it was left"
+                " untouched. Restore it from a backup, or move it away to start a new store"
+            ) from None
+
+    def _decrypt(self, key: StoreKey, raw: bytes) -> tuple[_Header, _Entries]:
+        header, line, ciphertext = self._parse(raw)
+        try:
+            entries = _decode_records(key.aead.decrypt(header.nonce, ciphertext, line))
+        except (InvalidTag, ValueError, TypeError, KeyError, RecursionError):
+            # Never chain or quote: JSON and pydantic errors quote the decrypted input.
+            raise StoreUnavailableError(
+                f"store file {self.path} failed its integrity check (damaged, truncated or"
+                " tampered with); it was left untouched. Restore it from a backup, or move it"
+                " away to start a new store"
+            ) from None
+        return header, entries
+
+
+def _passphrase(passphrase: SecretStr | None, action: str) -> SecretStr:
+    if passphrase is None:
+        raise BadRequestError(f"a passphrase is needed to {action} the file store")
+    return passphrase
+
+
+def _new_passphrase(passphrase: SecretStr | None) -> SecretStr:
+    secret = _passphrase(passphrase, "protect")
+    if not secret.get_secret_value():
+        raise BadRequestError("the new passphrase must not be empty")
+    return secret
+
+
+def _decode_header(line: bytes) -> _Header:
+    """Parse a header line (raises ValueError saying what is wrong, or _NewerVersionError)."""
+    try:
+        header = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ValueError("its first line is not a JSON header") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"its header does not say format {FORMAT!r}")
+    version = header.get("version")
+    if _is_int(version) and version > VERSION:
+        raise _NewerVersionError(str(version))
+    if version != VERSION or not _is_int(version):
+        raise ValueError("its header has no valid version")
+    if set(header) != _HEADER_FIELDS:
+        raise ValueError("its header has missing or unknown fields")
+    if header["aead"] != AEAD:
+        raise ValueError(f"its cipher is not {AEAD}")
+    generation = header["generation"]
+    if not _is_int(generation) or generation < 1:
+        raise ValueError("its generation is not a positive integer")
+    spec = KeySpec.from_json(header["key"], header["check"])
+    return _Header(spec, decode_b64(header["nonce"], NONCE_BYTES, "nonce"), generation)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _encode_records(entries: _Entries) -> bytes:
+    items = [
+        {**record.model_dump(mode="json"), "password": password.get_secret_value()}
+        for record, password in (entries[key] for key in sorted(entries))
+    ]
+    # ensure_ascii escapes lone surrogates too, so any str a password holds round-trips.
+    return json.dumps({"records": items}, separators=(",", ":"), sort_keys=True).encode("ascii")
+
+
+def _decode_records(plaintext: bytes) -> _Entries:
+    """Parse decrypted records (raises ValueError, TypeError or KeyError when not valid)."""
+    document = json.loads(plaintext.decode("utf-8"))
+    if not isinstance(document, dict) or not isinstance(document.get("records"), list):
+        raise ValueError("not a records document")
+    entries: _Entries = {}
+    for item in document["records"]:
+        fields = dict(item)
+        password = fields.pop("password")
+        if not isinstance(password, str):
+            raise TypeError("password is not a string")
+        record = Record.model_validate(fields)
+        if record.key in entries:
+            raise ValueError("two records share a key")
+        entries[record.key] = (record, SecretStr(password))
+    return entries
