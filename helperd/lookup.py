@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 from helperd_client.errors import BadRequestError, NotFoundError
 
-from helperd.record import TOKEN_USERNAME, Kind, Record
+from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 
-__all__ = ["Query", "check_url", "find", "owns", "redact_url"]
+__all__ = ["Query", "check_url", "find", "owns", "redact_url", "write_target"]
 
 _POETRY_PREFIX = "poetry-repository-"  # Poetry's keyring service for repository NAME
 
@@ -106,6 +106,41 @@ def owns(records: Iterable[Record], service: str, now: datetime) -> bool:
     """
     del now  # ownership does not depend on expiry (see above)
     return _classify([r for r in records if r.kind is not Kind.GENERIC], service) is not None
+
+
+def write_target(records: Iterable[Record], service: str, username: str) -> tuple[str, Kind]:
+    """Where a keyring write of (``service``, ``username``) lands: a record name and kind.
+
+    ``poetry-repository-NAME`` always means repository NAME (Poetry's write-through creates
+    it); another owned service means the repository that owns it, expired or not (for a URL,
+    the longest stored prefix); anything else is a generic entry named ``service``.
+    A repository write is a token when ``username`` is ``__token__``, else basic.
+
+    Raises:
+        BadRequestError: a ``host[:port]`` or URL owned by several repositories.
+    """
+    repos = [r for r in records if r.kind is not Kind.GENERIC]
+    kind = Kind.TOKEN if username == TOKEN_USERNAME else Kind.BASIC
+    named = service[len(_POETRY_PREFIX) :] if service.startswith(_POETRY_PREFIX) else None
+    if named and NAME_PATTERN.fullmatch(named):
+        return named, kind
+    target = _classify(repos, service)
+    if target is None:
+        return service, Kind.GENERIC
+    if isinstance(target, str):
+        return target, kind
+    if isinstance(target, _Url):
+        scored = {r: n for r in repos if (n := _match_length(r, target)) is not None}
+        longest = max(scored.values())
+        owners = {r.name for r, n in scored.items() if n == longest}
+    else:
+        owners = {r.name for r in repos if _host_matches(r, target)}
+    if len(owners) > 1:
+        raise BadRequestError(
+            f"{_shown(service)} belongs to several repositories ({', '.join(sorted(owners))}):"
+            " store it by repository name instead"
+        )
+    return owners.pop(), kind
 
 
 def _classify(repos: Sequence[Record], service: str) -> str | _Url | _Host | None:

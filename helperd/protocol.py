@@ -121,15 +121,19 @@ class GetRequest(_Request):
 class SetRequest(_Request):
     """Add or replace the (name, username) record.
 
+    Exactly one of ``name`` (a repository name, or the service of a ``generic`` entry) and
+    ``service`` (a raw keyring service the daemon resolves to a record, as keyring writes do).
     ``username`` defaults to ``__token__`` for tokens and to the empty string otherwise;
+    ``kind`` defaults to ``basic`` for a name and is inferred for a service;
     ``urls`` (or a single ``url``) left out keeps the URLs of the record being replaced.
     """
 
     op: Literal["set"]
-    name: Text
+    name: Text | None = None
+    service: Text | None = None
     username: Text | None = None
     password: Secret
-    kind: KindName = Kind.BASIC
+    kind: KindName | None = None
     urls: list[Text] | None = Field(default=None, max_length=64)
     url: Text | None = None
     expires_at: Timestamp | None = None
@@ -140,10 +144,14 @@ class SetRequest(_Request):
 
 
 class DeleteRequest(_Request):
-    """Delete one record (with ``username``) or every record of ``name``."""
+    """Delete one record (with ``username``) or every record of ``name``.
+
+    A raw keyring ``service`` may stand in for ``name``, resolved as for ``set``.
+    """
 
     op: Literal["delete"]
-    name: Text
+    name: Text | None = None
+    service: Text | None = None
     username: Text | None = None
 
 

@@ -24,7 +24,7 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
-from helperd.lookup import Query, check_url, find, owns
+from helperd.lookup import Query, check_url, find, owns, write_target
 from helperd.protocol import (
     Ack,
     DeleteRequest,
@@ -230,14 +230,8 @@ class Service:
         )
 
     def _set(self, request: SetRequest, now: datetime) -> SetResult:
-        kind = request.kind
-        if kind is not Kind.GENERIC and not NAME_PATTERN.fullmatch(request.name):
-            raise BadRequestError(
-                "a repository name may hold only letters, digits, '.', '_' and '-'"
-            )
-        username = request.username
-        if username is None:
-            username = TOKEN_USERNAME if kind is Kind.TOKEN else ""
+        records = {r.key: r for r in self.store.records()}
+        name, username, kind = self._set_target(request, list(records.values()))
         if request.url is not None and request.urls is not None:
             raise BadRequestError("give either url or urls, not both")
         asked = [request.url] if request.url is not None else request.urls
@@ -246,11 +240,11 @@ class Service:
         urls = None if asked is None else tuple(check_url(u) for u in asked)
         if request.expires_at is not None and request.expires_at <= now:
             raise BadRequestError("expires_at is in the past")
-        existing = {r.key: r for r in self.store.records()}.get((request.name, username))
+        existing = records.get((name, username))
         if urls is None:
             urls = existing.urls if existing is not None else ()
         record = Record(
-            name=request.name,
+            name=name,
             username=username,
             kind=kind,
             urls=urls,
@@ -261,15 +255,51 @@ class Service:
         self.store.put(record, request.password)
         return SetResult(record=RecordInfo.of(record, now), replaced=existing is not None)
 
+    @staticmethod
+    def _set_target(request: SetRequest, records: list[Record]) -> tuple[str, str, Kind]:
+        """The (name, username, kind) a set writes, from a name or a keyring service."""
+        if (request.name is None) == (request.service is None):
+            raise BadRequestError("give exactly one of name or service")
+        if request.service is not None:
+            username = request.username or ""
+            name, kind = write_target(records, request.service, username)
+            existing = next((r for r in records if r.key == (name, username)), None)
+            if existing is not None and Kind.GENERIC not in (kind, existing.kind):
+                kind = existing.kind  # a token stays a token whatever its username
+            return name, username, kind
+        assert request.name is not None
+        kind = request.kind or Kind.BASIC
+        if kind is not Kind.GENERIC and not NAME_PATTERN.fullmatch(request.name):
+            raise BadRequestError(
+                "a repository name may hold only letters, digits, '.', '_' and '-'"
+            )
+        default = TOKEN_USERNAME if kind is Kind.TOKEN else ""
+        return request.name, default if request.username is None else request.username, kind
+
     def _delete(self, request: DeleteRequest) -> DeleteResult:
+        if (request.name is None) == (request.service is None):
+            raise BadRequestError("give exactly one of name or service")
+        records = self.store.records()
+        username = request.username
+        if request.service is not None:
+            name, kind = write_target(records, request.service, username or "")
+        else:
+            assert request.name is not None
+            name, kind = request.name, None
         keys = [
             r.key
-            for r in self.store.records()
-            if r.name == request.name and request.username in (None, r.username)
+            for r in records
+            if r.name == name
+            and (
+                username in (None, r.username)
+                or (
+                    username == TOKEN_USERNAME and r.kind is Kind.TOKEN and kind is not Kind.GENERIC
+                )
+            )
         ]
         if not keys:
-            who = "" if request.username is None else f" with username {request.username!r}"
-            raise NotFoundError(f"no record named {request.name!r}{who}")
+            who = "" if username is None else f" with username {username!r}"
+            raise NotFoundError(f"no record named {name!r}{who}")
         self.store.remove(keys)
         return DeleteResult(deleted=len(keys))
 

@@ -33,7 +33,7 @@ def test_parses_a_set_request() -> None:
     assert isinstance(request, SetRequest)
     assert "pw" == request.password.get_secret_value()
     assert "pw" not in repr(request)
-    assert Kind.BASIC == request.kind
+    assert None is request.kind, "the service decides: basic for a name"
 
 
 @pytest.mark.parametrize(

@@ -196,3 +196,58 @@ def test_status_counts_repositories_not_records(service: Service) -> None:
     service.handle(set_req(name="svc", kind="generic", username="x"), T0)
     status = service.handle(StatusRequest(v=1, id=1, op="status"), T0)
     assert (1, 3) == (status.repositories, status.records)  # type: ignore[union-attr]
+
+
+def svc_set(service_name: str, username: str, password: str = "pw") -> SetRequest:
+    return SetRequest.model_validate(
+        {
+            "v": 1,
+            "id": 1,
+            "op": "set",
+            "service": service_name,
+            "username": username,
+            "password": password,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("service_name", "username", "expected"),
+    [
+        pytest.param(
+            "poetry-repository-acme", "alice", ("acme", "alice", Kind.BASIC), id="poetry-basic"
+        ),
+        pytest.param(
+            "poetry-repository-acme",
+            "__token__",
+            ("acme", "__token__", Kind.TOKEN),
+            id="poetry-token",
+        ),
+        pytest.param(
+            "https://h.test/simple/pkg/", "bob", ("held", "bob", Kind.BASIC), id="owned-url"
+        ),
+        pytest.param("h.test", "aws", ("held", "aws", Kind.TOKEN), id="owned-host-keeps-token"),
+        pytest.param("my-app", "me", ("my-app", "me", Kind.GENERIC), id="generic"),
+    ],
+)
+def test_keyring_writes_land_where_the_service_says(
+    service: Service, service_name: str, username: str, expected: tuple[str, str, Kind]
+) -> None:
+    """A write by keyring service lands on the repository it names or owns, else generic."""
+    service.handle(
+        set_req(name="held", username="aws", kind="token", url="https://h.test/simple/"), T0
+    )
+    service.handle(svc_set(service_name, username), T0)
+    keys = {(r.name, r.username, r.kind) for r in service.store.records()}
+    assert expected in keys
+
+
+def test_keyring_delete_by_service(service: Service) -> None:
+    """delete by poetry-repository-NAME and __token__ removes the token record only."""
+    service.handle(svc_set("poetry-repository-acme", "alice"), T0)
+    service.handle(svc_set("poetry-repository-acme", "__token__"), T0)
+    request = DeleteRequest(
+        v=1, id=1, op="delete", service="poetry-repository-acme", username="__token__"
+    )
+    assert 1 == service.handle(request, T0).deleted  # type: ignore[union-attr]
+    assert [("acme", "alice")] == [r.key for r in service.store.records()]

@@ -1,0 +1,533 @@
+"""``helperctl``: the command line of helperd (SPEC.md, "Commands").
+
+It starts on every call and scripts call it often, so it loads click and helperd_client only:
+``helperd.lookup`` (which brings pydantic) is imported where a URL must be checked or redacted.
+Standard output carries only what was asked for (a password, a listing, a status, JSON);
+confirmations, prompts and errors go to stderr.
+
+Tests inject a client through `Session`: ``runner.invoke(cli, args, obj=Session(make_client=f))``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+from helperd_client import Client, Credential, Hello, RecordInfo, Status
+from helperd_client.errors import BadRequestError, HelperdError, LockedError
+
+from helperd import __version__, cli_input
+from helperd.cli_input import fail
+
+__all__ = ["DaemonClient", "Session", "cli", "connect", "main"]
+
+TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
+_NO_STORE = "no store exists yet: create it with `helperctl init`"
+
+
+class DaemonClient(Protocol):
+    """What helperctl needs of `helperd_client.Client` (tests pass a fake)."""
+
+    @property
+    def path(self) -> Path: ...
+    def hello(self) -> Hello: ...
+    def status(self) -> Status: ...
+    def get(
+        self,
+        *,
+        name: str | None = None,
+        url: str | None = None,
+        service: str | None = None,
+        username: str | None = None,
+    ) -> Credential: ...
+    def set(
+        self,
+        name: str,
+        password: str,
+        *,
+        username: str | None = None,
+        kind: str = "basic",
+        urls: builtins.list[str] | tuple[str, ...] | None = None,
+        expires_at: datetime | None = None,
+    ) -> RecordInfo: ...
+    def delete(self, name: str, username: str | None = None) -> int: ...
+    def list(self) -> builtins.list[RecordInfo]: ...
+    def init(self, passphrase: str | None) -> None: ...
+    def lock(self) -> None: ...
+    def unlock(self, passphrase: str | None) -> None: ...
+    def passwd(self, old: str, new: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def connect(socket: Path | None, timeout: float | None) -> DaemonClient:
+    """The real client: `Session.make_client` unless a test replaces it."""
+    return Client(socket, timeout=timeout)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Session:
+    """The click context object: how to reach the daemon, and the clock.
+
+    Attributes:
+        make_client: builds the client from ``--socket`` and ``--timeout``.
+        clock: the current time, for relative ``--expires-at``.
+    """
+
+    make_client: Callable[[Path | None, float | None], DaemonClient] = connect
+    clock: Callable[[], datetime] = _utcnow
+    socket: Path | None = None
+    timeout: float | None = None
+    _client: DaemonClient | None = field(default=None, repr=False)
+
+    def client(self) -> DaemonClient:
+        """The client, made on first use and closed when the command ends."""
+        if self._client is None:
+            self._client = self.make_client(self.socket, self.timeout)
+            click.get_current_context().find_root().call_on_close(self._client.close)
+        return self._client
+
+
+class _Group(click.Group):
+    """Maps every failure to ``helperctl: <message>`` and its exit code (SPEC.md)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HelperdError as exc:
+            fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except click.Abort as exc:
+            # click.prompt turns Ctrl-C and end of input alike into Abort; tell them apart.
+            if isinstance(exc.__context__, EOFError):
+                fail("stdin ended before the prompt was answered")
+            fail("interrupted", 130)
+
+
+_pass_session = click.make_pass_decorator(Session, ensure=True)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--socket",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The daemon's socket [default: $HELPERD_SOCKET, else $HELPERD_HOME/helperd.sock,"
+    " else the per-user runtime folder].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Seconds one call may take [default: $HELPERD_TIMEOUT, else 2].",
+)
+@click.version_option(__version__, prog_name="helperctl")
+@click.pass_context
+def cli(ctx: click.Context, socket: Path | None, timeout: float | None) -> None:
+    """Manage the credentials that helperd serves to Poetry, pip, uv and twine.
+
+    Every command talks to the running daemon over its Unix socket.
+    Secrets are never taken as arguments: they come from a hidden prompt, or from stdin.
+    Exit codes: 0 success, 1 other failure, 2 usage error, 3 daemon not reachable,
+    4 not found (or expired), 5 store locked (or wrong passphrase).
+
+    \b
+    Examples:
+      helperctl status
+      printf '%s' "$PW" | helperctl set foo --username alice \\
+          --url https://pkgs.example.test/simple/ --password-stdin
+      helperctl get foo
+    """
+    session = ctx.ensure_object(Session)
+    session.socket, session.timeout = socket, timeout
+
+
+@cli.command()
+@_json_option
+@_pass_session
+def status(session: Session, as_json: bool) -> None:
+    """Show the daemon's version, store and lock state.
+
+    Prints the daemon's version, protocol and process id, the active store (keyring or file)
+    and why it was chosen, the lock state, and how many repositories it holds (unknown
+    while locked).
+    Exits 3 when no daemon answers.
+
+    \b
+    Examples:
+      helperctl status
+      helperctl status --json | jq .locked
+    """
+    client = session.client()
+    hello = client.hello()
+    state = client.status()
+    if as_json:
+        _emit_json({**dataclasses.asdict(state), "socket": str(client.path)})
+        return
+    if not state.initialized:
+        lock_state = "no store yet (`helperctl init`)"
+    elif state.locked:
+        lock_state = "locked (`helperctl unlock`)"
+    else:
+        lock_state = "unlocked"
+    count = str(state.repositories)
+    if state.repositories is None:
+        count = "unknown while locked" if state.initialized else "none (no store yet)"
+    lines = [
+        f"helperd {hello.version} (protocol {hello.protocol}, pid {state.pid})",
+        f"socket:       {client.path}",
+        f"store:        {state.store} ({state.store_reason})",
+        f"state:        {lock_state}",
+        f"repositories: {count}",
+    ]
+    if state.lockable and state.idle_lock_seconds:
+        lines.append(f"auto-lock:    after {state.idle_lock_seconds / 60:g} min without use")
+    if hello.version != __version__:
+        lines.append(f"note:         this helperctl is {__version__}")
+    click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
+@_pass_session
+def init(session: Session, passphrase_stdin: bool) -> None:
+    """Create a new file store protected by a passphrase.
+
+    The new store is empty and left unlocked.
+    On a terminal it asks for the passphrase twice, with hidden input; otherwise give
+    --passphrase-stdin and pipe it in (one trailing newline is stripped).
+    It refuses when a store exists already, and is not needed with the OS keyring store or a
+    key file.
+
+    \b
+    Examples:
+      helperctl init
+      helperctl init --passphrase-stdin < passphrase.txt
+    """
+    client = session.client()
+    state = client.status()
+    if not state.lockable:
+        client.init(None)  # the daemon explains why this store is not made with init
+        click.echo(f"created the {state.store} store", err=True)
+        return
+    if state.initialized:
+        raise BadRequestError(
+            "a store exists already: `helperctl unlock` opens it,"
+            " `helperctl passwd` changes its passphrase"
+        )
+    passphrase = cli_input.read_secret(
+        "passphrase", from_stdin=passphrase_stdin, flag="--passphrase-stdin", confirm=True
+    )
+    client.init(passphrase)
+    click.echo("created a new file store; it is unlocked", err=True)
+
+
+@cli.command("set")
+@click.argument("name", callback=cli_input.repository_name)
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    callback=cli_input.index_urls,
+    help="An index or upload URL (repeatable).",
+)
+@click.option("--username", "-u", help="The username [default for --token: __token__].")
+@click.option("--token", is_flag=True, help="Store an API token rather than a password.")
+@click.option(
+    "--expires-at",
+    callback=cli_input.expiry,
+    metavar="TIME",
+    help="ISO-8601 (UTC if no zone) or 30m, 12h, 7d, 1w.",
+)
+@click.option("--password-stdin", is_flag=True, help="Read the secret from stdin.")
+@_pass_session
+def set_(
+    session: Session,
+    *,
+    name: str,
+    urls: tuple[str, ...],
+    username: str | None,
+    token: bool,
+    expires_at: datetime | None,
+    password_stdin: bool,
+) -> None:
+    """Add or replace a credential of repository NAME.
+
+    One record is kept per (NAME, username).
+    On a terminal it asks for the password twice, with hidden input; otherwise give
+    --password-stdin and pipe it in: all of stdin is the secret, less one trailing newline.
+    --token makes a token record, with username __token__ unless --username says otherwise.
+    Without --url, a replaced record keeps its URLs; a URL with a password in it is refused.
+    Prints what was stored, never the secret.
+
+    \b
+    Examples:
+      printf '%s' "$PW" | helperctl set foo --username alice \\
+          --url https://pkgs.example.test/simple/ --password-stdin
+      helperctl set pypi --token --url https://upload.pypi.org/legacy/ --expires-at 30d
+      helperctl set codeartifact --token --username aws --expires-at 12h --password-stdin
+    """
+    cli_input.require_secret_source("password", from_stdin=password_stdin, flag="--password-stdin")
+    kind = "token" if token else "basic"
+    if token and username is None:
+        username = TOKEN_USERNAME
+    client = session.client()
+    state = client.status()  # before the prompt, so that nobody types a secret for nothing
+    if not state.initialized:
+        raise LockedError(_NO_STORE)
+    if state.locked:
+        raise LockedError("the store is locked: `helperctl unlock` opens it")
+    password = cli_input.read_secret(
+        "password", from_stdin=password_stdin, flag="--password-stdin", confirm=True
+    )
+    info = client.set(
+        name, password, username=username, kind=kind, urls=list(urls) or None, expires_at=expires_at
+    )
+    where = f", {len(info.urls)} URL{'' if len(info.urls) == 1 else 's'}" if info.urls else ""
+    until = f", expires {_when(info.expires_at)}" if info.expires_at else ""
+    click.echo(
+        f"stored {info.kind} record {info.name!r} for username {info.username!r}{where}{until}",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--username", "-u", help="Only the record with this username.")
+@_json_option
+@_pass_session
+def get(session: Session, target: str, username: str | None, as_json: bool) -> None:
+    """Print the password of TARGET alone (like `keyring get`).
+
+    Made for scripts: stdout holds the password and one newline, nothing else.
+    TARGET is a repository name, `poetry-repository-NAME`, an index URL or `host[:port]`;
+    a URL finds the record whose URL is its longest prefix.
+    When a name holds several records, the basic one is chosen, unless --username says which.
+    With --json it prints the whole record, password included.
+    Exits 4 when nothing matches or the record has expired.
+
+    \b
+    Examples:
+      helperctl get foo
+      helperctl get https://pkgs.example.test/simple/privpkg/ --json
+      helperctl get pkgs.example.test --username alice
+    """
+    client = session.client()
+    if "://" in target:
+        cred = client.get(url=target, username=username)
+    else:  # the daemon tells names, poetry-repository-NAME and host[:port] apart
+        cred = client.get(service=target, username=username)
+    if not as_json:
+        click.echo(cred.password, color=True)  # color=True: never strip escapes from a secret
+        return
+    _emit_json(
+        {
+            "name": cred.name,
+            "username": cred.username,
+            "password": cred.password,
+            "kind": cred.kind,
+            "urls": [_shown_url(u) for u in cred.urls],
+            "expires_at": _iso(cred.expires_at),
+            "created_at": _iso(cred.created_at),
+            "updated_at": _iso(cred.updated_at),
+        }
+    )
+
+
+@cli.command("list")
+@_json_option
+@_pass_session
+def list_(session: Session, as_json: bool) -> None:
+    """List every record; never a secret.
+
+    Shows name, username, kind, first URL and expiry.
+    Expired records are listed, marked "(expired)"; `get` no longer serves them.
+    Exits 5 while the store is locked.
+
+    \b
+    Examples:
+      helperctl list
+      helperctl list --json | jq -r '.[] | select(.expired) | .name'
+    """
+    records = session.client().list()
+    if as_json:
+        _emit_json([_record_json(r) for r in records])
+        return
+    if not records:
+        click.echo("no records yet: `helperctl set` adds one", err=True)
+        return
+    rows = [("NAME", "USERNAME", "KIND", "URL", "EXPIRES")]
+    for r in records:
+        url = "-" if r.url is None else _shown_url(r.url)
+        if len(r.urls) > 1:
+            url += f" (+{len(r.urls) - 1})"
+        expires = "never" if r.expires_at is None else _when(r.expires_at)
+        rows.append(
+            (
+                _printable(r.name),
+                _printable(r.username) if r.username else "(none)",
+                r.kind,
+                _printable(url),
+                f"{expires} (expired)" if r.expired else expires,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--username", "-u", help="Only the record with this username.")
+@_pass_session
+def rm(session: Session, name: str, username: str | None) -> None:
+    """Delete one record of NAME, or all of them.
+
+    With --username only that record goes; without it, every record of NAME.
+    Prints how many records were removed; exits 4 when none matched.
+
+    \b
+    Examples:
+      helperctl rm foo --username alice
+      helperctl rm foo
+    """
+    count = session.client().delete(name, username)
+    click.echo(f"removed {count} record{'' if count == 1 else 's'} of {name!r}", err=True)
+
+
+@cli.command()
+@_pass_session
+def lock(session: Session) -> None:
+    """Lock the file store until `helperctl unlock`.
+
+    The daemon drops the key and every decrypted secret from its memory.
+    While locked, `get`, `set` and `list` answer exit 5.
+
+    \b
+    Examples:
+      helperctl lock
+    """
+    client = session.client()
+    client.lock()
+    state = client.status()  # the OS keyring store has no lock: say so rather than pretend
+    if state.locked:
+        click.echo("locked: `helperctl unlock` opens the store again", err=True)
+    else:
+        click.echo(f"the {state.store} store has no passphrase: it stays open", err=True)
+
+
+@cli.command()
+@click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
+@_pass_session
+def unlock(session: Session, passphrase_stdin: bool) -> None:
+    """Unlock the file store; it never creates one.
+
+    On a terminal it asks once, with hidden input; otherwise give --passphrase-stdin.
+    A wrong passphrase exits 5, and each wrong try in a row waits longer (up to 30 s).
+
+    \b
+    Examples:
+      helperctl unlock
+      pass show helperd | helperctl unlock --passphrase-stdin
+    """
+    client = session.client()
+    state = client.status()
+    if not state.lockable:
+        client.unlock(None)
+        click.echo(f"the {state.store} store has no passphrase: it is open", err=True)
+        return
+    if not state.initialized:
+        raise LockedError(_NO_STORE)
+    passphrase = cli_input.read_secret(
+        "passphrase", from_stdin=passphrase_stdin, flag="--passphrase-stdin", confirm=False
+    )
+    client.unlock(passphrase)
+    click.echo("unlocked", err=True)
+
+
+@cli.command()
+@click.option("--passphrase-stdin", is_flag=True, help="Read both passphrases from stdin.")
+@_pass_session
+def passwd(session: Session, passphrase_stdin: bool) -> None:
+    """Change the file store's passphrase.
+
+    The store is re-encrypted under the new passphrase and left unlocked.
+    On a terminal it asks for the current passphrase once and the new one twice.
+    With --passphrase-stdin, stdin holds two lines: the current passphrase, then the new one.
+    A wrong current passphrase exits 5 and changes nothing.
+
+    \b
+    Examples:
+      helperctl passwd
+      printf '%s\\n%s\\n' "$OLD" "$NEW" | helperctl passwd --passphrase-stdin
+    """
+    flag = "--passphrase-stdin"
+    cli_input.require_secret_source("passphrase", from_stdin=passphrase_stdin, flag=flag)
+    client = session.client()
+    state = client.status()
+    if not state.lockable:
+        raise BadRequestError(f"the {state.store} store has no passphrase to change")
+    if not state.initialized:
+        raise LockedError(_NO_STORE)
+    client.passwd(*cli_input.read_passphrase_change(from_stdin=passphrase_stdin))
+    click.echo("passphrase changed; the store is unlocked", err=True)
+
+
+def main(args: Sequence[str] | None = None, *, obj: Session | None = None) -> None:
+    """Run helperctl (the console script); exits with the command's status."""
+    cli.main(args=args, prog_name="helperctl", obj=obj)
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _record_json(info: RecordInfo) -> dict[str, Any]:
+    urls = [_shown_url(u) for u in info.urls]
+    return {
+        "name": info.name,
+        "urls": urls,
+        "url": urls[0] if urls else None,
+        "username": info.username,
+        "kind": info.kind,
+        "expires_at": _iso(info.expires_at),
+        "expired": info.expired,
+        "created_at": _iso(info.created_at),
+        "updated_at": _iso(info.updated_at),
+    }
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def _when(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _printable(text: str) -> str:
+    """``text``, or its repr when it holds control characters (they could drive a terminal)."""
+    return text if text.isprintable() else repr(text)
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without userinfo: SPEC.md says userinfo is never printed."""
+    if "@" not in url:
+        return url  # nothing to redact: spare the import
+    from helperd.lookup import redact_url  # noqa: PLC0415 - it brings pydantic: load on demand
+
+    return redact_url(url)

@@ -1,0 +1,461 @@
+"""The OS keyring, reached safely: a backend chosen by hand, every call bounded in time, no prompts.
+
+helperd never goes through ``keyring.get_keyring()``: once helperd's own plugin is installed,
+that would call the daemon from inside the daemon. `pick_backend` chooses among the real OS
+backends instead, and `BoundedKeyring` runs each call in a worker thread with a deadline.
+
+For the Secret Service (GNOME Keyring, KWallet, KeePassXC on Linux) the calls go through
+``secretstorage`` directly, with the item attributes and label that keyring's own backend uses:
+keyring's backend unlocks a locked collection on its own, which pops a prompt (or, headless,
+fails in a way that looks like a missing password). Here a locked collection is a `LockedError`,
+and only `BoundedKeyring.unlock` asks for the unlock prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar, cast
+
+import keyring.backend
+import keyring.errors
+from helperd_client.errors import HelperdError, LockedError, StoreUnavailableError
+from keyring.backend import KeyringBackend
+from keyring.backends import SecretService
+from pydantic import SecretStr
+
+try:
+    import secretstorage
+    from jeepney import DBusErrorResponse
+    from jeepney.bus_messages import message_bus
+    from jeepney.io.blocking import Proxy
+    from secretstorage.collection import DEFAULT_COLLECTION, SERVICE_IFACE
+    from secretstorage.defines import SS_PATH
+    from secretstorage.util import PROMPT_IFACE, DBusAddressWrapper, exec_prompt
+except ImportError:  # only Linux needs them; keyring does not install them elsewhere
+    _LOCKED_ERRORS: tuple[type[BaseException], ...] = (keyring.errors.KeyringLocked,)
+else:
+    _LOCKED_ERRORS = (
+        keyring.errors.KeyringLocked,
+        secretstorage.LockedException,
+        secretstorage.PromptDismissedException,
+    )
+
+__all__ = ["BoundedKeyring", "pick_backend", "probe"]
+
+T = TypeVar("T")
+
+PROBE_SERVICE = "helperd-probe"
+"""The service `probe` reads: nobody stores anything there."""
+
+LOCKED_MESSAGE = (
+    "the OS keyring collection is locked:"
+    " run `helperctl unlock` or unlock it in your desktop session"
+)
+
+# Backends that are no OS keyring: helperd's own plugin (it would call the daemon), keyring's
+# chainer (it may reach that plugin), the placeholders, and the plaintext files of keyrings.alt.
+_EXCLUDED_MODULES = (
+    "helperd_client",
+    "helperd",
+    "keyring.backends.chainer",
+    "keyring.backends.fail",
+    "keyring.backends.null",
+    "keyrings.alt",
+)
+
+_LABELS = {
+    "keyring.backends.SecretService": "Secret Service",
+    "keyring.backends.libsecret": "Secret Service (libsecret)",
+    "keyring.backends.kwallet": "KWallet",
+    "keyring.backends.macOS": "macOS Keychain",
+    "keyring.backends.Windows": "Windows Credential Locker",
+}
+
+# What /proc/<pid>/comm of the org.freedesktop.secrets owner says, and who that is.
+_PROVIDERS = (
+    ("gnome-keyring", "GNOME Keyring"),
+    ("kwalletd", "KWallet"),
+    ("ksecretd", "KWallet"),
+    ("keepassxc", "KeePassXC"),
+)
+
+
+def _excluded(backend: KeyringBackend) -> bool:
+    module = type(backend).__module__
+    if any(module == prefix or module.startswith(prefix + ".") for prefix in _EXCLUDED_MODULES):
+        return True
+    return "plaintext" in f"{module} {type(backend).__name__} {backend.name}".lower()
+
+
+def pick_backend(backends: Iterable[KeyringBackend] | None = None) -> KeyringBackend | None:
+    """Choose the OS keyring backend helperd keeps secrets in, or None when there is none.
+
+    Never the configured backend (``keyring.get_keyring()``): that may be helperd's own plugin.
+    Among ``backends`` (default: every backend keyring can build in this process, a list keyring
+    computes once per process), helperd's plugin, chainers, ``fail``, ``null``, plaintext and
+    ``keyrings.alt`` backends and any priority <= 0 are left out; the highest priority wins.
+    """
+    candidates = keyring.backend.get_all_keyring() if backends is None else list(backends)
+    best: KeyringBackend | None = None
+    best_priority = 0.0
+    for backend in candidates:
+        if _excluded(backend):
+            continue
+        try:
+            priority = float(backend.priority)
+        except Exception:  # noqa: S112 - a backend says "not viable" by raising from priority
+            continue
+        if priority > best_priority:
+            best, best_priority = backend, priority
+    return best
+
+
+def _label(backend: KeyringBackend) -> str:
+    return _LABELS.get(type(backend).__module__, str(backend.name))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
+def _reason(exc: BaseException, secret: str | None) -> str:
+    """A short text for ``exc`` that is known not to contain ``secret``."""
+    text = " ".join(str(exc).split())[:200]
+    if not text or (secret and secret in text):
+        return type(exc).__name__
+    return text
+
+
+class _SecretServiceCalls:
+    """keyring's Secret Service backend minus its unlock prompts; one D-Bus connection per call."""
+
+    def __init__(self, backend: SecretService.Keyring) -> None:
+        self._backend = backend
+        self._path = str(getattr(backend, "preferred_collection", "") or DEFAULT_COLLECTION)
+
+    @contextlib.contextmanager
+    def _collection(self, *, allow_locked: bool = False) -> Iterator[secretstorage.Collection]:
+        connection = secretstorage.dbus_init()
+        try:
+            try:
+                collection = secretstorage.Collection(connection, self._path)
+            except secretstorage.ItemNotFoundException:
+                # secretstorage would create it, with a prompt: tell the user instead.
+                raise StoreUnavailableError(
+                    f"the Secret Service has no collection {self._path}: create a default keyring"
+                    " in your desktop session (for example with Seahorse) first"
+                ) from None
+            if not allow_locked and collection.is_locked():
+                raise LockedError(LOCKED_MESSAGE)
+            yield collection
+        finally:
+            connection.close()
+
+    def _first(self, collection: secretstorage.Collection, query: dict[str, str]) -> Any:
+        for item in collection.search_items(query):
+            if item.is_locked():
+                raise LockedError(LOCKED_MESSAGE)
+            return item
+        return None
+
+    def get_password(self, service: str, username: str) -> str | None:
+        with self._collection() as collection:
+            item = self._first(collection, self._backend._query(service, username))
+            return None if item is None else bytes(item.get_secret()).decode("utf-8")
+
+    def get_credential(self, service: str, username: str | None) -> tuple[str, str] | None:
+        field = self._backend.schemes[self._backend.scheme]["username"]
+        with self._collection() as collection:
+            for item in collection.search_items(self._backend._query(service, username)):
+                if item.is_locked():
+                    raise LockedError(LOCKED_MESSAGE)
+                found = item.get_attributes().get(field)
+                if found is not None:  # a credential without a username is of no use to a client
+                    return found, bytes(item.get_secret()).decode("utf-8")
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        attributes = self._backend._query(service, username, application=self._backend.appid)
+        label = f"Password for '{username}' on '{service}'"
+        with self._collection() as collection:
+            collection.create_item(label, attributes, password.encode("utf-8"), replace=True)
+
+    def delete_password(self, service: str, username: str) -> bool:
+        with self._collection() as collection:
+            item = self._first(collection, self._backend._query(service, username))
+            if item is None:
+                return False
+            item.delete()
+            return True
+
+    def is_locked(self) -> bool:
+        with self._collection(allow_locked=True) as collection:
+            return collection.is_locked()
+
+    def unlock(self, prompt_timeout: float) -> None:
+        with self._collection(allow_locked=True) as collection:
+            if not collection.is_locked():
+                return
+            service = DBusAddressWrapper(SS_PATH, SERVICE_IFACE, collection.connection)
+            _unlocked, prompt = service.call("Unlock", "ao", [self._path])
+            if prompt != "/":
+                try:
+                    dismissed, _result = exec_prompt(
+                        collection.connection, prompt, timeout=prompt_timeout
+                    )
+                except TimeoutError:
+                    # Take the dialog away again rather than leave it for someone to find.
+                    with contextlib.suppress(Exception):
+                        DBusAddressWrapper(prompt, PROMPT_IFACE, collection.connection).call(
+                            "Dismiss", ""
+                        )
+                    raise LockedError(
+                        f"nobody answered the OS keyring's unlock prompt within"
+                        f" {_seconds(prompt_timeout)} s; the collection stays locked"
+                    ) from None
+                if dismissed:
+                    raise LockedError(
+                        "the OS keyring did not unlock: its unlock prompt was dismissed or could"
+                        " not be shown (no desktop session here?); unlock the collection in your"
+                        " desktop session"
+                    )
+            if collection.is_locked():
+                raise LockedError(LOCKED_MESSAGE)
+
+    def provider(self) -> str | None:
+        """Who owns ``org.freedesktop.secrets`` (GNOME Keyring, KWallet...), when Linux says."""
+        with contextlib.closing(secretstorage.dbus_init()) as connection:
+            pid = Proxy(message_bus, connection).GetConnectionUnixProcessID(
+                "org.freedesktop.secrets"
+            )[0]
+        try:
+            comm = Path(f"/proc/{int(pid)}/comm").read_text().strip()
+        except OSError:
+            return None
+        for prefix, provider in _PROVIDERS:
+            if comm.startswith(prefix):
+                return provider
+        return comm or None
+
+
+class _Call(Generic[T]):
+    """One keyring call handed to a worker thread."""
+
+    def __init__(self, function: Callable[[], T]) -> None:
+        self.function = function
+        self.done = threading.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
+class BoundedKeyring:
+    """An OS keyring backend whose every call returns within a deadline.
+
+    Each call runs in a daemon worker thread; the caller waits ``timeout`` seconds at most. A
+    call still running past its deadline is "stuck": it keeps its thread until the keyring
+    answers. Once ``max_stuck`` calls are stuck, new calls are refused at once, so a hung
+    keyring cannot pile up threads and D-Bus connections without limit.
+
+    Args:
+        backend: a backend from `pick_backend` (never helperd's own plugin).
+        timeout: seconds one call may take.
+        max_stuck: how many calls may be stuck before new ones are refused.
+        unlock_timeout: seconds `unlock` waits for someone to answer the unlock prompt.
+    """
+
+    def __init__(
+        self,
+        backend: KeyringBackend,
+        *,
+        timeout: float = 2.0,
+        max_stuck: int = 4,
+        unlock_timeout: float = 20.0,
+    ) -> None:
+        self.backend = backend
+        self.timeout = timeout
+        self.max_stuck = max_stuck
+        self.unlock_timeout = unlock_timeout
+        self.name = _label(backend)
+        """What messages call this keyring: "Secret Service", "macOS Keychain"..."""
+        self._secret_service = (
+            _SecretServiceCalls(backend) if isinstance(backend, SecretService.Keyring) else None
+        )
+        self._guard = threading.Lock()
+        self._stuck = 0
+
+    @property
+    def stuck(self) -> int:
+        """How many calls are still running past their deadline."""
+        with self._guard:
+            return self._stuck
+
+    def get_password(self, service: str, username: str) -> SecretStr | None:
+        """The password stored for (``service``, ``username``), or None."""
+        calls = self._secret_service
+        read = calls.get_password if calls is not None else self.backend.get_password
+        found = self._run("read an entry", lambda: read(service, username))
+        return None if found is None else SecretStr(found)
+
+    def get_credential(self, service: str, username: str | None) -> tuple[str, SecretStr] | None:
+        """The first (username, password) stored for ``service`` (and ``username`` if given)."""
+        calls = self._secret_service
+        read = calls.get_credential if calls is not None else self._backend_credential
+        found = self._run("read an entry", lambda: read(service, username))
+        return None if found is None else (found[0], SecretStr(found[1]))
+
+    def _backend_credential(self, service: str, username: str | None) -> tuple[str, str] | None:
+        credential = self.backend.get_credential(service, username)
+        if credential is None or credential.username is None or credential.password is None:
+            return None
+        return str(credential.username), str(credential.password)
+
+    def set_password(self, service: str, username: str, password: SecretStr) -> None:
+        """Store ``password`` for (``service``, ``username``), replacing any earlier one."""
+        secret = password.get_secret_value()
+        calls = self._secret_service
+        write = calls.set_password if calls is not None else self.backend.set_password
+        self._run("write an entry", lambda: write(service, username, secret), secret=secret)
+
+    def delete_password(self, service: str, username: str) -> bool:
+        """Delete the password of (``service``, ``username``); False when there was none."""
+        calls = self._secret_service
+        delete = calls.delete_password if calls is not None else self._backend_delete
+        return self._run("delete an entry", lambda: delete(service, username))
+
+    def _backend_delete(self, service: str, username: str) -> bool:
+        try:
+            self.backend.delete_password(service, username)
+        except keyring.errors.PasswordDeleteError:
+            return False  # keyring's backends say "not found" this way
+        return True
+
+    def is_locked(self) -> bool | None:
+        """Whether the collection is locked; None when the backend cannot tell."""
+        if self._secret_service is None:
+            return None
+        calls = self._secret_service
+        return self._run("say whether it is locked", calls.is_locked)
+
+    def unlock(self, timeout: float | None = None) -> None:
+        """Ask the OS keyring to unlock its collection: the one call that may show a prompt.
+
+        Waits ``timeout`` seconds (default ``unlock_timeout``) for someone to answer it.
+
+        Raises:
+            LockedError: the prompt was dismissed, could not be shown (no desktop session),
+                or nobody answered in time.
+            StoreUnavailableError: the keyring did not answer at all.
+        """
+        if self._secret_service is None:
+            return  # other backends unlock (and prompt) by themselves when read
+        calls = self._secret_service
+        wait = self.unlock_timeout if timeout is None else timeout
+        self._run("unlock its collection", lambda: calls.unlock(wait), timeout=wait + self.timeout)
+
+    def describe(self) -> str:
+        """The keyring's name, with the Secret Service provider when known; never raises."""
+        if self._secret_service is None:
+            return self.name
+        try:
+            provider = self._run("name its provider", self._secret_service.provider)
+        except HelperdError:
+            return self.name
+        return self.name if provider is None else f"{self.name} ({provider})"
+
+    def _run(
+        self,
+        what: str,
+        function: Callable[[], T],
+        *,
+        timeout: float | None = None,
+        secret: str | None = None,
+    ) -> T:
+        limit = self.timeout if timeout is None else timeout
+        with self._guard:
+            if self._stuck >= self.max_stuck:
+                raise StoreUnavailableError(
+                    f"the OS keyring ({self.name}) is hung: {self._stuck} earlier calls are still"
+                    " waiting for an answer, so helperd refuses new ones until they return"
+                    " (restart the keyring daemon, or use the file store)"
+                )
+        call = _Call(function)
+        worker = threading.Thread(
+            target=self._work, args=(call,), name="helperd-keyring", daemon=True
+        )
+        try:
+            worker.start()
+        except RuntimeError:  # no thread to be had: out of memory or a process limit
+            raise StoreUnavailableError(
+                f"the OS keyring ({self.name}) could not be asked: no worker thread could start"
+            ) from None
+        if not call.done.wait(limit):
+            with self._guard:
+                if not call.done.is_set():
+                    call.abandoned = True
+                    self._stuck += 1
+                    raise StoreUnavailableError(
+                        f"the OS keyring ({self.name}) did not answer within {_seconds(limit)} s"
+                        f" (asked to {what}); it may be hung or waiting for a prompt"
+                    )
+        if call.error is not None:
+            raise self._translate(call.error, what, secret) from None
+        return cast("T", call.value)
+
+    def _work(self, call: _Call[Any]) -> None:
+        try:
+            call.value = call.function()
+        except BaseException as exc:  # handed to the caller's thread
+            call.error = exc
+        finally:
+            with self._guard:
+                call.done.set()
+                if call.abandoned:
+                    self._stuck -= 1
+
+    def _translate(self, exc: BaseException, what: str, secret: str | None) -> HelperdError:
+        """Map a backend or D-Bus error to helperd's errors, never quoting the secret."""
+        if isinstance(exc, HelperdError):
+            return exc
+        if isinstance(exc, _LOCKED_ERRORS):
+            return LockedError(LOCKED_MESSAGE)
+        if self._secret_service is not None and isinstance(exc, DBusErrorResponse):
+            detail = f"refused to {what}: D-Bus error {exc.name}"
+        elif type(exc).__name__ == "SecretServiceNotAvailableException":
+            detail = f"is not available: {_reason(exc, secret)}"
+        elif isinstance(exc, UnicodeDecodeError):
+            detail = "holds an entry that is not UTF-8 text"
+        elif isinstance(exc, OSError):
+            detail = f"could not be reached: {exc.strerror or type(exc).__name__}"
+        else:
+            detail = f"failed to {what}: {_reason(exc, secret)}"
+        return StoreUnavailableError(f"the OS keyring ({self.name}) {detail}")
+
+
+def probe(backend: KeyringBackend, timeout: float = 2.0) -> tuple[bool, str]:
+    """Tell whether ``backend`` answers a harmless read within ``timeout`` seconds, and why.
+
+    Returns:
+        (usable, reason): reason is a sentence for ``status``, such as "Secret Service (GNOME
+        Keyring) answered in 12 ms", "no D-Bus session bus", "... did not answer within 2 s"
+        or "... the collection is locked". A locked collection counts as not usable.
+    """
+    bounded = BoundedKeyring(backend, timeout=timeout, max_stuck=1)
+    if isinstance(backend, SecretService.Keyring) and not os.environ.get(
+        "DBUS_SESSION_BUS_ADDRESS"
+    ):
+        return False, "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
+    start = time.monotonic()
+    try:
+        bounded.get_password(PROBE_SERVICE, "probe")
+    except LockedError:
+        return False, f"{bounded.describe()}: the collection is locked"
+    except StoreUnavailableError as exc:
+        return False, exc.message
+    elapsed = time.monotonic() - start
+    return True, f"{bounded.describe()} answered in {elapsed * 1000:.0f} ms"

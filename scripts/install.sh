@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Install helperd and helperctl from this repository, then start the daemon.
+#
+#   ./scripts/install.sh
+#
+# As root: a venv in /opt/helperd, links in /usr/local/bin.
+# As a user: a venv in ~/.local/share/helperd/venv, links in ~/.local/bin.
+# Re-running upgrades in place and leaves a running daemon alone.
+#
+# Environment:
+#   PYTHON          the Python to build the venv with (default: python3; 3.11 or newer)
+#   HELPERD_VENV    where the venv goes
+#   HELPERD_BIN_DIR where the helperd and helperctl links go
+# HELPERD_HOME, HELPERD_SOCKET and HELPERD_STORE reach the daemon and helperctl unchanged.
+#
+# This script never reads, asks for or prints a secret.
+set -euo pipefail
+
+info() { printf '==> %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+[[ -f "$repo/pyproject.toml" && -f "$repo/client/pyproject.toml" ]] ||
+    die "$repo does not look like the helperd repository (no pyproject.toml or client/pyproject.toml)"
+
+if [[ "$(id -u)" -eq 0 ]]; then
+    is_root=1
+    default_venv=/opt/helperd
+    default_bin=/usr/local/bin
+else
+    is_root=0
+    default_venv="$HOME/.local/share/helperd/venv"
+    default_bin="$HOME/.local/bin"
+fi
+venv="${HELPERD_VENV:-$default_venv}"
+bin_dir="${HELPERD_BIN_DIR:-$default_bin}"
+
+# --- 1. a Python 3.11 or newer -------------------------------------------------------------------
+python="${PYTHON:-python3}"
+command -v "$python" >/dev/null 2>&1 ||
+    die "'$python' not found: install Python 3.11 or newer (Debian/Ubuntu: apt-get install python3), or set PYTHON=/path/to/python3.11"
+py_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ||
+    die "'$python' does not run"
+"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' ||
+    die "helperd needs Python 3.11 or newer; '$python' is $py_version (set PYTHON=/path/to/python3.11 or newer)"
+info "Python: $(command -v "$python") ($py_version)"
+
+# --- 2. the venv module (Debian ships it separately) ---------------------------------------------
+has_venv() { "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; }
+if ! has_venv; then
+    if [[ "$is_root" -eq 1 ]] && command -v apt-get >/dev/null 2>&1; then
+        info "Installing python3-venv (python3 -m venv is unavailable)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        packages=(python3-venv)
+        # A non-default Debian Python (python3.12 beside python3.11) needs its own venv package.
+        if apt-cache show "python$py_version-venv" >/dev/null 2>&1; then
+            packages+=("python$py_version-venv")
+        fi
+        apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+        has_venv || die "'$python -m venv' still does not work after installing ${packages[*]}"
+    else
+        die "'$python -m venv' is unavailable: install python3-venv (Debian/Ubuntu: sudo apt-get install python3-venv python$py_version-venv), or run this script as root"
+    fi
+fi
+
+# --- 3. the venv ----------------------------------------------------------------------------------
+venv_ok() {
+    "$venv/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
+}
+if [[ -e "$venv" && ! -f "$venv/pyvenv.cfg" ]]; then
+    if [[ -d "$venv" && -z "$(ls -A "$venv")" ]]; then
+        : # an empty folder is fine
+    else
+        die "$venv exists and is not a virtual environment: remove it or set HELPERD_VENV elsewhere"
+    fi
+fi
+if [[ -f "$venv/pyvenv.cfg" ]] && venv_ok; then
+    info "Reusing the venv at $venv"
+else
+    if [[ -f "$venv/pyvenv.cfg" ]]; then
+        info "Recreating the broken or outdated venv at $venv"
+        "$python" -m venv --clear "$venv"
+    else
+        info "Creating a venv at $venv"
+        mkdir -p "$(dirname "$venv")"
+        "$python" -m venv "$venv"
+    fi
+fi
+
+# --- 4. the two distributions ---------------------------------------------------------------------
+info "Installing helperd-client and helperd from $repo"
+(cd "$repo" && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade ./client .) ||
+    die "pip could not install helperd from $repo (see above)"
+for exe in helperd helperctl; do
+    [[ -x "$venv/bin/$exe" ]] || die "pip did not install $venv/bin/$exe"
+done
+helperctl="$venv/bin/helperctl"
+info "Installed: $("$venv/bin/python" -c 'from importlib.metadata import version; print("helperd", version("helperd"), "/ helperd-client", version("helperd-client"))')"
+
+# --- 5. links on PATH -----------------------------------------------------------------------------
+mkdir -p "$bin_dir"
+for exe in helperd helperctl; do
+    link="$bin_dir/$exe"
+    target="$venv/bin/$exe"
+    if [[ -e "$link" && ! -L "$link" ]]; then
+        die "$link exists and is not a symbolic link: move it away, or set HELPERD_BIN_DIR elsewhere"
+    fi
+    if [[ -L "$link" && "$(readlink "$link")" != "$target" ]]; then
+        warn "$link pointed to $(readlink "$link"); it now points to $target"
+    fi
+    ln -sfn "$target" "$link"
+done
+info "Linked helperd and helperctl into $bin_dir"
+case ":$PATH:" in
+    *":$bin_dir:"*) ;;
+    *) warn "$bin_dir is not on your PATH: add it (e.g. export PATH=\"$bin_dir:\$PATH\" in ~/.profile)" ;;
+esac
+
+# --- 6. the daemon --------------------------------------------------------------------------------
+# When a systemd user manager (or launchd) is usable, `helperctl install-service` is the better way
+# to run the daemon: socket activation, restart on failure, start at login. Until that command
+# exists this script always does the portable thing: start helperd in the background, detached.
+systemd_user=0
+if command -v systemctl >/dev/null 2>&1 && systemctl --user show-environment >/dev/null 2>&1; then
+    systemd_user=1
+fi
+
+status_rc=0
+"$helperctl" status >/dev/null 2>&1 || status_rc=$?
+case "$status_rc" in
+    0)
+        info "helperd is already running: leaving it alone (stop and start it again to run the new version)"
+        ;;
+    3)
+        state_dir="${XDG_STATE_HOME:-$HOME/.local/state}/helperd"
+        log="$state_dir/helperd.log"
+        (umask 077 && mkdir -p "$state_dir")
+        chmod 700 "$state_dir"
+        (umask 077 && touch "$log")
+        chmod 600 "$log"
+        info "Starting helperd in the background (log: $log)"
+        printf '\n--- started by install.sh at %s ---\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$log"
+        detach=(nohup)
+        if command -v setsid >/dev/null 2>&1; then
+            detach=(setsid nohup)
+        fi
+        (umask 077 && exec "${detach[@]}" "$venv/bin/helperd" </dev/null >>"$log" 2>&1) &
+        daemon_pid=$!
+        # Wait up to 10 seconds for the daemon to answer.
+        up=0
+        for _ in $(seq 50); do
+            if "$helperctl" status >/dev/null 2>&1; then
+                up=1
+                break
+            fi
+            if ! kill -0 "$daemon_pid" 2>/dev/null; then
+                break
+            fi
+            sleep 0.2
+        done
+        if [[ "$up" -ne 1 ]]; then
+            printf '%s\n' "--- last lines of $log ---" >&2
+            tail -n 20 "$log" >&2 || true
+            if kill -0 "$daemon_pid" 2>/dev/null; then
+                die "helperd (pid $daemon_pid) did not answer within 10 seconds and is still running (stop it with: kill $daemon_pid); see $log, and try: helperctl doctor"
+            fi
+            die "helperd exited at start; see $log, and try: helperctl doctor"
+        fi
+        info "helperd is running (pid $daemon_pid)"
+        ;;
+    *)
+        "$helperctl" status >&2 || true
+        die "'helperctl status' failed with exit code $status_rc (3 would mean no daemon); run: helperctl doctor"
+        ;;
+esac
+
+echo
+"$helperctl" status || die "'helperctl status' failed after the daemon started; run: helperctl doctor"
+echo
+
+# --- 7. what next ---------------------------------------------------------------------------------
+store="$("$helperctl" status --json 2>/dev/null |
+    "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin).get("store") or "")' 2>/dev/null)" || store=""
+
+if [[ "$is_root" -eq 1 && -n "${SUDO_USER:-}" ]]; then
+    warn "this daemon belongs to root; each user runs their own: as $SUDO_USER, run helperd (or this script) without sudo"
+fi
+if [[ "$systemd_user" -eq 1 ]]; then
+    echo "A systemd user manager is available: once 'helperctl install-service' is there, it will let systemd start helperd at login."
+fi
+echo "Next steps:"
+if [[ "$store" == "keyring" ]]; then
+    echo "  helperd keeps secrets in your OS keyring: no store to create."
+else
+    echo "  helperctl init                        # create the encrypted file store (asks for a passphrase)"
+fi
+echo "  helperctl set NAME --url URL --username USER   # add a repository's credentials (asks for the password)"
+echo "  helperctl set NAME --url URL --token           # or an API token"
+echo "  helperctl list"
