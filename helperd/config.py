@@ -73,7 +73,7 @@ class Settings:
     @property
     def index_file(self) -> Path:
         """The keyring store's index of non-secret facts."""
-        return self.data_dir / "index.json"
+        return self.data_dir / "keyring-index.json"
 
     @classmethod
     def resolve(

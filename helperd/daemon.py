@@ -23,8 +23,13 @@ log = logging.getLogger("helperd")
 
 def build_service(settings: Settings) -> Service:
     """The service for ``settings``, with its store opened."""
-    store, reason = build_store(settings)
-    return Service(store, store_reason=reason, idle_lock=settings.idle_lock)
+    choice = build_store(settings)
+    return Service(
+        choice.store,
+        store_reason=choice.reason,
+        idle_lock=settings.idle_lock,
+        foreign=choice.foreign,
+    )
 
 
 async def run(settings: Settings) -> None:

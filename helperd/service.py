@@ -74,6 +74,10 @@ class ForeignKeyring(Protocol):
         """The (username, password) stored under ``service``, or None; bounded in time."""
         ...
 
+    def foreign_delete(self, service: str, username: str) -> bool:  # pragma: no cover
+        """Delete the entry (``service``, ``username``); False when it was absent."""
+        ...
+
 
 class Service:
     """Handles requests for one store.
@@ -101,7 +105,7 @@ class Service:
         self._failures = 0
         self._last_use: datetime | None = None
 
-    def handle(self, request: Request, now: datetime) -> Result:  # noqa: PLR0911 - one case per op
+    def handle(self, request: Request, now: datetime) -> Result:  # noqa: PLR0911, PLR0912 - per op
         """Serve ``request`` at time ``now``.
 
         Raises:
@@ -124,6 +128,8 @@ class Service:
             case DeleteRequest():
                 return self._delete(request)
             case ListRequest():
+                if self.store.state is StoreState.LOCKED:  # the keyring index stays readable
+                    raise LockedError("the store is locked: run `helperctl unlock`")
                 records = sorted(self.store.records(), key=lambda r: r.key)
                 return ListResult(records=[RecordInfo.of(r, now) for r in records])
             case InitRequest():
@@ -298,10 +304,20 @@ class Service:
             )
         ]
         if not keys:
+            if self._foreign_delete(request, kind, username):
+                return DeleteResult(deleted=1)
             who = "" if username is None else f" with username {username!r}"
             raise NotFoundError(f"no record named {name!r}{who}")
         self.store.remove(keys)
         return DeleteResult(deleted=len(keys))
+
+    def _foreign_delete(
+        self, request: DeleteRequest, kind: Kind | None, username: str | None
+    ) -> bool:
+        """Delete a generic entry helperd does not hold from the OS keyring, if one is usable."""
+        if request.service is None or kind is not Kind.GENERIC or username is None:
+            return False
+        return self._foreign is not None and self._foreign.foreign_delete(request.service, username)
 
     def _require_passphrase(self, passphrase: SecretStr | None) -> None:
         if self.store.needs_passphrase and not (passphrase and passphrase.get_secret_value()):

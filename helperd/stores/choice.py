@@ -1,33 +1,115 @@
-"""Which store the daemon opens, and why: the answer ``status`` reports as ``store_reason``."""
+"""Which store the daemon opens, and why: the answer ``status`` reports as ``store_reason``.
+
+``--store auto`` (the default) keeps the store a user already has: an existing keyring index
+means the keyring store, an existing encrypted file means the file store (``helperctl migrate``
+moves between them). Otherwise a configured key file means the file store (a headless server
+was provisioned for it); otherwise the keyring store when a real OS keyring answers a probe
+within the bound, else the encrypted file store. A locked keyring still answers the probe:
+the keyring store is chosen and reports ``locked`` until the collection is unlocked.
+"""
 
 from __future__ import annotations
 
-from helperd_client.errors import StoreUnavailableError
+import concurrent.futures
+from dataclasses import dataclass
+
+from helperd_client.errors import LockedError, StoreUnavailableError
+from keyring.backend import KeyringBackend
 
 from helperd.config import Settings
 from helperd.durable import check_private_dir
+from helperd.service import ForeignKeyring
 from helperd.stores.base import Store
 from helperd.stores.file_store import FileStore
+from helperd.stores.keyring_store import ForeignEntries, KeyringStore
+from helperd.stores.os_keyring import PROBE_SERVICE, BoundedKeyring, pick_backend
 
-__all__ = ["build_store"]
+__all__ = ["Choice", "build_store"]
 
 
-def build_store(settings: Settings) -> tuple[Store, str]:
-    """Open the store that ``settings`` ask for, and say why it was chosen.
+@dataclass(frozen=True)
+class Choice:
+    """The opened store, why it was chosen, and where generic entries not held are read."""
+
+    store: Store
+    reason: str
+    foreign: ForeignKeyring | None
+
+
+def build_store(settings: Settings) -> Choice:  # noqa: PLR0911 - one return per rule
+    """Open the store that ``settings`` ask for.
 
     Raises:
-        HelperdError: the store cannot be opened (its message says what to do).
+        StoreUnavailableError: the store cannot be opened, or ``--store keyring`` was asked
+            for and no usable OS keyring exists (the message says why and what to do).
     """
     check_private_dir(settings.data_dir)
+    if settings.store == "file":
+        return _file(settings, "asked for with --store file (or HELPERD_STORE, config.toml)")
     if settings.store == "keyring":
+        keyring, verdict = _os_keyring(settings)
+        if keyring is None:
+            raise StoreUnavailableError(
+                f"no usable OS keyring ({verdict}): start one, or use --store file or auto"
+            )
+        return _keyring(settings, keyring, f"asked for with --store keyring; {verdict}")
+    if settings.index_file.exists():
+        keyring, verdict = _os_keyring(settings)
+        if keyring is not None:
+            return _keyring(settings, keyring, f"a keyring index exists; {verdict}")
         raise StoreUnavailableError(
-            "the keyring store is not available in this version; use --store file"
+            f"{settings.index_file} says the secrets are in the OS keyring, but {verdict};"
+            " start the keyring, or run `helperctl migrate --to file` once it answers"
         )
-    store = FileStore(settings.store_file, key_file=settings.key_file)
+    if settings.store_file.exists():
+        return _file(settings, f"an encrypted store exists at {settings.store_file}")
     if settings.key_file is not None:
-        reason = f"encrypted file opened with the key file {settings.key_file}"
-    elif settings.store == "file":
-        reason = "encrypted file (asked for with --store file); protected by a passphrase"
-    else:
-        reason = "encrypted file protected by a passphrase (no OS keyring is used yet)"
-    return store, reason
+        return _file(settings, "a key file is configured (headless server)")
+    keyring, verdict = _os_keyring(settings)
+    if keyring is not None:
+        return _keyring(settings, keyring, verdict)
+    return _file(settings, f"no usable OS keyring: {verdict}")
+
+
+def _file(settings: Settings, why: str) -> Choice:
+    store = FileStore(settings.store_file, key_file=settings.key_file)
+    key = f"key file {settings.key_file}" if settings.key_file else "a passphrase"
+    foreign = None
+    if settings.key_file is None:  # a desktop without a usable keyring may still have one later
+        keyring, _ = _os_keyring(settings)
+        foreign = ForeignEntries(keyring) if keyring is not None else None
+    return Choice(store, f"encrypted file protected by {key}: {why}", foreign)
+
+
+def _keyring(settings: Settings, keyring: BoundedKeyring, why: str) -> Choice:
+    store = KeyringStore(settings.index_file, keyring)
+    return Choice(store, f"OS keyring ({keyring.describe()}): {why}", store)
+
+
+def _os_keyring(settings: Settings) -> tuple[BoundedKeyring | None, str]:
+    """A bounded handle on the best OS keyring backend, or None and why not.
+
+    A backend counts when it answers a harmless read within the bound; a locked collection
+    answers too. Even choosing a backend talks to D-Bus, so that is bounded as well.
+    """
+    timeout = settings.keyring_timeout
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="helperd-probe")
+    try:
+        backend: KeyringBackend | None = pool.submit(pick_backend).result(timeout)
+    except concurrent.futures.TimeoutError:
+        return None, f"choosing a keyring backend took longer than {timeout:g} s"
+    finally:
+        pool.shutdown(wait=False)
+    if backend is None:
+        return (
+            None,
+            "keyring found no OS backend (no Secret Service, Keychain or Credential Locker)",
+        )
+    keyring = BoundedKeyring(backend, timeout=timeout)
+    try:
+        keyring.get_password(PROBE_SERVICE, "probe")
+    except LockedError:
+        return keyring, f"{keyring.describe()} is locked (`helperctl unlock` opens it)"
+    except StoreUnavailableError as exc:
+        return None, exc.message
+    return keyring, f"{keyring.describe()} answered"

@@ -38,7 +38,7 @@ from helperd.record import Kind, Record, RecordKey
 from helperd.stores.base import Store, StoreState
 from helperd.stores.os_keyring import LOCKED_MESSAGE, BoundedKeyring
 
-__all__ = ["SERVICE_PREFIX", "KeyringStore", "location"]
+__all__ = ["SERVICE_PREFIX", "ForeignEntries", "KeyringStore", "location"]
 
 SERVICE_PREFIX = "helperd:"
 """Keyring services that start with this belong to helperd's repository records."""
@@ -80,6 +80,7 @@ class KeyringStore(Store):
         check_private_dir(index_path.parent)
         self._index_path = index_path
         self._keyring = keyring
+        self._foreign = ForeignEntries(keyring)
         self._file_lock = FileLock(index_path.with_name(index_path.name + ".lock"))
         # _lock guards the in-memory index (held briefly); _write_lock makes each put or
         # remove one step, keyring call included, so two writers cannot interleave their halves.
@@ -136,35 +137,12 @@ class KeyringStore(Store):
         return secret
 
     def foreign_password(self, service: str, username: str | None) -> tuple[str, SecretStr] | None:
-        """Read an OS keyring entry helperd does not hold: the generic fallback (bounded).
-
-        With ``username`` None, the first entry of ``service`` answers, with its username.
-        helperd's own ``helperd:`` services are never read this way: their records are
-        served (and expired) through the index.
-
-        Raises:
-            LockedError, StoreUnavailableError: as for `password`.
-        """
-        if service.startswith(SERVICE_PREFIX):
-            return None
-        if username is None:
-            return self._keyring.get_credential(service, None)
-        secret = self._keyring.get_password(service, username)
-        return None if secret is None else (username, secret)
+        """See `ForeignEntries.foreign_password`."""
+        return self._foreign.foreign_password(service, username)
 
     def foreign_delete(self, service: str, username: str) -> bool:
-        """Delete an OS keyring entry helperd does not hold (bounded); False when absent.
-
-        So that ``keyring del`` through helperd's plugin still deletes what other programs
-        stored before helperd. Entries in helperd's own ``helperd:`` services are left alone:
-        `remove` deletes those.
-
-        Raises:
-            LockedError, StoreUnavailableError: as for `password`.
-        """
-        if service.startswith(SERVICE_PREFIX):
-            return False
-        return self._keyring.delete_password(service, username)
+        """See `ForeignEntries.foreign_delete`."""
+        return self._foreign.foreign_delete(service, username)
 
     def put(self, record: Record, password: SecretStr) -> None:
         """Add or replace ``record``: the secret first, then the index (see the module doc).
@@ -271,3 +249,46 @@ class KeyringStore(Store):
     def _save(self, records: dict[RecordKey, Record]) -> None:
         index = _Index(records=sorted(records.values(), key=lambda record: record.key))
         write_atomic(self._index_path, index.model_dump_json(indent=1).encode("utf-8") + b"\n")
+
+
+class ForeignEntries:
+    """OS keyring entries that helperd does not hold, read and deleted in bounded calls.
+
+    SPEC.md's generic fallback: entries other programs stored before helperd's plugin became
+    the active keyring backend keep working. Used by the keyring store, and by the file store
+    when an OS keyring is usable.
+    """
+
+    def __init__(self, keyring: BoundedKeyring) -> None:
+        self._keyring = keyring
+
+    def foreign_password(self, service: str, username: str | None) -> tuple[str, SecretStr] | None:
+        """Read an OS keyring entry helperd does not hold: the generic fallback (bounded).
+
+        With ``username`` None, the first entry of ``service`` answers, with its username.
+        helperd's own ``helperd:`` services are never read this way: their records are
+        served (and expired) through the index.
+
+        Raises:
+            LockedError, StoreUnavailableError: as for `password`.
+        """
+        if service.startswith(SERVICE_PREFIX):
+            return None
+        if username is None:
+            return self._keyring.get_credential(service, None)
+        secret = self._keyring.get_password(service, username)
+        return None if secret is None else (username, secret)
+
+    def foreign_delete(self, service: str, username: str) -> bool:
+        """Delete an OS keyring entry helperd does not hold (bounded); False when absent.
+
+        So that ``keyring del`` through helperd's plugin still deletes what other programs
+        stored before helperd. Entries in helperd's own ``helperd:`` services are left alone:
+        `remove` deletes those.
+
+        Raises:
+            LockedError, StoreUnavailableError: as for `password`.
+        """
+        if service.startswith(SERVICE_PREFIX):
+            return False
+        return self._keyring.delete_password(service, username)
