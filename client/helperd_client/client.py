@@ -216,17 +216,24 @@ class Client:
 
     def set(
         self,
-        name: str,
+        name: str | None,
         password: str,
         *,
+        service: str | None = None,
         username: str | None = None,
-        kind: str = "basic",
+        kind: str | None = None,
         urls: list[str] | tuple[str, ...] | None = None,
         expires_at: datetime | None = None,
     ) -> RecordInfo:
-        """Add or replace the (name, username) record; returns its public facts."""
+        """Add or replace the (name, username) record; returns its public facts.
+
+        Give ``name`` (a repository, or a generic entry's service with ``kind="generic"``),
+        or ``name=None`` and a raw keyring ``service`` that the daemon resolves as keyring
+        writes are (``poetry-repository-NAME`` is repository NAME, and so on).
+        """
         args: dict[str, Any] = {
             "name": name,
+            "service": service,
             "password": password,
             "kind": kind,
             "username": username,
@@ -235,10 +242,15 @@ class Client:
         }
         return RecordInfo.from_wire(self.request("set", **_present(args))["record"])
 
-    def delete(self, name: str, username: str | None = None) -> int:
-        """Delete one record, or every record of ``name``; returns how many went."""
-        result = self.request("delete", **_present({"name": name, "username": username}))
-        return int(result["deleted"])
+    def delete(
+        self, name: str | None, username: str | None = None, *, service: str | None = None
+    ) -> int:
+        """Delete one record, or every record of ``name``; returns how many went.
+
+        As for `set`, a raw keyring ``service`` may stand in for ``name``.
+        """
+        args = {"name": name, "service": service, "username": username}
+        return int(self.request("delete", **_present(args))["deleted"])
 
     def list(self) -> list[RecordInfo]:
         """Every record's public facts."""

@@ -66,14 +66,6 @@ def assert_no_dangling(store: KeyringStore) -> None:
 
 
 @pytest.fixture
-def secret_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretService]:
-    """A private gnome-keyring on a private bus; this process talks to it for the test."""
-    with SecretService() as service:
-        service.apply(monkeypatch)
-        yield service
-
-
-@pytest.fixture
 def backend(secret_service: SecretService) -> SecretServiceBackend.Keyring:
     """keyring's own Secret Service backend, pointed at the private gnome-keyring."""
     return SecretServiceBackend.Keyring()

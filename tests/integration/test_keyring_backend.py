@@ -1,0 +1,221 @@
+"""helperd's keyring plugin against a real daemon: keyring's own contract suite and the
+Poetry-specific services, plus what happens when the daemon is down, hung or locked."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from helperd_client import Client
+from helperd_client.keyring_backend import PRIORITY, HelperdKeyring
+from keyring.backends import SecretService as SecretServiceBackend
+from keyring.errors import PasswordDeleteError, PasswordSetError
+from keyring.testing.backend import BackendBasicTests
+
+from helperd.testing import Daemon, start_daemon
+from tests.support.secret_service import SecretService
+
+URL = "http://127.0.0.1:8080/simple/"
+
+
+@pytest.fixture
+def plugin_socket(key_daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon:
+    """The plugin finds the daemon through HELPERD_SOCKET, as a tool's process would."""
+    monkeypatch.setenv("HELPERD_SOCKET", str(key_daemon.socket))
+    monkeypatch.setenv("HELPERD_TIMEOUT", "1")
+    return key_daemon
+
+
+class TestContractOnFileStore(BackendBasicTests):
+    """keyring's BackendBasicTests, in full, with the encrypted file store behind the plugin."""
+
+    @pytest.fixture(autouse=True)
+    def _init_properties(self, plugin_socket: Daemon) -> Iterator[None]:
+        # Replaces the mixin's fixture so that the daemon outlives the cleanup.
+        self.keyring = self.init_keyring()
+        self.credentials_created: set[tuple[str, str]] = set()
+        yield
+        self.cleanup()
+
+    def init_keyring(self) -> HelperdKeyring:
+        return HelperdKeyring()
+
+
+@pytest.fixture
+def keyring_daemon(
+    home: Path, secret_service: SecretService, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Daemon]:
+    """A daemon with the OS keyring store on a private gnome-keyring."""
+    daemon = start_daemon(home, "--store", "keyring", env=secret_service.env)
+    monkeypatch.setenv("HELPERD_SOCKET", str(daemon.socket))
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+class TestContractOnKeyringStore(BackendBasicTests):
+    """keyring's BackendBasicTests, in full, with the OS keyring store behind the plugin."""
+
+    @pytest.fixture(autouse=True)
+    def _init_properties(self, keyring_daemon: Daemon) -> Iterator[None]:
+        # Replaces the mixin's fixture so that the daemon outlives the cleanup.
+        self.keyring = self.init_keyring()
+        self.credentials_created: set[tuple[str, str]] = set()
+        yield
+        self.cleanup()
+
+    def init_keyring(self) -> HelperdKeyring:
+        return HelperdKeyring()
+
+
+def test_generic_entries_live_where_keyring_puts_them(keyring_daemon: Daemon) -> None:
+    """With the keyring store, a generic entry is readable by keyring's own Secret Service
+    backend, and an entry stored before helperd is readable through the plugin."""
+    plugin = HelperdKeyring()
+    plugin.set_password("some-app", "me", "app-secret")
+    native = SecretServiceBackend.Keyring()
+    assert "app-secret" == native.get_password("some-app", "me")
+    native.set_password("older-app", "you", "older-secret")
+    assert "older-secret" == plugin.get_password("older-app", "you")
+    plugin.delete_password("older-app", "you")
+    assert None is native.get_password("older-app", "you")
+
+
+def test_viable_only_while_the_socket_exists(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No socket: priority raises RuntimeError, never connecting; a socket: it beats the chainer."""
+    monkeypatch.setenv("HELPERD_SOCKET", str(home / "helperd.sock"))
+    with pytest.raises(RuntimeError, match="not running"):
+        HelperdKeyring.priority  # noqa: B018
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(home / "helperd.sock"))
+    try:
+        assert PRIORITY == HelperdKeyring.priority
+        assert PRIORITY > 10
+    finally:
+        listener.close()
+
+
+def test_keyring_picks_the_plugin(plugin_socket: Daemon) -> None:
+    """With the daemon up, keyring's own backend selection lands on helperd's plugin."""
+    code = "import keyring; print(type(keyring.get_keyring()).__module__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "helperd_client.keyring_backend" == out.stdout.strip()
+
+
+def test_poetry_services(plugin_socket: Daemon) -> None:
+    """The services Poetry asks for answer as INTEGRATION.md says they must."""
+    with plugin_socket.client() as client:
+        client.set("acme", "basic-pw", username="alice", urls=[URL])
+        client.set("acme", "token-pw", kind="token")
+        client.set("bare", "bare-pw", urls=["https://bare.example.test/simple/"])
+    plugin = HelperdKeyring()
+    assert None is plugin.get_password("python-poetry-check", "python-poetry")
+    assert "basic-pw" == plugin.get_password("poetry-repository-acme", "alice")
+    assert "token-pw" == plugin.get_password("poetry-repository-acme", "__token__")
+    assert None is plugin.get_password("poetry-repository-acme", "__poetry_source_empty_username__")
+    assert "bare-pw" == plugin.get_password(
+        "poetry-repository-bare", "__poetry_source_empty_username__"
+    )
+    for service in (URL, URL.rstrip("/"), URL + "privpkg/", "127.0.0.1:8080"):
+        credential = plugin.get_credential(service, None)
+        assert credential is not None, service
+        assert ("alice", "basic-pw") == (credential.username, credential.password)
+
+
+def test_poetry_write_through(
+    plugin_socket: Daemon, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    """set/delete on poetry-repository-NAME land in helperd, with the URL from config.toml."""
+    config = home / "pypoetry"
+    config.mkdir()
+    (config / "config.toml").write_text(f'[repositories.acme]\nurl = "{URL}"\n')
+    monkeypatch.setenv("POETRY_CONFIG_DIR", str(config))
+    plugin = HelperdKeyring()
+    plugin.set_password("poetry-repository-acme", "alice", "pw1")
+    plugin.set_password("poetry-repository-acme", "__token__", "tok1")
+    with plugin_socket.client() as client:
+        basic = client.get(name="acme")
+        assert ("alice", "pw1", "basic", (URL,)) == (
+            basic.username,
+            basic.password,
+            basic.kind,
+            basic.urls,
+        )
+        assert "token" == client.get(name="acme", username="__token__").kind
+        plugin.delete_password("poetry-repository-acme", "__token__")
+        assert ["alice"] == [r.username for r in client.list()]
+
+
+def test_stale_socket_answers_none_at_once(
+    home: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed daemon's socket: reads answer None at once, writes raise with the fix."""
+    daemon = start_daemon(home, "--store", "file", env={"HELPERD_KEY_FILE": str(key_file)})
+    daemon.stop(signal.SIGKILL)
+    monkeypatch.setenv("HELPERD_SOCKET", str(daemon.socket))
+    plugin = HelperdKeyring()
+    started = time.monotonic()
+    assert None is plugin.get_password("poetry-repository-acme", "alice")
+    assert None is plugin.get_credential(URL, None)
+    assert time.monotonic() - started < 1
+    with pytest.raises(PasswordSetError, match="start it with"):
+        plugin.set_password("poetry-repository-acme", "alice", "pw")
+
+
+def test_hung_daemon_costs_one_timeout_then_rests(plugin_socket: Daemon) -> None:
+    """A daemon that never answers costs one read timeout; later reads answer None at once."""
+    plugin_socket.process.send_signal(signal.SIGSTOP)
+    try:
+        plugin = HelperdKeyring()
+        started = time.monotonic()
+        assert None is plugin.get_credential(URL, None)
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert None is plugin.get_password("poetry-repository-acme", "alice")
+        second = time.monotonic() - started
+    finally:
+        plugin_socket.process.send_signal(signal.SIGCONT)
+    assert first < 5 * 1.0, "bounded by HELPERD_TIMEOUT=1"
+    assert second < 0.5
+
+
+def test_locked_store_answers_none_and_says_so_once(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A locked store: reads answer None, and one line tells the user to unlock."""
+    daemon = start_daemon(home, "--store", "file")
+    try:
+        monkeypatch.setenv("HELPERD_SOCKET", str(daemon.socket))
+        with Client(daemon.socket) as client:
+            client.init("pass phrase")
+            client.set("acme", "pw", username="alice")
+            client.lock()
+        plugin = HelperdKeyring()
+        assert None is plugin.get_password("poetry-repository-acme", "alice")
+        assert None is plugin.get_credential(URL, None)
+        err = capsys.readouterr().err
+        assert 1 == err.count("helperctl unlock")
+        with pytest.raises(PasswordDeleteError, match="helperctl unlock"):
+            plugin.delete_password("poetry-repository-acme", "alice")
+    finally:
+        daemon.stop()
+
+
+def test_keyring_module_api_goes_through_the_plugin(plugin_socket: Daemon) -> None:
+    """keyring.set_keyring(plugin) then the module functions store and read in helperd."""
+    keyring.set_keyring(HelperdKeyring())
+    try:
+        keyring.set_password("poetry-repository-x", "bob", "pw-x")
+        assert "pw-x" == plugin_socket.client().get(name="x").password
+    finally:
+        keyring.set_keyring(keyring.backends.fail.Keyring())
