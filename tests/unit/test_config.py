@@ -1,0 +1,89 @@
+"""Settings are resolved once: flags over HELPERD_* over config.toml over defaults."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from helperd_client.errors import BadRequestError
+
+from helperd.config import Settings
+
+
+def test_defaults_under_helperd_home(home: Path) -> None:
+    """With only HELPERD_HOME, everything lives in it and the defaults apply."""
+    settings = Settings.resolve(env={"HELPERD_HOME": str(home)})
+    assert (home / "helperd.sock", home, home) == (
+        settings.socket_path,
+        settings.config_dir,
+        settings.data_dir,
+    )
+    assert ("auto", "info", timedelta(minutes=15), None) == (
+        settings.store,
+        settings.log_level,
+        settings.idle_lock,
+        settings.key_file,
+    )
+    assert home / "store.enc" == settings.store_file
+
+
+def test_precedence_flag_env_file(home: Path) -> None:
+    """A flag beats HELPERD_STORE, which beats config.toml."""
+    (home / "config.toml").write_text('store = "keyring"\nlog_level = "debug"\n')
+    env = {"HELPERD_HOME": str(home)}
+    assert "keyring" == Settings.resolve(env=env).store
+    assert "file" == Settings.resolve(env={**env, "HELPERD_STORE": "file"}).store
+    assert "auto" == Settings.resolve(env={**env, "HELPERD_STORE": "file"}, store="auto").store
+    assert "debug" == Settings.resolve(env=env).log_level
+
+
+def test_config_file_values(home: Path) -> None:
+    """config.toml sets timeouts, the connection cap and the idle lock (0 turns it off)."""
+    (home / "config.toml").write_text(
+        "idle_lock_seconds = 0\nread_timeout = 5\nmax_connections = 10\nkeyring_timeout = 0.5\n"
+    )
+    settings = Settings.resolve(env={"HELPERD_HOME": str(home)})
+    assert (None, 5.0, 10, 0.5) == (
+        settings.idle_lock,
+        settings.read_timeout,
+        settings.max_connections,
+        settings.keyring_timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("stroe = 'file'\n", id="typo-key"),
+        pytest.param("store = 'cloud'\n", id="bad-choice"),
+        pytest.param("read_timeout = -1\n", id="negative"),
+        pytest.param("this is not toml\n", id="not-toml"),
+    ],
+)
+def test_bad_config_is_refused_clearly(home: Path, text: str) -> None:
+    """An unknown key, a bad value or broken TOML is an error naming the file."""
+    (home / "config.toml").write_text(text)
+    with pytest.raises(BadRequestError, match=r"config\.toml"):
+        Settings.resolve(env={"HELPERD_HOME": str(home)})
+
+
+def test_bad_store_variable(home: Path) -> None:
+    """HELPERD_STORE must be auto, keyring or file."""
+    with pytest.raises(BadRequestError, match="HELPERD_STORE"):
+        Settings.resolve(env={"HELPERD_HOME": str(home), "HELPERD_STORE": "cloud"})
+
+
+def test_key_file_from_systemd_credentials(home: Path) -> None:
+    """$CREDENTIALS_DIRECTORY/helperd.key is the key file when present; HELPERD_KEY_FILE wins."""
+    (home / "helperd.key").write_bytes(b"k" * 32)
+    env = {"HELPERD_HOME": str(home), "CREDENTIALS_DIRECTORY": str(home)}
+    assert home / "helperd.key" == Settings.resolve(env=env).key_file
+    other = home / "other.key"
+    assert other == Settings.resolve(env={**env, "HELPERD_KEY_FILE": str(other)}).key_file
+
+
+def test_socket_flag_wins(home: Path) -> None:
+    """--socket beats the environment rule."""
+    flag = home / "x.sock"
+    assert flag == Settings.resolve(env={"HELPERD_HOME": str(home)}, socket=flag).socket_path
