@@ -63,6 +63,7 @@ class DaemonClient(Protocol):
     def lock(self) -> None: ...
     def unlock(self, passphrase: str | None) -> None: ...
     def passwd(self, old: str, new: str) -> None: ...
+    def migrate(self, to: str, passphrase: str | None = None) -> tuple[int, str]: ...
     def close(self) -> None: ...
 
 
@@ -484,6 +485,53 @@ def passwd(session: Session, passphrase_stdin: bool) -> None:
     click.echo("passphrase changed; the store is unlocked", err=True)
 
 
+@cli.command()
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["keyring", "file"]),
+    required=True,
+    help="The store to move every record to.",
+)
+@click.option(
+    "--passphrase-stdin",
+    is_flag=True,
+    help="Read the file store's passphrase from stdin (--to file without a key file).",
+)
+@_pass_session
+def migrate(session: Session, to: str, passphrase_stdin: bool) -> None:
+    """Move every record to the other store and use that store from now on.
+
+    Each record is copied, read back and compared before the old store is deleted, so an
+    interruption loses nothing: run the same command again to finish.
+    Moving to a new passphrase-protected file asks for its passphrase twice on a terminal
+    (a key file, HELPERD_KEY_FILE, needs none); an existing one is unlocked with it.
+    The result is reported as a count, never a secret.
+
+    \b
+    Examples:
+      helperctl migrate --to keyring
+      pass show helperd | helperctl migrate --to file --passphrase-stdin
+    """
+    client = session.client()
+    passphrase = None
+    if passphrase_stdin:
+        passphrase = cli_input.read_secret(
+            "passphrase", from_stdin=True, flag="--passphrase-stdin", confirm=False
+        )
+    try:
+        moved, reason = client.migrate(to, passphrase)
+    except BadRequestError as exc:
+        if passphrase is not None or "passphrase" not in exc.message:
+            raise
+        passphrase = cli_input.read_secret(
+            "new passphrase", from_stdin=False, flag="--passphrase-stdin", confirm=True
+        )
+        moved, reason = client.migrate(to, passphrase)
+    click.echo(f"moved {moved} record{'' if moved == 1 else 's'} to the {to} store", err=True)
+    click.echo(f"store: {reason}", err=True)
+
+
 def main(args: Sequence[str] | None = None, *, obj: Session | None = None) -> None:
     """Run helperctl (the console script); exits with the command's status."""
     cli.main(args=args, prog_name="helperctl", obj=obj)
@@ -531,3 +579,10 @@ def _shown_url(url: str) -> str:
     from helperd.lookup import redact_url  # noqa: PLC0415 - it brings pydantic: load on demand
 
     return redact_url(url)
+
+
+# Last, so that cli_tools finds this module complete; it does not import it back at run time.
+from helperd.cli_tools import exec_command, import_poetry  # noqa: E402
+
+cli.add_command(import_poetry)
+cli.add_command(exec_command)

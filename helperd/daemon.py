@@ -14,7 +14,7 @@ from helperd import __version__
 from helperd.config import LogLevel, Settings, StoreChoice
 from helperd.server import Server, StartupError, bind_socket
 from helperd.service import Service
-from helperd.stores.choice import build_store
+from helperd.stores.choice import Migrations, build_store
 
 __all__ = ["build_service", "main"]
 
@@ -29,6 +29,7 @@ def build_service(settings: Settings) -> Service:
         store_reason=choice.reason,
         idle_lock=settings.idle_lock,
         foreign=choice.foreign,
+        migrations=Migrations(settings),
     )
 
 

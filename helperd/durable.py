@@ -17,7 +17,7 @@ from pathlib import Path
 
 from helperd_client.errors import StoreUnavailableError
 
-__all__ = ["FileLock", "check_private_dir", "read_private", "write_atomic"]
+__all__ = ["FileLock", "check_private_dir", "fsync_dir", "read_private", "write_atomic"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)

@@ -55,6 +55,8 @@ __all__ = [
     "ListRequest",
     "ListResult",
     "LockRequest",
+    "MigrateRequest",
+    "MigrateResult",
     "PasswdRequest",
     "RecordInfo",
     "Request",
@@ -189,6 +191,14 @@ class PasswdRequest(_Request):
     new: Secret
 
 
+class MigrateRequest(_Request):
+    """Move every record to the other store; ``passphrase`` opens or creates a file store."""
+
+    op: Literal["migrate"]
+    to: Literal["keyring", "file"]
+    passphrase: Secret | None = None
+
+
 Request = Annotated[
     HelloRequest
     | StatusRequest
@@ -199,7 +209,8 @@ Request = Annotated[
     | InitRequest
     | LockRequest
     | UnlockRequest
-    | PasswdRequest,
+    | PasswdRequest
+    | MigrateRequest,
     Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
@@ -304,7 +315,24 @@ class Ack(_Model):
     locked: bool
 
 
-Result = HelloResult | StatusResult | GetResult | SetResult | DeleteResult | ListResult | Ack
+class MigrateResult(_Model):
+    """How many records moved, and the store that now holds them."""
+
+    moved: int
+    store: Literal["file", "keyring"]
+    store_reason: str
+
+
+Result = (
+    HelloResult
+    | StatusResult
+    | GetResult
+    | SetResult
+    | DeleteResult
+    | ListResult
+    | Ack
+    | MigrateResult
+)
 
 
 def parse_request(line: bytes) -> tuple[RequestId | None, Request]:

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from helperd import __version__
 from helperd.lookup import Query, check_url, find, owns, write_target
+from helperd.migration import MigrationMarker, copy_verified
 from helperd.protocol import (
     Ack,
     DeleteRequest,
@@ -37,6 +38,8 @@ from helperd.protocol import (
     ListRequest,
     ListResult,
     LockRequest,
+    MigrateRequest,
+    MigrateResult,
     PasswdRequest,
     RecordInfo,
     Request,
@@ -50,7 +53,7 @@ from helperd.protocol import (
 from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 from helperd.stores.base import Store, StoreState
 
-__all__ = ["ForeignKeyring", "Service", "penalty"]
+__all__ = ["ForeignKeyring", "Migrations", "Service", "penalty"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,28 @@ class ForeignKeyring(Protocol):
         ...
 
 
+class Opened(Protocol):
+    """A store opened for a migration, with why and its generic fallback."""
+
+    @property
+    def store(self) -> Store: ...  # pragma: no cover - protocol
+    @property
+    def reason(self) -> str: ...  # pragma: no cover - protocol
+    @property
+    def foreign(self) -> ForeignKeyring | None: ...  # pragma: no cover - protocol
+
+
+class Migrations(Protocol):
+    """Opens the target store of a migration and keeps the marker of one under way."""
+
+    @property
+    def marker(self) -> MigrationMarker: ...  # pragma: no cover - protocol
+
+    def open(self, kind: str) -> Opened:  # pragma: no cover - protocol
+        """Open the ``kind`` store."""
+        ...
+
+
 class Service:
     """Handles requests for one store.
 
@@ -87,6 +112,7 @@ class Service:
         store_reason: why this store was chosen, for ``status``.
         idle_lock: lock a passphrase store after this long without use (None: never).
         foreign: where to look for generic entries helperd does not hold (None: nowhere).
+        migrations: how to open another store for ``migrate`` (None: not offered).
     """
 
     def __init__(
@@ -96,12 +122,16 @@ class Service:
         store_reason: str,
         idle_lock: timedelta | None = None,
         foreign: ForeignKeyring | None = None,
+        migrations: Migrations | None = None,
     ) -> None:
         self.store = store
         self.store_reason = store_reason
         self.idle_lock = idle_lock
         self._foreign = foreign
+        self._migrations = migrations
         self._mutex = threading.Lock()
+        # Writes wait while a migration copies, so that none lands in the store being left.
+        self._writes = threading.Lock()
         self._failures = 0
         self._last_use: datetime | None = None
 
@@ -124,9 +154,14 @@ class Service:
             case GetRequest():
                 return self._get(request, now)
             case SetRequest():
-                return self._set(request, now)
+                with self._writes:
+                    return self._set(request, now)
             case DeleteRequest():
-                return self._delete(request)
+                with self._writes:
+                    return self._delete(request)
+            case MigrateRequest():
+                with self._writes:
+                    return self._migrate(request)
             case ListRequest():
                 if self.store.state is StoreState.LOCKED:  # the keyring index stays readable
                     raise LockedError("the store is locked: run `helperctl unlock`")
@@ -318,6 +353,32 @@ class Service:
         if request.service is None or kind is not Kind.GENERIC or username is None:
             return False
         return self._foreign is not None and self._foreign.foreign_delete(request.service, username)
+
+    def _migrate(self, request: MigrateRequest) -> MigrateResult:
+        """Move every record to the other store; see helperd.migration for the safety."""
+        if self._migrations is None:
+            raise BadRequestError("this daemon cannot migrate its store")
+        if request.to == self.store.kind:
+            raise BadRequestError(f"the {request.to} store is already the active one")
+        self.store.records()  # a locked source fails here, before anything is written
+        self._migrations.marker.begin(request.to)
+        target = self._migrations.open(request.to)
+        try:
+            if target.store.state is StoreState.MISSING and target.store.needs_passphrase:
+                self._require_passphrase(request.passphrase)
+                target.store.create(request.passphrase)
+            elif target.store.state is StoreState.LOCKED:
+                passphrase = request.passphrase
+                self._guarded(lambda: target.store.unlock(passphrase))
+            moved = copy_verified(self.store, target.store)
+            self.store.discard()
+        except BaseException:
+            target.store.close()
+            raise
+        self.store, self.store_reason, self._foreign = target.store, target.reason, target.foreign
+        self._migrations.marker.end()
+        log.info("migrated %d record(s) to the %s store", moved, request.to)
+        return MigrateResult(moved=moved, store=request.to, store_reason=target.reason)
 
     def _require_passphrase(self, passphrase: SecretStr | None) -> None:
         if self.store.needs_passphrase and not (passphrase and passphrase.get_secret_value()):

@@ -275,6 +275,16 @@ class Client:
         """Re-encrypt the file store under a new passphrase."""
         self.request("passwd", _timeout=self.passphrase_timeout, old=old, new=new)
 
+    def migrate(self, to: str, passphrase: str | None = None) -> tuple[int, str]:
+        """Move every record to the ``to`` store (``keyring`` or ``file``).
+
+        Returns:
+            How many records moved, and why the daemon uses the new store.
+        """
+        args = _present({"to": to, "passphrase": passphrase})
+        result = self.request("migrate", _timeout=self.passphrase_timeout, **args)
+        return int(result["moved"]), str(result["store_reason"])
+
     # --- transport --------------------------------------------------------------------
 
     def request(self, op: str, *, _timeout: float | None = None, **args: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ OPS: tuple[str, ...] = (
     "lock",
     "unlock",
     "passwd",
+    "migrate",
 )
 
 

@@ -101,5 +101,14 @@ class Store(abc.ABC):
         """Re-encrypt the store under ``new``, atomically."""
         raise BadRequestError(f"the {self.kind} store has no passphrase to change")
 
+    def discard(self) -> None:
+        """Delete the store itself, after `helperctl migrate` moved its records elsewhere.
+
+        The store is closed afterwards. What makes the store exist on disk (the file, the
+        index) goes first, so that an interruption never leaves a half-deleted store that
+        looks whole.
+        """
+        raise BadRequestError(f"the {self.kind} store cannot be discarded")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and locks; the store is not used afterwards."""

@@ -18,13 +18,14 @@ from keyring.backend import KeyringBackend
 
 from helperd.config import Settings
 from helperd.durable import check_private_dir
+from helperd.migration import MigrationMarker
 from helperd.service import ForeignKeyring
 from helperd.stores.base import Store
 from helperd.stores.file_store import FileStore
 from helperd.stores.keyring_store import ForeignEntries, KeyringStore
 from helperd.stores.os_keyring import PROBE_SERVICE, BoundedKeyring, pick_backend
 
-__all__ = ["Choice", "build_store"]
+__all__ = ["Choice", "Migrations", "build_store"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def build_store(settings: Settings) -> Choice:  # noqa: PLR0911 - one return per
             for and no usable OS keyring exists (the message says why and what to do).
     """
     check_private_dir(settings.data_dir)
+    unfinished = Migrations(settings).marker.target()
     if settings.store == "file":
         return _file(settings, "asked for with --store file (or HELPERD_STORE, config.toml)")
     if settings.store == "keyring":
@@ -53,8 +55,14 @@ def build_store(settings: Settings) -> Choice:  # noqa: PLR0911 - one return per
                 f"no usable OS keyring ({verdict}): start one, or use --store file or auto"
             )
         return _keyring(settings, keyring, f"asked for with --store keyring; {verdict}")
+    if unfinished == "keyring" and settings.store_file.exists():
+        return _file(settings, "a migration did not finish: rerun `helperctl migrate --to keyring`")
     if settings.index_file.exists():
         keyring, verdict = _os_keyring(settings)
+        if unfinished == "file" and keyring is not None:
+            return _keyring(
+                settings, keyring, "a migration did not finish: rerun it with --to file"
+            )
         if keyring is not None:
             return _keyring(settings, keyring, f"a keyring index exists; {verdict}")
         raise StoreUnavailableError(
@@ -69,6 +77,28 @@ def build_store(settings: Settings) -> Choice:  # noqa: PLR0911 - one return per
     if keyring is not None:
         return _keyring(settings, keyring, verdict)
     return _file(settings, f"no usable OS keyring: {verdict}")
+
+
+class Migrations:
+    """Opens the store a migration moves to, and keeps its marker (see helperd.migration)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.marker = MigrationMarker(settings.data_dir / "migrating-to")
+
+    def open(self, kind: str) -> Choice:
+        """Open the ``kind`` store as the target of a migration.
+
+        Raises:
+            StoreUnavailableError: no usable OS keyring, or the store cannot be opened.
+        """
+        why = f"moved here with `helperctl migrate --to {kind}`"
+        if kind == "file":
+            return _file(self._settings, why)
+        keyring, verdict = _os_keyring(self._settings)
+        if keyring is None:
+            raise StoreUnavailableError(f"no usable OS keyring to migrate to: {verdict}")
+        return _keyring(self._settings, keyring, f"{why}; {verdict}")
 
 
 def _file(settings: Settings, why: str) -> Choice:

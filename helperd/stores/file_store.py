@@ -283,6 +283,19 @@ class FileStore(Store):
                     generation = header.generation
                 self._commit(entries, new_key, new_spec, generation + 1)
 
+    def discard(self) -> None:
+        """Delete the store file (after a migration), then close the store."""
+        with self._lock:
+            self._check_not_closed()
+            try:
+                self.path.unlink(missing_ok=True)
+                durable.fsync_dir(self.path.parent)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"could not delete {self.path}: {exc.strerror or exc}"
+                ) from None
+        self.close()
+
     def close(self) -> None:
         """Forget every secret and release the store's OS lock."""
         with self._lock:

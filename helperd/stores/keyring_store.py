@@ -33,7 +33,7 @@ from helperd_client.errors import (
 )
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from helperd.durable import FileLock, check_private_dir, read_private, write_atomic
+from helperd.durable import FileLock, check_private_dir, fsync_dir, read_private, write_atomic
 from helperd.record import Kind, Record, RecordKey
 from helperd.stores.base import Store, StoreState
 from helperd.stores.os_keyring import LOCKED_MESSAGE, BoundedKeyring
@@ -227,6 +227,27 @@ class KeyringStore(Store):
             " locking the OS keyring would lock it for every program in your session; lock the"
             " collection from your desktop (Seahorse) or with: secret-tool lock --collection=login"
         )
+
+    def discard(self) -> None:
+        """Delete the index (after a migration), then helperd's secrets in the OS keyring.
+
+        The index goes first: without it the store is gone, and a secret left behind by an
+        interruption is an orphan, never an index entry pointing at nothing.
+        """
+        with self._write_lock:
+            try:
+                self._index_path.unlink(missing_ok=True)
+                fsync_dir(self._index_path.parent)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"could not delete {self._index_path}: {exc.strerror or exc}"
+                ) from None
+            with self._lock:
+                gone, self._records = list(self._records.values()), {}
+            for record in gone:
+                with contextlib.suppress(HelperdError):
+                    self._keyring.delete_password(*location(record))
+        self.close()
 
     def close(self) -> None:
         """Release the index lock."""

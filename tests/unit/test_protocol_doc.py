@@ -16,6 +16,7 @@ from helperd.protocol import (
     GetResult,
     HelloResult,
     ListResult,
+    MigrateResult,
     SetResult,
     StatusResult,
     parse_request,
@@ -35,6 +36,7 @@ RESULTS = {
     "lock": Ack,
     "unlock": Ack,
     "passwd": Ack,
+    "migrate": MigrateResult,
 }
 
 
