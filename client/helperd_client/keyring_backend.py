@@ -85,6 +85,7 @@ class HelperdKeyring(KeyringBackend):
         self._mutex = threading.Lock()
         self._rest_until = 0.0
         self._told_locked = False
+        self._told_down = False
 
     # --- reads: never raise, never wait twice ---------------------------------------------
 
@@ -121,9 +122,12 @@ class HelperdKeyring(KeyringBackend):
             return time.monotonic() < self._rest_until
 
     def _rest(self, exc: DaemonUnreachableError) -> None:
-        log.warning("%s; keyring lookups skip helperd for %g s", exc.message, REST_SECONDS)
+        # Tools such as Poetry hide logging: say it once on stderr, as for a locked store.
         with self._mutex:
             self._rest_until = time.monotonic() + REST_SECONDS
+            told, self._told_down = self._told_down, True
+        if not told:
+            print(f"helperd: {exc.message}", file=sys.stderr)
 
     def _tell_locked(self) -> None:
         with self._mutex:

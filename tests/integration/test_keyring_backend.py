@@ -157,9 +157,12 @@ def test_poetry_write_through(
 
 
 def test_stale_socket_answers_none_at_once(
-    home: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path,
+    key_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A killed daemon's socket: reads answer None at once, writes raise with the fix."""
+    """A killed daemon's socket: reads answer None at once and say so once; writes raise."""
     daemon = start_daemon(home, "--store", "file", env={"HELPERD_KEY_FILE": str(key_file)})
     daemon.stop(signal.SIGKILL)
     monkeypatch.setenv("HELPERD_SOCKET", str(daemon.socket))
@@ -168,6 +171,7 @@ def test_stale_socket_answers_none_at_once(
     assert None is plugin.get_password("poetry-repository-acme", "alice")
     assert None is plugin.get_credential(URL, None)
     assert time.monotonic() - started < 1
+    assert 1 == capsys.readouterr().err.count("helperd is not running")
     with pytest.raises(PasswordSetError, match="start it with"):
         plugin.set_password("poetry-repository-acme", "alice", "pw")
 
