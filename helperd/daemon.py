@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
+import time
 from pathlib import Path
 
 import click
 from helperd_client.errors import HelperdError
 
 from helperd import __version__
+from helperd.activation import (
+    ActivationError,
+    IdleExit,
+    Notifier,
+    launchd_sockets,
+    listen_fds,
+    socket_address,
+    socket_problems,
+)
 from helperd.config import LogLevel, Settings, StoreChoice
-from helperd.server import Server, StartupError, bind_socket
+from helperd.server import Lifecycle, Server, StartupError, bind_socket
 from helperd.service import Service
+from helperd.stores.base import Store, StoreState
 from helperd.stores.choice import Migrations, build_store
 
 __all__ = ["build_service", "main"]
@@ -33,24 +45,129 @@ def build_service(settings: Settings) -> Service:
     )
 
 
-async def run(settings: Settings) -> None:
-    """Bind the socket, open the store, serve until SIGTERM/SIGINT, clean up."""
-    sock = bind_socket(settings.socket_path)
+async def run(settings: Settings, *, idle_exit: IdleExit | None = None) -> None:
+    """Take or bind the socket, open the store, serve until SIGTERM/SIGINT, clean up.
+
+    A socket handed over by systemd or launchd is served as it is and never removed; only
+    a socket bound here is. systemd hears ``READY=1`` once connections are accepted and
+    ``STOPPING=1`` at shutdown, when it asked for notifications.
+
+    Args:
+        settings: what to serve, and how.
+        idle_exit: when a socket-activated daemon exits on its own (None: never).
+    """
+    notifier = Notifier.from_env()
+    try:
+        await _serve(settings, notifier, idle_exit)
+    except (StartupError, HelperdError) as exc:
+        notifier.status(f"failed: {exc.message if isinstance(exc, HelperdError) else exc}")
+        raise
+
+
+async def _serve(settings: Settings, notifier: Notifier, idle_exit: IdleExit | None) -> None:
+    handed = _handed_over(settings)
+    if handed is None:
+        sock, owned_path = bind_socket(settings.socket_path), settings.socket_path
+        if idle_exit is not None:
+            log.warning("--idle-exit applies only when a service manager hands over the socket")
+    else:
+        sock, owned_path = handed, None
+    where = socket_address(sock)
     try:
         service = build_service(settings)
     except BaseException:
         sock.close()
-        settings.socket_path.unlink(missing_ok=True)
+        if owned_path is not None:
+            owned_path.unlink(missing_ok=True)
         raise
     server = Server(
         service,
         read_timeout=settings.read_timeout,
         max_connections=settings.max_connections,
     )
+
+    def tell(event: Lifecycle) -> None:
+        if event == "ready":
+            store = service.store
+            notifier.ready(f"serving on {where} (store: {store.kind}: {service.store_reason})")
+        else:
+            notifier.stopping("stopping")
+
+    watcher = None
+    if idle_exit is not None and handed is not None:
+        watcher = asyncio.create_task(_exit_when_idle(server, service.store, idle_exit, notifier))
     try:
-        await server.serve(sock, owned_path=settings.socket_path)
+        await server.serve(sock, owned_path=owned_path, notify=tell)
     finally:
+        if watcher is not None:
+            watcher.cancel()
         service.store.close()
+
+
+def _handed_over(settings: Settings) -> socket.socket | None:
+    """The socket systemd or launchd handed over, or None when the daemon binds its own.
+
+    Raises:
+        StartupError: the service manager passed something helperd cannot serve.
+    """
+    try:
+        sockets = listen_fds() or launchd_sockets()
+    except ActivationError as exc:
+        raise StartupError(str(exc)) from None
+    if not sockets:
+        return None
+    sock, *extra = sockets
+    for other in extra:
+        log.warning("serving only %s: ignoring the socket %s", *map(socket_address, (sock, other)))
+        other.close()
+    for problem in socket_problems(sock):
+        log.warning("%s", problem)
+    where = socket_address(sock)
+    log.info("socket %s handed over by the service manager", where)
+    if where != str(settings.socket_path):
+        log.warning(
+            "clients look for the socket at %s, not %s: set HELPERD_SOCKET=%s for them",
+            settings.socket_path,
+            where,
+            where,
+        )
+    return sock
+
+
+async def _exit_when_idle(
+    server: Server, store: Store, policy: IdleExit, notifier: Notifier
+) -> None:
+    """Stop the server once ``policy`` says a socket-activated daemon may exit."""
+    period = max(0.2, min(policy.after / 4, 30.0))
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(period)
+        # A store's state may wait for a lock held by a request: ask off the event loop.
+        unlocked = await loop.run_in_executor(None, _passphrase_unlocked, store)
+        now = time.monotonic()
+        if policy.due(
+            activated=True,
+            idle_since=server.idle_since,
+            now=now,
+            passphrase_unlocked=unlocked,
+        ):
+            log.info(
+                "exiting after %g s without connections; the service manager starts helperd"
+                " again on the next one",
+                policy.after,
+            )
+            notifier.status(f"exiting after {policy.after:g} s without connections")
+            server.stop()
+            return
+
+
+def _passphrase_unlocked(store: Store) -> bool:
+    """Whether ``store`` is a passphrase store holding its key (an exit would drop it)."""
+    try:
+        return store.lockable and store.state is StoreState.UNLOCKED
+    except Exception:
+        log.debug("cannot tell whether the store is unlocked", exc_info=True)
+        return True  # when in doubt, stay up
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,8 +187,29 @@ async def run(settings: Settings) -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="How much to log to stderr [default: info]. Secrets are never logged.",
 )
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0),
+    envvar="HELPERD_IDLE_EXIT",
+    metavar="SECONDS",
+    help="When a service manager hands over the socket, exit after this many seconds without"
+    " connections; it starts helperd again on the next one [default: $HELPERD_IDLE_EXIT,"
+    " else 0: never]. A passphrase store that is unlocked keeps the daemon up.",
+)
+@click.option(
+    "--idle-exit-unlocked",
+    is_flag=True,
+    help="With --idle-exit, exit even while a passphrase store is unlocked"
+    " (it must be unlocked again afterwards).",
+)
 @click.version_option(__version__, prog_name="helperd")
-def main(socket: Path | None, store: StoreChoice | None, log_level: LogLevel | None) -> None:
+def main(
+    socket: Path | None,
+    store: StoreChoice | None,
+    log_level: LogLevel | None,
+    idle_exit: float | None,
+    idle_exit_unlocked: bool,
+) -> None:
     """Run the helperd credential daemon in the foreground.
 
     helperd keeps your package-index credentials in an encrypted store and serves them
@@ -88,7 +226,8 @@ def main(socket: Path | None, store: StoreChoice | None, log_level: LogLevel | N
         format="%(asctime)s helperd[%(process)d] %(levelname)s %(message)s",
     )
     try:
-        asyncio.run(run(settings))
+        policy = IdleExit(idle_exit, while_unlocked=idle_exit_unlocked) if idle_exit else None
+        asyncio.run(run(settings, idle_exit=policy))
     except (StartupError, HelperdError) as exc:
         message = exc.message if isinstance(exc, HelperdError) else str(exc)
         click.echo(f"helperd: {message}", err=True)

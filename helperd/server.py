@@ -19,10 +19,12 @@ import signal
 import socket
 import stat
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from helperd_client.errors import (
     BadPassphraseError,
@@ -38,12 +40,15 @@ from helperd.peer import peer_uid
 from helperd.protocol import HelloRequest, RequestError, parse_request, render_error, render_ok
 from helperd.service import Service
 
-__all__ = ["Server", "StartupError", "bind_socket"]
+__all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 """Longest wait for requests in flight when asked to stop."""
+
+Lifecycle = Literal["ready", "stopping"]
+"""What `Server.serve` tells its ``notify`` callback: accepting connections, or shutting down."""
 
 
 class StartupError(Exception):
@@ -143,6 +148,12 @@ class Server:
         self._idle = asyncio.Event()
         self._stop = asyncio.Event()
         self._uid = os.getuid()
+        self._quiet_since = time.monotonic()
+
+    @property
+    def idle_since(self) -> float | None:
+        """The `time.monotonic` value since which no connection is open; None while one is."""
+        return None if self._connections else self._quiet_since
 
     def stop(self) -> None:
         """Ask `serve` to return (safe from a signal handler on the loop)."""
@@ -154,6 +165,7 @@ class Server:
         *,
         owned_path: Path | None = None,
         ready: asyncio.Event | None = None,
+        notify: Callable[[Lifecycle], None] | None = None,
     ) -> None:
         """Accept connections on ``sock`` until `stop` or SIGTERM/SIGINT, then shut down.
 
@@ -162,6 +174,9 @@ class Server:
             owned_path: the socket file this daemon created, removed on exit (None for a
                 socket handed over by a service manager, which owns its file).
             ready: set once the server accepts connections.
+            notify: called with ``"ready"`` once the server accepts connections and with
+                ``"stopping"`` when it starts to shut down (systemd's ``sd_notify``); an
+                exception it raises is logged, never propagated.
         """
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -173,10 +188,12 @@ class Server:
         log.info("listening on %s", sock.getsockname())
         if ready is not None:
             ready.set()
+        _tell(notify, "ready")
         try:
             await self._stop.wait()
         finally:
             log.info("stopping: finishing %d request(s) in flight", self._in_flight)
+            _tell(notify, "stopping")
             server.close()
             ticker.cancel()
             await self._drain()
@@ -224,6 +241,8 @@ class Server:
             pass
         finally:
             self._connections.discard(conn)
+            if not self._connections:
+                self._quiet_since = time.monotonic()
             writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), self._read_timeout)
@@ -293,6 +312,15 @@ class Server:
             writer.write(line)
             await asyncio.wait_for(writer.drain(), 1.0)
         writer.close()
+
+
+def _tell(notify: Callable[[Lifecycle], None] | None, event: Lifecycle) -> None:
+    if notify is None:
+        return
+    try:
+        notify(event)
+    except Exception:
+        log.exception("the %s notification failed", event)
 
 
 def _now() -> datetime:
