@@ -285,14 +285,17 @@ def read_key_file(path: Path) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise StoreUnavailableError(f"key file {path} is not a regular file")
-        if info.st_uid != os.getuid():
+        mode = stat.S_IMODE(info.st_mode)
+        # Newer systemd hands credentials over as root:root 0440 plus an ACL for the service's
+        # user: readable by root (out of scope) and by us only, so accept exactly that shape.
+        systemd_credential = info.st_uid == 0 and info.st_gid == 0 and not mode & 0o237
+        if info.st_uid != os.getuid() and not systemd_credential:
             raise StoreUnavailableError(
                 f"key file {path} belongs to another user (uid {info.st_uid}), not to the"
                 f" user helperd runs as (uid {os.getuid()}): give it to that user"
                 f" (`chown {os.getuid()} {quoted}`) or use a key file of its own"
             )
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
+        if mode & 0o077 and not systemd_credential:
             raise StoreUnavailableError(
                 f"key file {path} is open to group or others (mode {mode:04o}):"
                 f" run `chmod 600 {quoted}`"

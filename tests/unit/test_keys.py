@@ -24,6 +24,7 @@ from helperd.stores.keys import (
     passphrase_key,
     read_key_file,
 )
+from tests.support.tools import in_ci
 
 CHEAP = KdfParams(iterations=1, memory_kib=8, lanes=1)
 SALT = bytes(range(16))
@@ -179,6 +180,21 @@ def test_read_key_file_accepts_read_only_owner_mode(tmp_path: Path) -> None:
     data = b"x" * 32
 
     assert data == read_key_file(write_key(tmp_path / "k", data, 0o400))
+
+
+@pytest.mark.parametrize(("mode", "accepted"), [(0o440, True), (0o400, True), (0o444, False)])
+def test_read_key_file_systemd_credential_shape(tmp_path: Path, mode: int, accepted: bool) -> None:
+    """A root:root read-only credential (newer systemd, with an ACL for us) is accepted; one that
+    others can read is not."""
+    if os.getuid() != 0:
+        (pytest.fail if in_ci() else pytest.skip)("needs root to create a root-owned file")
+    path = write_key(tmp_path / "k", b"x" * 32, mode)
+    os.chown(path, 0, 0)
+    if accepted:
+        assert b"x" * 32 == read_key_file(path)
+    else:
+        with pytest.raises(StoreUnavailableError, match="open to group or others"):
+            read_key_file(path)
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o601])
