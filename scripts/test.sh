@@ -74,7 +74,7 @@ need_tool gnome-keyring gnome-keyring-daemon
 need_tool dbus dbus-daemon
 need_tool dbus-x11 dbus-launch
 need_tool libsecret-tools secret-tool
-need_tool systemd systemd-analyze systemd-socket-activate
+need_tool systemd systemd-analyze systemd-socket-activate systemd-creds
 need_tool procps ps pgrep pkill
 need_tool util-linux setsid
 if ! venv_ok && ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then

@@ -24,6 +24,7 @@ _DEBIAN_PACKAGES: dict[str, str] = {
     "secret-tool": "libsecret-tools",
     "systemd-analyze": "systemd",
     "systemd-socket-activate": "systemd",
+    "systemd-creds": "systemd",
     "ps": "procps",
     "pgrep": "procps",
     "pkill": "procps",
