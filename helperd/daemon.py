@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -45,7 +48,12 @@ def build_service(settings: Settings) -> Service:
     )
 
 
-async def run(settings: Settings, *, idle_exit: IdleExit | None = None) -> None:
+async def run(
+    settings: Settings,
+    *,
+    idle_exit: IdleExit | None = None,
+    reload: Callable[[], Settings] | None = None,
+) -> None:
     """Take or bind the socket, open the store, serve until SIGTERM/SIGINT, clean up.
 
     A socket handed over by systemd or launchd is served as it is and never removed; only
@@ -55,16 +63,22 @@ async def run(settings: Settings, *, idle_exit: IdleExit | None = None) -> None:
     Args:
         settings: what to serve, and how.
         idle_exit: when a socket-activated daemon exits on its own (None: never).
+        reload: resolves the settings again on SIGHUP (None: SIGHUP is not handled).
     """
     notifier = Notifier.from_env()
     try:
-        await _serve(settings, notifier, idle_exit)
+        await _serve(settings, notifier, idle_exit, reload)
     except (StartupError, HelperdError) as exc:
         notifier.status(f"failed: {exc.message if isinstance(exc, HelperdError) else exc}")
         raise
 
 
-async def _serve(settings: Settings, notifier: Notifier, idle_exit: IdleExit | None) -> None:
+async def _serve(
+    settings: Settings,
+    notifier: Notifier,
+    idle_exit: IdleExit | None,
+    reload: Callable[[], Settings] | None,
+) -> None:
     handed = _handed_over(settings)
     if handed is None:
         sock, owned_path = bind_socket(settings.socket_path), settings.socket_path
@@ -93,6 +107,10 @@ async def _serve(settings: Settings, notifier: Notifier, idle_exit: IdleExit | N
         else:
             notifier.stopping("stopping")
 
+    if reload is not None:
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, _reload, reload, service, server
+        )
     watcher = None
     if idle_exit is not None and handed is not None:
         watcher = asyncio.create_task(_exit_when_idle(server, service.store, idle_exit, notifier))
@@ -102,6 +120,24 @@ async def _serve(settings: Settings, notifier: Notifier, idle_exit: IdleExit | N
         if watcher is not None:
             watcher.cancel()
         service.store.close()
+
+
+def _reload(resolve: Callable[[], Settings], service: Service, server: Server) -> None:
+    """SIGHUP: read config.toml again and apply what can change while serving.
+
+    The log level, the idle lock and the connection limits change; the store, its unlock
+    state and the socket stay as they are. A config.toml that does not parse is logged and
+    the old settings are kept.
+    """
+    try:
+        fresh = resolve()
+    except HelperdError as exc:
+        log.error("SIGHUP: keeping the current settings: %s", exc.message)
+        return
+    logging.getLogger().setLevel(fresh.log_level.upper())
+    service.idle_lock = fresh.idle_lock
+    server.configure(read_timeout=fresh.read_timeout, max_connections=fresh.max_connections)
+    log.info("SIGHUP: reloaded %s (log level %s)", fresh.config_file, fresh.log_level)
 
 
 def _handed_over(settings: Settings) -> socket.socket | None:
@@ -227,7 +263,8 @@ def main(
     )
     try:
         policy = IdleExit(idle_exit, while_unlocked=idle_exit_unlocked) if idle_exit else None
-        asyncio.run(run(settings, idle_exit=policy))
+        again = functools.partial(Settings.resolve, socket=socket, store=store, log_level=log_level)
+        asyncio.run(run(settings, idle_exit=policy, reload=again))
     except (StartupError, HelperdError) as exc:
         message = exc.message if isinstance(exc, HelperdError) else str(exc)
         click.echo(f"helperd: {message}", err=True)

@@ -213,17 +213,22 @@ class Server:
                 await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
 
     async def _tick_idle_lock(self) -> None:
-        idle = self._service.idle_lock
-        if idle is None:
-            return
-        period = max(0.5, min(idle.total_seconds() / 4, 30.0))
         loop = asyncio.get_running_loop()
         while True:
+            idle = self._service.idle_lock  # read each round: SIGHUP may change it
+            period = 30.0 if idle is None else max(0.5, min(idle.total_seconds() / 4, 30.0))
             await asyncio.sleep(period)
+            if self._service.idle_lock is None:
+                continue
             try:
                 await loop.run_in_executor(self._executor, self._service.tick, _now())
             except HelperdError as exc:
                 log.warning("idle lock failed: %s", exc.message)
+
+    def configure(self, *, read_timeout: float, max_connections: int) -> None:
+        """Apply new limits (on SIGHUP); they hold for the next read and the next connection."""
+        self._read_timeout = read_timeout
+        self._max_connections = max_connections
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         uid = peer_uid(writer.get_extra_info("socket"))
@@ -283,6 +288,7 @@ class Server:
                 result = await loop.run_in_executor(
                     self._executor, self._service.handle, request, _now()
                 )
+            log.debug("%s ok", request.op)
             return render_ok(request_id, result)
         except BadPassphraseError as exc:
             # Slow down guessing without holding a worker thread or other clients.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import threading
 import time
 from pathlib import Path
@@ -158,5 +159,34 @@ def test_idle_store_locks_itself(home: Path) -> None:
         while not client.status().locked and time.monotonic() < deadline:
             time.sleep(0.2)
         assert client.status().locked
+    finally:
+        daemon.stop()
+
+
+def test_sighup_reloads_config_and_keeps_the_store_unlocked(home: Path) -> None:
+    """SIGHUP applies config.toml's new log level; the unlocked store stays unlocked, and a
+    broken config.toml is logged and ignored."""
+    (home / "config.toml").write_text('log_level = "info"\n')
+    daemon = start_daemon(home, "--store", "file")
+    try:
+        client = Client(daemon.socket)
+        client.init(PASSPHRASE)
+        client.status()
+        assert "status ok" not in daemon.log.read_text()
+        (home / "config.toml").write_text('log_level = "debug"\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "SIGHUP: reloaded" not in daemon.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not client.status().locked
+        assert "status ok" in daemon.log.read_text()
+        (home / "config.toml").write_text("not toml at all\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "keeping the current" not in daemon.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "keeping the current settings" in daemon.log.read_text()
+        assert not client.status().locked
+        client.close()
     finally:
         daemon.stop()
