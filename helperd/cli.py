@@ -586,3 +586,8 @@ from helperd.cli_tools import exec_command, import_poetry  # noqa: E402
 
 cli.add_command(import_poetry)
 cli.add_command(exec_command)
+
+from helperd.cli_admin import doctor, install_service  # noqa: E402
+
+cli.add_command(install_service)
+cli.add_command(doctor)

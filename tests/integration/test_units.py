@@ -1,6 +1,6 @@
 """The service-manager files in systemd/ and launchd/: what they say, and what the tools say.
 
-The units are rendered as ``helperctl install-service`` will render them (``@HELPERD@``
+The units are rendered by ``helperctl install-service``'s own renderer (``@HELPERD@``
 becomes this venv's ``helperd``) into a temporary folder, then checked with
 ``systemd-analyze verify`` and ``systemd-analyze security --offline=yes``, which work
 without systemd as PID 1. The launchd plist is only parsed: launchd runs on macOS alone.
@@ -22,6 +22,7 @@ import pytest
 from helperd_client import Client
 from helperd_client.paths import socket_path
 
+from helperd import units
 from helperd.config import Settings
 from helperd.testing import daemon_env, start_daemon
 from tests.support.tools import require_tool
@@ -60,15 +61,10 @@ def values(path: Path, section: str, key: str) -> list[str]:
     return [v for s, k, v in settings_of(path) if (s, k) == (section, key)]
 
 
-def helperd_executable() -> Path:
-    """The ``helperd`` program of the Python running the tests (the venv's)."""
-    beside = Path(sys.executable).with_name("helperd")
-    return beside if beside.exists() else Path(require_tool("helperd"))
-
-
 def render(name: str, folder: Path, instance: str | None = None) -> Path:
-    """Write the unit ``name`` into ``folder`` as install-service will, with real paths."""
-    text = (SYSTEMD / name).read_text().replace("@HELPERD@", str(helperd_executable()))
+    """Write the unit ``name`` into ``folder`` as install-service renders it, with this
+    venv's ``helperd`` (`helperd.units.render_unit`)."""
+    text = units.render_unit(name, units.helperd_executable())
     target = folder / (name.replace("@.", f"@{instance}.") if instance else name)
     target.write_text(text)
     return target
@@ -302,16 +298,14 @@ class TestLaunchd:
 
     def test_renders_to_a_valid_plist(self, tmp_path: Path) -> None:
         """Rendered through plistlib, paths with XML-special characters stay intact."""
-        with PLIST.open("rb") as handle:
-            agent = plistlib.load(handle)
-        odd = "/Users/a&b <c>/helperd.sock"
-        agent["Sockets"]["Listeners"]["SockPathName"] = odd
-        agent["EnvironmentVariables"]["HELPERD_SOCKET"] = odd
-        agent["ProgramArguments"] = [str(helperd_executable())]
-        agent["StandardErrorPath"] = str(tmp_path / "helperd.log")
-        data = plistlib.dumps(agent)
+        odd = Path("/Users/a&b <c>/helperd.sock")
+        helperd = units.helperd_executable()
+        data = units.render_plist(helperd, odd, tmp_path / "helperd.log")
         assert b"@" not in data.replace(b"com.helperd.agent", b"")
-        assert odd == plistlib.loads(data)["Sockets"]["Listeners"]["SockPathName"]
+        agent = plistlib.loads(data)
+        assert str(odd) == agent["Sockets"]["Listeners"]["SockPathName"]
+        assert str(odd) == agent["EnvironmentVariables"]["HELPERD_SOCKET"]
+        assert [str(helperd)] == agent["ProgramArguments"]
 
 
 # Runs its arguments with writable executable memory refused by the kernel (PR_SET_MDWE,

@@ -1,0 +1,717 @@
+"""``helperctl doctor``: what is wrong with this helperd setup, and how to fix it.
+
+Facts are gathered once, in `gather` (every probe bounded in time, nothing written); the
+checks are small pure functions of those facts (`CHECKS`), each returning a `Finding`:
+ok, warn or fail, a message, and the fix. Tests build `Facts` by hand, or gather them from
+deliberately broken setups.
+
+No check ever reads a secret into its output: Poetry's auth.toml is reported as a count, and
+the key file's bytes are read (as the daemon reads them) only to apply the daemon's own rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from helperd_client import Client, Hello, Status
+from helperd_client.errors import HelperdError
+from helperd_client.paths import socket_path
+
+from helperd import __version__
+from helperd.units import script_interpreter
+
+__all__ = [
+    "CHECKS",
+    "PROBE_TIMEOUT",
+    "AuthFacts",
+    "Connection",
+    "Facts",
+    "Finding",
+    "KeyringProbe",
+    "PathFacts",
+    "PipFacts",
+    "check_auth_toml",
+    "check_config",
+    "check_daemon",
+    "check_key_file",
+    "check_keyring_cli",
+    "check_keyring_probe",
+    "check_pip",
+    "check_poetry",
+    "check_socket",
+    "check_socket_dir",
+    "check_stale_socket",
+    "check_store",
+    "gather",
+    "probe_program",
+    "render_text",
+    "run_checks",
+]
+
+Level = Literal["ok", "warn", "fail"]
+ConnectionState = Literal["ok", "missing", "refused", "timeout", "denied", "error"]
+PROBE_TIMEOUT = 10.0
+"""Seconds an interpreter may take to say which keyring backend it picks."""
+SOCKET_PATH_MAX = 107
+"""Bytes of a Unix socket path that fit in ``sockaddr_un`` on Linux (104 on macOS)."""
+
+_PROBE_MARK = "HELPERD-DOCTOR "
+# Runs under Poetry's (or the keyring CLI's) own Python, which may be older than ours.
+_PROBE = r"""
+import json, sys
+out = {"plugin": False, "backend": None, "backend_class": None, "error": None}
+try:
+    from importlib import metadata
+    eps = metadata.entry_points()
+    if hasattr(eps, "select"):
+        group = eps.select(group="keyring.backends")
+    else:
+        group = eps.get("keyring.backends", [])
+    out["plugin"] = any(ep.value.split(":")[0].split(".")[0] == "helperd_client" for ep in group)
+except Exception as exc:
+    out["error"] = "cannot list its plugins (%s)" % type(exc).__name__
+try:
+    import keyring
+    chosen = keyring.get_keyring()
+    out["backend"] = str(getattr(chosen, "name", type(chosen).__name__))
+    out["backend_class"] = type(chosen).__module__ + "." + type(chosen).__qualname__
+except Exception as exc:
+    out["error"] = "keyring fails: %s: %s" % (type(exc).__name__, str(exc)[:200])
+print("HELPERD-DOCTOR " + json.dumps(out))
+"""
+
+
+# --- findings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's verdict.
+
+    Attributes:
+        name: the check's name (stable: scripts may look for it).
+        status: ``ok``, ``warn`` or ``fail``; any ``fail`` makes doctor exit 1.
+        message: what was found.
+        fix: what to do about it, or None.
+    """
+
+    name: str
+    status: Level
+    message: str
+    fix: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        """The object ``doctor --json`` prints."""
+        return {"name": self.name, "status": self.status, "message": self.message, "fix": self.fix}
+
+
+# --- facts ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathFacts:
+    """What ``lstat`` says of a path; ``kind`` is ``missing`` when there is nothing."""
+
+    path: Path
+    kind: Literal["missing", "dir", "socket", "file", "symlink", "other"]
+    mode: int = 0
+    uid: int = -1
+
+    @classmethod
+    def of(cls, path: Path) -> PathFacts:
+        """Look at ``path`` without following a symbolic link."""
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return cls(path, "missing")
+        kinds = (
+            (stat.S_ISDIR, "dir"),
+            (stat.S_ISSOCK, "socket"),
+            (stat.S_ISREG, "file"),
+            (stat.S_ISLNK, "symlink"),
+        )
+        kind = next((name for test, name in kinds if test(info.st_mode)), "other")
+        return cls(path, kind, stat.S_IMODE(info.st_mode), info.st_uid)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a connection to the socket went: ``state`` is ``ok``, ``missing`` (no socket),
+    ``refused`` (stale), ``timeout``, ``denied`` or ``error``; with ``ok``, what the daemon said."""
+
+    state: ConnectionState
+    detail: str = ""
+    hello: Hello | None = None
+    status: Status | None = None
+
+
+@dataclass(frozen=True)
+class KeyringProbe:
+    """Which keyring backend a program's Python picks, and whether helperd's plugin is there.
+
+    ``state``: ``absent`` (no such program on PATH), ``no-python`` (not a Python script),
+    ``timeout``, ``error`` (the probe failed; ``error`` says why) or ``ok``.
+    """
+
+    tool: str
+    state: Literal["absent", "no-python", "timeout", "error", "ok"]
+    program: Path | None = None
+    python: Path | None = None
+    plugin: bool = False
+    backend: str | None = None
+    backend_class: str | None = None
+    error: str | None = None
+
+    @property
+    def picks_helperd(self) -> bool:
+        """Whether the backend picked is helperd's."""
+        return (self.backend_class or "").startswith("helperd_client.")
+
+
+@dataclass(frozen=True)
+class PipFacts:
+    """The ``keyring`` CLI that pip's ``subprocess`` provider would run.
+
+    pip skips a ``keyring`` in its own environment's scripts folder and takes the next one
+    on PATH. ``first`` is PATH's first ``keyring``; ``chosen`` is pip's; ``probe`` describes
+    ``chosen`` when it differs from ``first``.
+    """
+
+    pip: Path | None
+    scripts: Path | None = None
+    first: Path | None = None
+    chosen: Path | None = None
+    probe: KeyringProbe | None = None
+
+
+@dataclass(frozen=True)
+class AuthFacts:
+    """Poetry's auth.toml: ``secrets`` that import-poetry would move, ``left`` other entries it
+    would leave; ``state`` ``absent``, ``ok`` or ``error`` (``error`` says why)."""
+
+    path: Path
+    state: Literal["absent", "ok", "error"]
+    secrets: int = 0
+    left: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the checks look at, gathered by `gather`."""
+
+    uid: int
+    socket: Path
+    socket_dir: PathFacts
+    socket_file: PathFacts
+    connection: Connection
+    config_error: str | None = None
+    key_file: Path | None = None
+    key_error: str | None = None
+    poetry: KeyringProbe = field(default_factory=lambda: KeyringProbe("poetry", "absent"))
+    keyring_cli: KeyringProbe = field(default_factory=lambda: KeyringProbe("keyring", "absent"))
+    pip: PipFacts = field(default_factory=lambda: PipFacts(None))
+    auth: AuthFacts | None = None
+
+
+def gather(
+    env: Mapping[str, str] | None = None,
+    *,
+    socket: Path | None = None,
+    timeout: float = 2.0,
+    probe_timeout: float = PROBE_TIMEOUT,
+) -> Facts:
+    """Look at this setup: socket, daemon, settings, key file, Poetry and keyring, auth.toml.
+
+    Reads only; every probe is bounded (``timeout`` for the daemon, ``probe_timeout`` for
+    each interpreter, which run side by side).
+    """
+    env = dict(os.environ if env is None else env)
+    path = socket or socket_path(env)
+    search = env.get("PATH", os.defpath)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        poetry = pool.submit(_probe_tool, "poetry", search, env, probe_timeout)
+        keyring_cli = pool.submit(_probe_tool, "keyring", search, env, probe_timeout)
+        pip = pool.submit(_pip_facts, search, env, probe_timeout)
+        connection = _connect(path, timeout)
+        config_error, key_file, key_error = _key_facts(env)
+        auth = _auth_facts(env)
+        return Facts(
+            uid=os.getuid(),
+            socket=path,
+            socket_dir=PathFacts.of(path.parent),
+            socket_file=PathFacts.of(path),
+            connection=connection,
+            config_error=config_error,
+            key_file=key_file,
+            key_error=key_error,
+            poetry=poetry.result(),
+            keyring_cli=keyring_cli.result(),
+            pip=pip.result(),
+            auth=auth,
+        )
+
+
+_CONNECT_STATES: tuple[tuple[type[OSError], ConnectionState], ...] = (
+    (FileNotFoundError, "missing"),
+    (ConnectionRefusedError, "refused"),
+    (PermissionError, "denied"),
+    (TimeoutError, "timeout"),
+    (OSError, "error"),
+)
+
+
+def _connect(path: Path, timeout: float) -> Connection:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        state = next(s for kind, s in _CONNECT_STATES if isinstance(exc, kind))
+        detail = f"no connection within {timeout:g} s" if state == "timeout" else exc.strerror
+        return Connection(state, detail or str(exc))
+    finally:
+        probe.close()
+    try:
+        with Client(path, timeout=timeout) as client:
+            hello = client.hello()
+            return Connection("ok", hello=hello, status=client.status())
+    except HelperdError as exc:
+        hung = "did not answer" in exc.message
+        return Connection("timeout" if hung else "error", exc.message)
+
+
+def _key_facts(env: Mapping[str, str]) -> tuple[str | None, Path | None, str | None]:
+    from helperd.config import Settings  # noqa: PLC0415 - pydantic: only doctor needs it here
+    from helperd.stores.keys import read_key_file  # noqa: PLC0415
+
+    try:
+        key_file = Settings.resolve(env=env).key_file
+    except HelperdError as exc:
+        return exc.message, None, None
+    if key_file is None:
+        return None, None, None
+    try:
+        read_key_file(key_file)  # the daemon's own rules; the bytes are dropped at once
+    except HelperdError as exc:
+        return None, key_file, exc.message
+    return None, key_file, None
+
+
+def _auth_facts(env: Mapping[str, str]) -> AuthFacts:
+    from helperd import poetry  # noqa: PLC0415 - tomlkit and pydantic: load on demand
+
+    path = poetry.auth_toml_path(env)
+    try:
+        auth = poetry.read_auth(path)
+        if auth is None:
+            return AuthFacts(path, "absent")
+        plan = poetry.plan_import(auth.text, {})
+    except HelperdError as exc:
+        return AuthFacts(path, "error", error=exc.message)
+    return AuthFacts(path, "ok", secrets=len(plan.moves), left=len(plan.skips))
+
+
+def _probe_tool(tool: str, search: str, env: Mapping[str, str], limit: float) -> KeyringProbe:
+    found = shutil.which(tool, path=search)
+    if found is None:
+        return KeyringProbe(tool, "absent")
+    return probe_program(tool, Path(found), env, limit)
+
+
+def probe_program(tool: str, program: Path, env: Mapping[str, str], limit: float) -> KeyringProbe:
+    """Ask the Python behind ``program`` which keyring backend it picks (at most ``limit`` s)."""
+    python = script_interpreter(program)
+    if python is None:
+        return KeyringProbe(tool, "no-python", program)
+    run_env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}  # doctor writes nothing, .pyc included
+    try:
+        process = subprocess.Popen(
+            [str(python), "-c", _PROBE],
+            env=run_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # so that a hung D-Bus helper dies with it
+        )
+    except OSError as exc:
+        return KeyringProbe(tool, "error", program, python, error=exc.strerror or str(exc))
+    try:
+        out, _ = process.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return KeyringProbe(tool, "timeout", program, python, error=f"no answer within {limit:g} s")
+    lines = [line for line in out.splitlines() if line.startswith(_PROBE_MARK)]
+    if not lines:
+        said = f"{python} exited with status {process.returncode} without an answer"
+        return KeyringProbe(tool, "error", program, python, error=said)
+    data = json.loads(lines[-1].removeprefix(_PROBE_MARK))
+    return KeyringProbe(
+        tool,
+        "ok" if data.get("backend") else "error",
+        program,
+        python,
+        plugin=bool(data.get("plugin")),
+        backend=data.get("backend"),
+        backend_class=data.get("backend_class"),
+        error=data.get("error"),
+    )
+
+
+def _pip_facts(search: str, env: Mapping[str, str], limit: float) -> PipFacts:
+    pip = shutil.which("pip", path=search)
+    if pip is None:
+        return PipFacts(None)
+    interpreter = script_interpreter(Path(pip))
+    # pip's rule (pip/_internal/network/auth.py): when PATH's keyring starts with its Python's
+    # scripts folder (a venv's bin, named as its #! line names it), it looks again on PATH
+    # without that folder.
+    scripts = interpreter.parent if interpreter is not None else Path(pip).parent
+    first = shutil.which("keyring", path=search)
+    chosen = first
+    if first is not None and first.startswith(str(scripts)):
+        rest = [p for p in search.split(os.pathsep) if p and not _same_dir(p, scripts)]
+        chosen = shutil.which("keyring", path=os.pathsep.join(rest))
+    probe = None
+    if chosen is not None and chosen != first:
+        probe = probe_program("keyring", Path(chosen), env, limit)
+    return PipFacts(
+        Path(pip),
+        scripts,
+        Path(first) if first else None,
+        Path(chosen) if chosen else None,
+        probe,
+    )
+
+
+def _same_dir(a: str, b: Path) -> bool:
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def check_socket_dir(facts: Facts) -> Finding:
+    """The socket's folder: 0700 and ours (SPEC.md, "Security invariants")."""
+    name, folder = "socket-dir", facts.socket_dir
+    where = shlex.quote(str(folder.path))
+    if folder.kind == "missing":
+        return Finding(name, "ok", f"{folder.path} does not exist yet; helperd makes it 0700")
+    if folder.kind != "dir":
+        return Finding(
+            name, "fail", f"{folder.path} is not a folder ({folder.kind})", f"move {where} away"
+        )
+    if folder.uid != facts.uid:
+        return Finding(
+            name,
+            "fail",
+            f"{folder.path} belongs to uid {folder.uid}, not to you (uid {facts.uid})",
+            "use a socket folder of your own: unset HELPERD_SOCKET, or point it elsewhere",
+        )
+    if folder.mode & 0o077:
+        return Finding(
+            name,
+            "fail",
+            f"{folder.path} is mode {folder.mode:04o}: others can reach the socket's folder",
+            f"chmod 700 {where}",
+        )
+    return Finding(name, "ok", f"{folder.path} is 0700 and yours")
+
+
+def check_socket(facts: Facts) -> Finding:
+    """The socket itself: a socket, 0600, ours, with a path short enough to bind."""
+    name, sock = "socket", facts.socket_file
+    where = shlex.quote(str(sock.path))
+    size = len(os.fsencode(sock.path))
+    if size > SOCKET_PATH_MAX:
+        return Finding(
+            name,
+            "fail",
+            f"{sock.path} is {size} bytes long; a Unix socket path holds at most {SOCKET_PATH_MAX}",
+            "choose a shorter HELPERD_SOCKET or HELPERD_HOME",
+        )
+    if sock.kind == "missing":
+        return Finding(name, "warn", f"no socket at {sock.path} (see the daemon check)")
+    if sock.kind != "socket":
+        return Finding(
+            name,
+            "fail",
+            f"{sock.path} is a {sock.kind}, not a socket: helperd cannot listen there",
+            f"move {where} away, then start helperd",
+        )
+    if sock.uid != facts.uid:
+        return Finding(
+            name,
+            "fail",
+            f"{sock.path} belongs to uid {sock.uid}, not to you (uid {facts.uid})",
+            "stop the daemon that made it and use a socket of your own",
+        )
+    if sock.mode & 0o077:
+        return Finding(
+            name,
+            "fail",
+            f"{sock.path} is mode {sock.mode:04o}: it must be 0600",
+            f"chmod 600 {where}",
+        )
+    return Finding(name, "ok", f"{sock.path} is 0600 and yours")
+
+
+def check_stale_socket(facts: Facts) -> Finding:
+    """A socket nobody listens on: a daemon was killed, and clients are refused at once."""
+    name = "stale-socket"
+    if facts.socket_file.kind == "socket" and facts.connection.state == "refused":
+        where = shlex.quote(str(facts.socket))
+        return Finding(
+            name,
+            "fail",
+            f"{facts.socket} exists but nothing listens on it (a daemon was killed?)",
+            f"rm {where}; then start helperd (helperd starts over a stale socket by itself too)",
+        )
+    return Finding(name, "ok", "no stale socket")
+
+
+def _start_hint() -> str:
+    return (
+        "start it: `systemctl --user start helperd.socket` where it is installed as a service"
+        " (`helperctl install-service`), else `helperd &`; servers and CI: docs/headless.md"
+    )
+
+
+def check_daemon(facts: Facts) -> Finding:
+    """The daemon answers ``hello`` within the timeout, in our protocol."""
+    name, conn = "daemon", facts.connection
+    if conn.state == "ok" and conn.hello is not None and conn.status is not None:
+        said = f"helperd {conn.hello.version} answers on {facts.socket} (pid {conn.status.pid})"
+        if conn.hello.version != __version__:
+            return Finding(
+                name,
+                "warn",
+                f"{said}, but this helperctl is {__version__}",
+                "install matching versions of helperd and helperd-client, then restart helperd",
+            )
+        return Finding(name, "ok", said)
+    messages = {
+        "missing": (f"helperd is not running: no socket at {facts.socket}", _start_hint()),
+        "refused": (f"helperd is not running: nothing listens on {facts.socket}", _start_hint()),
+        "timeout": (
+            f"helperd at {facts.socket} does not answer ({conn.detail}): it hangs",
+            (
+                "restart it (`systemctl --user restart helperd.service`, or kill it and start"
+                " `helperd` again)"
+            ),
+        ),
+        "denied": (
+            f"cannot connect to {facts.socket}: {conn.detail}",
+            "the socket or its folder is not yours: see the socket checks",
+        ),
+    }
+    other = (
+        f"helperd at {facts.socket} fails: {conn.detail}",
+        "the daemon's log says more: `journalctl --user -u helperd.service`, or its stderr",
+    )
+    message, fix = messages.get(conn.state, other)
+    return Finding(name, "fail", message, fix)
+
+
+def check_store(facts: Facts) -> Finding:
+    """The store the daemon uses, and whether it is open."""
+    name, state = "store", facts.connection.status
+    if state is None:
+        return Finding(name, "warn", "unknown: the daemon is not reachable", "see the daemon check")
+    said = f"{state.store} store ({state.store_reason})"
+    if state.lockable and not state.initialized:
+        return Finding(name, "warn", f"{said}: no store exists yet", "helperctl init")
+    if state.locked:
+        return Finding(
+            name, "warn", f"{said}: locked, so no tool gets a password", "helperctl unlock"
+        )
+    count = f"{state.repositories} repositor{'y' if state.repositories == 1 else 'ies'}"
+    return Finding(name, "ok", f"{said}: open, {count}")
+
+
+def check_config(facts: Facts) -> Finding:
+    """config.toml and the HELPERD_* variables are valid."""
+    if facts.config_error is not None:
+        return Finding(
+            "config", "fail", facts.config_error, "correct config.toml or the HELPERD_* variable"
+        )
+    return Finding("config", "ok", "config.toml and HELPERD_* variables are valid")
+
+
+def check_key_file(facts: Facts) -> Finding:
+    """A configured key file passes the daemon's rules (ours, 0600, at least 32 bytes)."""
+    name = "key-file"
+    if facts.key_file is None:
+        return Finding(name, "ok", "no key file configured (HELPERD_KEY_FILE)")
+    if facts.key_error is not None:
+        command = re.search(r"`([^`]+)`", facts.key_error)
+        fix = command[1] if command else f"make {facts.key_file} a file of yours, mode 0600"
+        return Finding(name, "fail", facts.key_error, fix)
+    return Finding(name, "ok", f"{facts.key_file} is yours, private, and long enough")
+
+
+def _plugin_fix(probe: KeyringProbe) -> str:
+    if probe.tool == "poetry":
+        return (
+            f"poetry self add helperd-client (from a checkout: poetry self add ./client),"
+            f" or {shlex.quote(str(probe.python))} -m pip install helperd-client"
+        )
+    return (
+        f"{shlex.quote(str(probe.python))} -m pip install helperd-client, into the environment"
+        f" of {probe.program}"
+    )
+
+
+def check_keyring_probe(  # noqa: PLR0911 - one return per verdict
+    probe: KeyringProbe, facts: Facts, name: str
+) -> Finding:
+    """Which backend ``probe``'s Python picks, and whether helperd's plugin is there."""
+    what = "Poetry" if probe.tool == "poetry" else f"the keyring CLI ({probe.program})"
+    if probe.state == "absent":
+        return Finding(name, "warn", f"no {probe.tool} on PATH: not checked")
+    if probe.state == "no-python":
+        return Finding(name, "warn", f"cannot tell which Python runs {probe.program}: not checked")
+    if probe.state == "timeout":
+        return Finding(
+            name,
+            "fail",
+            f"{what} hangs choosing a keyring backend ({probe.error}); {probe.python}",
+            "a backend waits on a keyring that does not answer: install helperd's plugin"
+            " there, or set PYTHON_KEYRING_BACKEND",
+        )
+    if not probe.plugin:
+        picked = f"; it picks {probe.backend}" if probe.backend else ""
+        return Finding(
+            name,
+            "fail",
+            f"helperd's keyring plugin is not installed in {what}'s Python"
+            f" ({probe.python}){picked}",
+            _plugin_fix(probe),
+        )
+    if probe.state == "error":
+        return Finding(
+            name, "fail", f"{what}: {probe.error}", f"run {probe.python} -c 'import keyring'"
+        )
+    if probe.picks_helperd:
+        return Finding(name, "ok", f"{what} picks {probe.backend} ({probe.python})")
+    if facts.connection.state != "ok":
+        return Finding(
+            name,
+            "warn",
+            f"helperd's plugin is installed in {what}, which picks {probe.backend} for now:"
+            " the plugin steps aside while helperd is not running",
+            "start helperd (see the daemon check)",
+        )
+    return Finding(
+        name,
+        "fail",
+        f"{what} picks {probe.backend}, not helperd, although helperd runs",
+        "unset PYTHON_KEYRING_BACKEND, or remove default-keyring from keyringrc.cfg"
+        " (`keyring diagnose` shows where it is)",
+    )
+
+
+def check_poetry(facts: Facts) -> Finding:
+    """The keyring backend Poetry's own interpreter picks."""
+    return check_keyring_probe(facts.poetry, facts, "poetry-keyring")
+
+
+def check_keyring_cli(facts: Facts) -> Finding:
+    """The keyring backend of the ``keyring`` CLI on PATH (uv's and pip's subprocess provider)."""
+    return check_keyring_probe(facts.keyring_cli, facts, "keyring-cli")
+
+
+def check_pip(facts: Facts) -> Finding:
+    """The ``keyring`` CLI that ``pip --keyring-provider subprocess`` would run."""
+    name, pip = "pip-keyring", facts.pip
+    if pip.pip is None:
+        return Finding(name, "warn", "no pip on PATH: not checked")
+    if pip.chosen is None:
+        skipped = (
+            f" ({pip.first} is in pip's own environment, which pip skips)" if pip.first else ""
+        )
+        return Finding(
+            name,
+            "warn",
+            f"pip --keyring-provider subprocess would find no keyring CLI{skipped}",
+            "put a keyring CLI from another environment on PATH:"
+            " pipx install keyring && pipx inject keyring helperd-client",
+        )
+    if pip.probe is None:
+        return Finding(
+            name, "ok", f"pip ({pip.pip}) would run {pip.chosen}, the keyring CLI on PATH"
+        )
+    found = check_keyring_probe(pip.probe, facts, name)
+    said = f"pip ({pip.pip}) skips {pip.first}, in its own environment, and would run {pip.chosen}"
+    return Finding(name, found.status, f"{said}: {found.message}", found.fix)
+
+
+def check_auth_toml(facts: Facts) -> Finding:
+    """Secrets left in plaintext in Poetry's auth.toml: a count, never a value."""
+    name, auth = "poetry-auth-toml", facts.auth
+    if auth is None or auth.state == "absent":
+        where = f" at {auth.path}" if auth else ""
+        return Finding(name, "ok", f"no auth.toml{where}: no plaintext secret")
+    if auth.state == "error":
+        return Finding(name, "warn", f"cannot read {auth.path}: {auth.error}")
+    left = f" ({auth.left} more entries that import-poetry would leave)" if auth.left else ""
+    if auth.secrets:
+        plural = "secret" if auth.secrets == 1 else "secrets"
+        return Finding(
+            name,
+            "warn",
+            f"{auth.path} holds {auth.secrets} plaintext {plural}{left}",
+            "helperctl import-poetry (moves them into helperd and rewrites the file without them)",
+        )
+    return Finding(name, "ok", f"{auth.path} holds no plaintext secret{left}")
+
+
+CHECKS: tuple[Callable[[Facts], Finding], ...] = (
+    check_socket_dir,
+    check_socket,
+    check_stale_socket,
+    check_daemon,
+    check_store,
+    check_config,
+    check_key_file,
+    check_poetry,
+    check_keyring_cli,
+    check_pip,
+    check_auth_toml,
+)
+"""Every check, in the order doctor reports them."""
+
+
+def run_checks(
+    facts: Facts, checks: Sequence[Callable[[Facts], Finding]] = CHECKS
+) -> list[Finding]:
+    """Apply ``checks`` to ``facts``."""
+    return [check(facts) for check in checks]
+
+
+def render_text(findings: Sequence[Finding]) -> list[str]:
+    """One line per finding, ``STATUS  name: message``, and an indented ``fix:`` line."""
+    lines = []
+    for found in findings:
+        lines.append(f"{found.status:<4}  {found.name}: {found.message}")
+        if found.fix and found.status != "ok":
+            lines.append(f"      fix: {found.fix}")
+    return lines
