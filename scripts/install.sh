@@ -191,7 +191,7 @@ if [[ "$is_root" -eq 1 && -n "${SUDO_USER:-}" ]]; then
     warn "this daemon belongs to root; each user runs their own: as $SUDO_USER, run helperd (or this script) without sudo"
 fi
 if [[ "$systemd_user" -eq 1 ]]; then
-    echo "A systemd user manager is available: once 'helperctl install-service' is there, it will let systemd start helperd at login."
+    echo "A systemd user manager is available: 'helperctl install-service' lets systemd start helperd on demand in every login."
 fi
 echo "Next steps:"
 if [[ "$store" == "keyring" ]]; then
