@@ -26,6 +26,7 @@ from helperd.activation import (
     socket_problems,
 )
 from helperd.config import LogLevel, Settings, StoreChoice
+from helperd.hardening import harden_process
 from helperd.server import Lifecycle, Server, StartupError, bind_socket
 from helperd.service import Service
 from helperd.stores.base import Store, StoreState
@@ -261,6 +262,7 @@ def main(
         stream=sys.stderr,
         format="%(asctime)s helperd[%(process)d] %(levelname)s %(message)s",
     )
+    harden_process()  # no core dumps, no ptrace by other processes: secrets live in memory
     try:
         policy = IdleExit(idle_exit, while_unlocked=idle_exit_unlocked) if idle_exit else None
         again = functools.partial(Settings.resolve, socket=socket, store=store, log_level=log_level)
