@@ -1,0 +1,1 @@
+"""Benchmarks of issue 7, not tests: see bench/README.md."""

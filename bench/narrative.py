@@ -1,0 +1,349 @@
+"""The words of docs/performance.md around the tables, with this run's numbers in them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.units import ms, us, x
+from bench.verdict import Goal, row
+
+__all__ = ["narrative"]
+
+HEAD = """\
+# Performance
+
+Where helperd stands against its floor and its rivals (issue 7), measured side by side in one \
+run on a shared, noisy 2-core machine.
+Absolute times move from run to run here, so every figure sits beside a baseline measured in \
+the same run, and the ratios are what to read.
+This page and [the plot]({plot}) are written by `bench/run.py` (see \
+[bench/README.md](../bench/README.md)); run it again rather than editing them.
+
+Reproduce, from a fresh clone:
+
+```sh
+python3 -m venv bench/.venv
+bench/.venv/bin/pip install -e ./client -e '.[test,bench]'
+{command}
+```
+
+The bench has a venv of its own on purpose: the `bench` extra installs keyrings.alt and \
+keyrings.cryptfile, whose keyring backends change what keyring, and helperd's `--store auto`, \
+choose in the development venv (see the last suggestion).
+"""
+
+
+def _headline(r: dict[str, Any]) -> list[str]:
+    lines = []
+    if "latency" in r:
+        kept = row(r["latency"]["rows"], server="helperd", mode="kept")
+        fresh = row(r["latency"]["rows"], server="helperd", mode="fresh")
+        json_kept = row(r["latency"]["rows"], server="floor_json", mode="kept")
+        lines.append(
+            f"- `get` over a kept connection: **{x(kept['p50_ratio'])} the floor** at p50"
+            f" ({us(kept['us']['p50'])}); over a fresh one **{x(fresh['p50_ratio'])}**"
+            f" ({us(fresh['us']['p50'])}). An echo server that parses and renders JSON costs"
+            f" {x(json_kept['p50_ratio'])}."
+        )
+    if "rivals" in r:
+        rows = {x_["backend"]: x_ for x_ in r["rivals"]["rows"]}
+        plugin = rows["plugin"]
+        parts = [f"the plugin's warm `keyring.get_password` takes {us(plugin['warm_us']['p50'])}"]
+        if "secret_service" in rows:
+            parts.append(
+                f"**{x(rows['secret_service']['warm_vs_plugin'])} faster** than the Secret"
+                f" Service ({us(rows['secret_service']['warm_us']['p50'])})"
+            )
+        if "cryptfile" in rows:
+            parts.append(
+                f"**{x(rows['cryptfile']['warm_vs_plugin'])}** faster than keyrings.cryptfile"
+            )
+        if "alt" in rows:
+            parts.append(f"{x(rows['alt']['warm_vs_plugin'])} faster than keyrings.alt")
+        lines.append("- Rivals: " + ", ".join(parts) + ".")
+    if "throughput" in r:
+        t = r["throughput"]
+        most = max(t["clients"])
+        h = row(t["rows"], server="helperd", clients=most)
+        ceiling = max(x_["rate"]["p50"] for x_ in t["rows"] if x_["server"] == "floor")
+        lines.append(
+            f"- Throughput at {most} clients: {h['rate']['p50']:,.0f} gets/s,"
+            f" **{h['rate']['p50'] / ceiling:.2f} of the floor's ceiling** ({ceiling:,.0f}/s)."
+        )
+    if "scale" in r:
+        big = r["scale"]["rows"][-1]
+        lines.append(
+            f"- At {big['size']:,} repositories a `get` by service takes"
+            f" **{x(big['get_service_us_ratio'])}** as long as at {r['scale']['rows'][0]['size']},"
+            f" by URL **{x(big['get_url_us_ratio'])}**; a durable `set` takes"
+            f" {ms(big['set_ms']['p50'])}"
+            + ("" if big["list_ok"] else "; `list` fails with `too_large`")
+            + "."
+        )
+    if "imports" in r:
+        lines.append(
+            f"- The plugin adds **{r['imports']['importtime_ratio'] * 100:.1f}%** to"
+            f" `import keyring` ({r['imports']['plugin_ms']['p50']:.1f} ms on"
+            f" {r['imports']['keyring_ms']['p50']:.0f} ms)."
+        )
+    if "poetry" in r:
+        p = r["poetry"]
+        low, high = p["overhead_iqr_pct"]
+        noise = (
+            "within the noise of runs that take"
+            if low <= 0 <= high
+            else "beyond the quartiles of runs that take"
+        )
+        lines.append(
+            f"- `poetry lock` with credentials from helperd: **{p['overhead_pct']:+.1f}%**"
+            f" against a plaintext auth.toml ({low:+.0f}% to {high:+.0f}% between the"
+            f" quartiles), {noise} {p['plaintext_s']['p50']:.1f} s."
+        )
+    return lines
+
+
+def _profile_words(r: dict[str, Any]) -> str:
+    if "profile_daemon" not in r:
+        return ""
+    small = r["profile_daemon"]["small"]
+    parts = {p["part"].split(" (")[0]: p for p in small["parts"]}
+
+    def cum(name: str) -> float:
+        return float(parts[name]["cumulative_us"]) if name in parts else 0.0
+
+    main_busy = small["busy_us"]["main"]
+    worker_busy = small["busy_us"]["workers"]
+    hop = cum("run_in_executor") + cum("waking the loop")
+    waits = cum("asyncio.wait_for")
+    codec = cum("parse_request") + cum("render_ok")
+    handle = cum("Service.handle")
+    total = main_busy + worker_busy
+    return (
+        f"On a 10-repository store the daemon spends {us(main_busy)} per request on the event"
+        f" loop and {us(worker_busy)} in a worker thread (under cProfile; without it the whole"
+        " request takes the p50 of the latency table)."
+        f" helperd's own work is small: `Service.handle` (store, lookup, result) is"
+        f" {handle / total * 100:.0f}% of the busy time and parsing plus rendering"
+        f" {codec / total * 100:.0f}%."
+        f" What dominates is plumbing around it: handing each request to a worker thread and"
+        f" waking the loop again ({hop / total * 100:.0f}%, plus the self-pipe reads and the"
+        f" {small['loop_iterations_per_request']:.0f} loop iterations a request now takes),"
+        f" and {parts.get('asyncio.wait_for', {}).get('calls_per_request', 0):.0f}"
+        f" `asyncio.wait_for` per request ({waits / total * 100:.0f}%), each of which makes a"
+        " task and a timer in Python 3.11."
+        " The floor does one read and one write per request, in about two loop iterations."
+    )
+
+
+def _suggestions(r: dict[str, Any]) -> list[str]:
+    found = []
+    if "profile_daemon" in r:
+        small = r["profile_daemon"]["small"]
+        parts = {p["part"].split(" (")[0]: p for p in small["parts"]}
+        hop = sum(
+            parts[k]["cumulative_us"] for k in ("run_in_executor", "waking the loop") if k in parts
+        )
+        found.append(
+            "**helperd/server.py, `Server._respond`: serve in-memory reads on the loop.**"
+            " Every request but `hello` goes through `run_in_executor`, though a `get`, `list`"
+            " or `status` on an open file store touches neither disk nor D-Bus."
+            f" The hand-off and the wake-up cost {us(hop)} per request under the profiler"
+            " (the largest single part of the event loop's time), and they double the loop"
+            " iterations. Let the store say whether a call may block (an open `FileStore`"
+            " does not; the keyring store, `unlock`, `set` and `migrate` do) and call"
+            " `Service.handle` inline when it cannot. Expected: kept-connection p50 from"
+            " the ratio above towards the JSON floor's."
+        )
+        if "asyncio.wait_for" in parts:
+            found.append(
+                "**helperd/server.py, `Server._converse`: no `asyncio.wait_for` per line.**"
+                f" {parts['asyncio.wait_for']['calls_per_request']:.0f} calls per request,"
+                f" {us(parts['asyncio.wait_for']['cumulative_us'])} under the profiler."
+                " Use `async with asyncio.timeout(read_timeout)` (Python 3.11, no extra task)"
+                " around `readuntil`, and await `drain()` only when the transport's write"
+                " buffer is above its high-water mark (it never is for a `get` answer)."
+            )
+        if "lookup._shown" in parts:
+            found.append(
+                "**helperd/lookup.py, `find`: build message text only on failure.**"
+                " `_shown(query.service)` (redaction and string scans) runs on every lookup,"
+                f" {us(parts['lookup._shown']['cumulative_us'])} of"
+                f" {us(parts.get('lookup.find', {}).get('cumulative_us', 0.0))} under the"
+                " profiler; compute it in the error paths."
+            )
+    if "scale" in r:
+        big = r["scale"]["rows"][-1]
+        top = r.get("profile_daemon", {}).get("big", {}).get("top", {}).get("workers", [])
+        functions = [t["function"] for t in top if not t["function"].startswith("<")]
+        names = ", ".join(
+            f"`{name}`"
+            for name in list(dict.fromkeys(f.split("(")[-1].rstrip(")") for f in functions))[:5]
+        )
+        found.append(
+            "**Scale: helperd/stores/file_store.py `FileStore.records` and helperd/lookup.py"
+            " `_classify`, `_by_url`, `_match_length`, `_host_matches`.** Each `get` sorts a copy"
+            " of every record, builds the set of names, and parses every record's URLs"
+            " (`urlsplit`, `ipaddress`) again."
+            f" At {big['size']:,} repositories that is {us(big['get_service_us']['p50'])} by"
+            f" service and {us(big['get_url_us']['p50'])} by URL."
+            + (f" The big-store profile's top functions by own time: {names}." if names else "")
+            + " Keep an index per store generation, rebuilt on commit: the sorted records, a"
+            " name → records map, each record's parsed URLs and a host → records map."
+            " Expected: `get` independent of the store's size (the 1.5x goal)."
+        )
+        if not big["list_ok"]:
+            found.append(
+                f"**`list` at {big['size']:,} repositories fails** with `too_large`: the"
+                f" response ({big['list_error'].split('message of ')[-1].split(' bytes')[0]}"
+                " bytes) exceeds `MAX_RESPONSE` (16 MiB, client/helperd_client/wire.py)."
+                " Page the `list` op (or raise the limit for it), and build `RecordInfo` rows"
+                f" without per-record pydantic validation (it takes {ms(big['list_ms']['p50'])})."
+            )
+        found.append(
+            "**helperd/stores/file_store.py, `_encode_records` / `_decode_records`.** A durable"
+            f" `set` at {big['size']:,} repositories takes {ms(big['set_ms']['p50'])}, of which"
+            f" writing and fsyncing the same bytes is {ms(big['disk_ms']['p50'])}: the rest is"
+            ' `model_dump(mode="json")` per record, `json.dumps` and `Service._set`\'s own copy of'
+            " every record. Opening the store (first `get`:"
+            f" {ms(big['open_ms']['p50'])}) is `Record.model_validate` per record."
+            " Encode and decode the whole list with one `TypeAdapter(list[...])`"
+            " (`dump_json` / `validate_json` run in pydantic-core), or keep each frozen"
+            " record's encoded bytes."
+        )
+    if "rivals" in r:
+        rows = {x_["backend"]: x_ for x_ in r["rivals"]["rows"]}
+        plugin, client = rows["plugin"], rows["client"]
+        line = (
+            "**client/helperd_client/keyring_backend.py, `HelperdKeyring._lookup`: keep the"
+            " connection.** It opens and closes a `Client` (a new socket) per call:"
+            f" {us(plugin['warm_us']['p50'])} per warm call against"
+            f" {us(client['warm_us']['p50'])} on a kept connection."
+        )
+        if "secret_service" in rows:
+            ss = rows["secret_service"]["warm_us"]["p50"]
+            line += (
+                " One `Client` per backend instance (it already serialises threads and"
+                " reconnects after a failure) would take the Secret Service ratio from"
+                f" {x(ss / plugin['warm_us']['p50'])} to about {x(ss / client['warm_us']['p50'])}."
+            )
+        found.append(line)
+    if "imports" in r:
+        i = r["imports"]
+        heavy = [k for k in i["modules_us"] if k.startswith("json") or k == "helperd_client.client"]
+        rest = sum(v for k, v in i["modules_us"].items() if k not in heavy) / 1e3
+        found.append(
+            "**client/helperd_client/__init__.py: import `Client` lazily.** The plugin's"
+            f" {i['plugin_ms']['p50']:.1f} ms are mostly `helperd_client.client` (four frozen"
+            " dataclasses built at import) and `json`, which keyring does not load, although"
+            " `priority` needs only `helperd_client.paths`. Export through a module"
+            " `__getattr__` (PEP 562) and import `Client` inside `_lookup`. The modules left"
+            f" (`keyring_backend`, `errors`, `paths`) take {rest:.1f} ms of own import time in"
+            f" this run, {rest / i['keyring_ms']['p50'] * 100:.1f}% of `import keyring`"
+            + (": within the 5% goal." if rest / i["keyring_ms"]["p50"] <= 0.05 else ".")
+        )
+    found.append(
+        "**Not speed: helperd/stores/os_keyring.py, `_excluded`, does not leave out"
+        " keyrings.cryptfile.** Where it is installed and no Secret Service answers,"
+        " `pick_backend()` returns `CryptFileKeyring` (priority 2.5), so `--store auto`"
+        " would keep secrets in a file that prompts on the terminal for its passphrase"
+        " (checked in the bench venv). Exclude `keyrings.cryptfile` as `keyrings.alt` is."
+    )
+    return found
+
+
+def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str], plot: str) -> str:
+    """The whole Markdown page."""
+    r = results
+    out = [HEAD.format(plot=plot, command=r["command"].replace(" --quick", ""))]
+    if r.get("quick"):
+        out.append("**This is a `--quick` smoke run: too few samples to judge by.**\n")
+    out.append("## Goals\n")
+    out.append(tables["goals"])
+    out.append("## Headline\n")
+    out.append("\n".join(_headline(r)) + "\n")
+    out.append(f"![the four main measurements]({plot})\n")
+    out.append("## Machine and versions\n")
+    out.append(tables["machine"])
+    out.append(tables["versions"])
+    out.append(
+        "## 1. The floor\n\n"
+        f"One client sends `{r.get('request', '')}` and reads the"
+        f" {r.get('response_bytes', 0)}-byte answer, {r['budget']['kept']} times over a kept"
+        f" connection and {r['budget']['fresh']} times over fresh ones, in each of"
+        f" {r['budget']['rounds']} rounds; the servers take turns within each round. The"
+        " client is a C program (`bench/load.c`), so that it costs less than any server it"
+        " drives. The floor is a Python asyncio server in its own process that answers every"
+        " line with helperd's own response bytes, captured first (`bench/floor.py`); the C"
+        " server (`bench/echo.c`) is the physical limit, for the record. helperd serves a"
+        " 10-repository file store opened by a key file.\n"
+    )
+    out.append(tables["latency"])
+    out.append(
+        "## 2. Rivals\n\n"
+        f"The same secret through `keyring.get_password` in {r['budget']['rival_processes']}"
+        " fresh processes per backend (`bench/probe.py`), taking turns: the imports and set-up"
+        " (for the two file rivals that includes checking the passphrase), keyring's"
+        " backend discovery where keyring chooses the backend itself, the first get, then warm"
+        " gets in the same process. helperd's plugin and the Secret Service (gnome-keyring on a"
+        " private D-Bus, `tests/support/secret_service.py`) run in the e2e keyring venv, which"
+        " holds keyring and the plugin only, as pip's provider has it; keyrings.alt and"
+        " keyrings.cryptfile run in the bench venv with their passphrase set on the instance."
+        " keyring's discovery is the same cost for every backend it chooses (most of it is"
+        " keyring importing its macOS backend, which runs `ctypes.util.find_library`).\n"
+    )
+    out.append(tables["rivals"])
+    missing = r.get("rivals", {}).get("missing", [])
+    if missing:
+        out.append(f"Left out because they do not install or import here: {', '.join(missing)}.\n")
+    out.append(
+        "## 3. Subprocess paths\n\n"
+        f"Whole processes, as pip's and uv's `subprocess` keyring provider runs them, timed"
+        f" from the bench over {r['budget']['process_runs']} rounds, taking turns. `keyring`"
+        " is the e2e keyring venv's; `helperctl` is the bench venv's, whose editable installs"
+        " add a path finder to every interpreter start (hence its own `-c pass` baseline).\n"
+    )
+    out.append(tables["processes"])
+    out.append(
+        "## 4. Throughput\n\n"
+        f"The C load generator holds 1, 8 or 32 connections, each sending its next request as"
+        f" soon as the last is answered, for {r['budget']['load_seconds']:g} s per point and"
+        f" {r['budget']['load_rounds']} rounds; the floor's ceiling is its best rate at any"
+        " client count. The generator shares the machine's 2 cores with the server.\n"
+    )
+    out.append(tables["throughput"])
+    out.append(
+        "## 5. Scale\n\n"
+        "Stores of each size are written in one commit by `bench/store.py` (one repository,"
+        " one host and one basic record each); the request asks for the middle repository."
+        " Start-up is `Popen` to the first `hello`; a key-file store opens on its first"
+        " request; unlock is the `unlock` op on a passphrase store of the same size (Argon2id"
+        " with the default cost, then decrypt and parse); a durable `set` replaces one"
+        " record, which rewrites and fsyncs the whole file, shown beside"
+        " `helperd.durable.write_atomic` of the same number of bytes.\n"
+    )
+    out.append(tables["scale"])
+    out.append(
+        "## 6. Import cost of the plugin\n\n"
+        "In the e2e keyring venv: `import keyring; import helperd_client.keyring_backend`,"
+        " with `-X importtime` (cumulative time of the top-level imports after keyring's), and"
+        " as wall time of whole processes.\n"
+    )
+    out.append(tables["imports"])
+    out.append(
+        "## 7. Poetry end to end\n\n"
+        "`poetry lock` of a project whose only source is a local pypiserver that demands"
+        " basic auth, with the e2e ring's cached Poetry venv (which holds the plugin). Each"
+        " run starts from a copy of the project without a lock file and with an empty Poetry"
+        " cache; the two setups take turns and a first run of each is not counted.\n"
+    )
+    out.append(tables["poetry"])
+    out.append("## Profile of `get`: what dominates\n")
+    out.append(_profile_words(r) + "\n")
+    out.append(tables["profile"])
+    out.append(
+        "## Suggestions\n\n"
+        "The product code is unchanged by this work; these are the measured costs and the"
+        " changes that remove them, largest first.\n"
+    )
+    out.append("\n".join(f"{n}. {text}" for n, text in enumerate(_suggestions(r), start=1)) + "\n")
+    return "\n".join(out)

@@ -1,0 +1,19 @@
+"""Run every benchmark of issue 7 and rewrite docs/performance.md and docs/performance.png.
+
+    bench/.venv/bin/python bench/run.py            # the full run, about 5 minutes
+    bench/.venv/bin/python bench/run.py --quick    # a smoke run, about a minute
+
+See bench/README.md for the setup (a venv of its own) and what each part measures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Run as a script: make the repository importable (bench.*, tests.support, tests.e2e).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.main import main
+
+    sys.exit(main(sys.argv[1:]))
