@@ -57,15 +57,16 @@ LOCKED_MESSAGE = (
     " run `helperctl unlock` or unlock it in your desktop session"
 )
 
-# Backends that are no OS keyring: helperd's own plugin (it would call the daemon), keyring's
-# chainer (it may reach that plugin), the placeholders, and the plaintext files of keyrings.alt.
-_EXCLUDED_MODULES = (
-    "helperd_client",
-    "helperd",
-    "keyring.backends.chainer",
-    "keyring.backends.fail",
-    "keyring.backends.null",
-    "keyrings.alt",
+# Only keyring's own OS backends may hold helperd's secrets. Everything else is left out:
+# helperd's own plugin (it would call the daemon), keyring's chainer (it may reach that
+# plugin), the placeholders, keyrings.alt's files, and third-party backends such as
+# keyrings.cryptfile, which prompts on the terminal for its passphrase.
+_OS_MODULES = (
+    "keyring.backends.SecretService",
+    "keyring.backends.libsecret",
+    "keyring.backends.kwallet",
+    "keyring.backends.macOS",
+    "keyring.backends.Windows",
 )
 
 _LABELS = {
@@ -87,7 +88,7 @@ _PROVIDERS = (
 
 def _excluded(backend: KeyringBackend) -> bool:
     module = type(backend).__module__
-    if any(module == prefix or module.startswith(prefix + ".") for prefix in _EXCLUDED_MODULES):
+    if not any(module == name or module.startswith(name + ".") for name in _OS_MODULES):
         return True
     return "plaintext" in f"{module} {type(backend).__name__} {backend.name}".lower()
 
@@ -97,8 +98,9 @@ def pick_backend(backends: Iterable[KeyringBackend] | None = None) -> KeyringBac
 
     Never the configured backend (``keyring.get_keyring()``): that may be helperd's own plugin.
     Among ``backends`` (default: every backend keyring can build in this process, a list keyring
-    computes once per process), helperd's plugin, chainers, ``fail``, ``null``, plaintext and
-    ``keyrings.alt`` backends and any priority <= 0 are left out; the highest priority wins.
+    computes once per process), only keyring's own OS backends count (Secret Service, libsecret,
+    KWallet, macOS Keychain, Windows Credential Locker) with a priority above 0; the highest
+    wins. helperd's plugin, chainers, ``fail``, ``null`` and third-party backends never do.
     """
     candidates = keyring.backend.get_all_keyring() if backends is None else list(backends)
     best: KeyringBackend | None = None

@@ -118,7 +118,8 @@ class TestPickBackend:
     """`pick_backend` chooses a real OS keyring, never helperd's plugin or a stand-in."""
 
     def test_excludes_own_plugin_chainer_fail_null_plaintext(self) -> None:
-        """helperd's plugin, chainers, fail, null, plaintext and keyrings.alt never win."""
+        """helperd's plugin, chainers, fail, null, plaintext, keyrings.alt and third-party
+        backends such as keyrings.cryptfile (it prompts on the terminal) never win."""
         good = fake("keyring.backends.SecretService", 5)
         candidates = [
             fake("helperd_client.keyring_backend", 100, "HelperdKeyring"),
@@ -127,6 +128,7 @@ class TestPickBackend:
             fake("keyring.backends.null", 30),
             fake("keyrings.alt.file", 20, "EncryptedKeyring"),
             fake("somevendor.backend", 15, "PlaintextKeyring"),
+            fake("keyrings.cryptfile.cryptfile", 12, "CryptFileKeyring"),
             good,
             fake("keyring.backends.macOS", 4),
         ]
