@@ -37,7 +37,7 @@ from helperd_client.wire import MAX_LINE
 
 from helperd.durable import check_private_dir
 from helperd.peer import peer_uid
-from helperd.protocol import HelloRequest, RequestError, parse_request, render_error, render_ok
+from helperd.protocol import RequestError, parse_request, render_error, render_ok
 from helperd.service import Service
 
 __all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
@@ -255,7 +255,8 @@ class Server:
     async def _converse(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
         while not self._stop.is_set():
             try:
-                line = await asyncio.wait_for(reader.readuntil(b"\n"), self._read_timeout)
+                async with asyncio.timeout(self._read_timeout):
+                    line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError:
                 return  # the peer closed the connection
             except asyncio.LimitOverrunError:
@@ -267,7 +268,8 @@ class Server:
             try:
                 response = await self._respond(line)
                 conn.writer.write(response)
-                await asyncio.wait_for(conn.writer.drain(), self._read_timeout)
+                async with asyncio.timeout(self._read_timeout):
+                    await conn.writer.drain()
             finally:
                 self._in_flight -= 1
                 if not self._in_flight:
@@ -281,9 +283,8 @@ class Server:
         except RequestError as exc:
             return render_error(exc.request_id, exc.error)
         try:
-            if isinstance(request, HelloRequest):
-                result = self._service.handle(request, _now())
-            else:
+            result = self._service.answer_now(request, _now())
+            if result is None:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(
                     self._executor, self._service.handle, request, _now()

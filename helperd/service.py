@@ -68,6 +68,10 @@ def penalty(failures: int) -> float:
     return min(2.0 ** (failures - 1), MAX_PENALTY)
 
 
+class _WouldBlock(Exception):
+    """Answering needs a blocking call: `Service.answer_now` hands the request to a thread."""
+
+
 class ForeignKeyring(Protocol):
     """Reads OS keyring entries that helperd does not hold (SPEC.md's generic fallback)."""
 
@@ -135,8 +139,10 @@ class Service:
         self._failures = 0
         self._last_use: datetime | None = None
 
-    def handle(self, request: Request, now: datetime) -> Result:  # noqa: PLR0911, PLR0912 - per op
-        """Serve ``request`` at time ``now``.
+    def handle(  # noqa: PLR0911, PLR0912 - one case per op
+        self, request: Request, now: datetime, *, blocking: bool = True
+    ) -> Result:
+        """Serve ``request`` at time ``now``; with ``blocking`` False, never reach the OS keyring.
 
         Raises:
             HelperdError: the error to answer with. A `BadPassphraseError` carries the
@@ -152,7 +158,7 @@ class Service:
             case StatusRequest():
                 return self._status()
             case GetRequest():
-                return self._get(request, now)
+                return self._get(request, now, blocking)
             case SetRequest():
                 with self._writes:
                     return self._set(request, now)
@@ -184,6 +190,22 @@ class Service:
                 self._guarded(lambda: self.store.change_passphrase(request.old, request.new))
                 return self._succeeded()
         raise BadRequestError("unhandled request")  # pragma: no cover - the union is closed
+
+    def answer_now(self, request: Request, now: datetime) -> Result | None:
+        """Answer without blocking, or return None when that needs a worker thread.
+
+        ``hello`` always qualifies, and so does a ``get`` from a store whose reads come from
+        memory, unless it would fall back to the OS keyring. The server calls this on its
+        event loop, sparing the common ``get`` a round trip through a thread.
+        """
+        if isinstance(request, HelloRequest):
+            return self.handle(request, now)
+        if not isinstance(request, GetRequest) or self.store.reads_block:
+            return None
+        try:
+            return self.handle(request, now, blocking=False)
+        except _WouldBlock:
+            return None
 
     def tick(self, now: datetime) -> bool:
         """Lock an idle passphrase store; return whether it was locked now."""
@@ -225,7 +247,7 @@ class Service:
             idle_lock_seconds=None if self.idle_lock is None else self.idle_lock.total_seconds(),
         )
 
-    def _get(self, request: GetRequest, now: datetime) -> GetResult:
+    def _get(self, request: GetRequest, now: datetime, blocking: bool) -> GetResult:
         records = self.store.records()
         query = Query(
             name=request.name, url=request.url, service=request.service, username=request.username
@@ -233,7 +255,7 @@ class Service:
         try:
             record = find(records, query, now)
         except NotFoundError:
-            found = self._foreign_get(request, records, now)
+            found = self._foreign_get(request, records, now, blocking)
             if found is None:
                 raise
             return found
@@ -249,12 +271,14 @@ class Service:
         )
 
     def _foreign_get(
-        self, request: GetRequest, records: list[Record], now: datetime
+        self, request: GetRequest, records: list[Record], now: datetime, blocking: bool
     ) -> GetResult | None:
         """A generic entry from the OS keyring, for a service helperd does not own."""
         service = request.service
         if service is None or self._foreign is None or owns(records, service, now):
             return None
+        if not blocking:
+            raise _WouldBlock
         found = self._foreign.foreign_password(service, request.username)
         if found is None:
             return None

@@ -46,6 +46,11 @@ class Store(abc.ABC):
         return False
 
     @property
+    def reads_block(self) -> bool:
+        """Whether `records` and `password` may block (disk, D-Bus); False when in memory."""
+        return True
+
+    @property
     def needs_passphrase(self) -> bool:
         """Whether `create` and `unlock` take a passphrase."""
         return False

@@ -152,6 +152,12 @@ class FileStore(Store):
         return StoreState.LOCKED if os.path.lexists(self.path) else StoreState.MISSING
 
     @property
+    def reads_block(self) -> bool:
+        """Reads come from memory once the store is open (a key-file store opens on first use)."""
+        with self._lock:
+            return self._entries is None
+
+    @property
     def lockable(self) -> bool:
         """True for a passphrase store; a key-file store cannot be locked."""
         return self.key_file is None

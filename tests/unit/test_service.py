@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from helperd.protocol import (
     DeleteRequest,
     GetRequest,
+    HelloRequest,
     ListRequest,
     SetRequest,
     StatusRequest,
@@ -251,3 +252,45 @@ def test_keyring_delete_by_service(service: Service) -> None:
     )
     assert 1 == service.handle(request, T0).deleted  # type: ignore[union-attr]
     assert [("acme", "alice")] == [r.key for r in service.store.records()]
+
+
+class InMemory(MemoryStore):
+    """A MemoryStore that says its reads never block, like an open file store."""
+
+    @property
+    def reads_block(self) -> bool:
+        return False
+
+
+class Foreign:
+    """An OS keyring fallback that must not be reached on the event loop."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def foreign_password(self, service: str, username: str | None) -> tuple[str, SecretStr] | None:
+        self.calls += 1
+        return ("them", SecretStr("theirs"))
+
+    def foreign_delete(self, service: str, username: str) -> bool:
+        return False
+
+
+def test_answer_now_only_when_nothing_blocks() -> None:
+    """hello and in-memory gets are answered at once; a fallback to the OS keyring, or a store
+    whose reads block, is left to a worker thread (None)."""
+    foreign = Foreign()
+    fast = Service(InMemory(), store_reason="test", foreign=foreign)
+    fast.handle(set_req(name="acme", username="u", password="pw"), T0)
+    hello = HelloRequest(v=1, id=1, op="hello")
+    held = GetRequest(v=1, id=1, op="get", service="acme")
+    other = GetRequest(v=1, id=1, op="get", service="someone-elses-app")
+    assert None is not fast.answer_now(hello, T0)
+    assert "pw" == fast.answer_now(held, T0).password.get_secret_value()  # type: ignore[union-attr]
+    assert None is fast.answer_now(other, T0)
+    assert 0 == foreign.calls
+    assert "theirs" == fast.handle(other, T0).password.get_secret_value()  # type: ignore[union-attr]
+    slow = Service(MemoryStore(), store_reason="test")
+    slow.handle(set_req(name="acme", username="u"), T0)
+    assert None is slow.answer_now(held, T0)
+    assert None is fast.answer_now(ListRequest(v=1, id=1, op="list"), T0)
