@@ -9,14 +9,8 @@ Light on purpose: the stdlib only at import (keyring tools import every plugin a
 
 from __future__ import annotations
 
-from helperd_client.client import (
-    DEFAULT_TIMEOUT,
-    Client,
-    Credential,
-    Hello,
-    RecordInfo,
-    Status,
-)
+from typing import TYPE_CHECKING, Any
+
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
@@ -34,7 +28,29 @@ from helperd_client.errors import (
 )
 from helperd_client.paths import socket_path
 
+if TYPE_CHECKING:
+    from helperd_client.client import (
+        DEFAULT_TIMEOUT,
+        Client,
+        Credential,
+        Hello,
+        RecordInfo,
+        Status,
+    )
+
 __version__ = "0.1.0"
+
+_LAZY = frozenset({"DEFAULT_TIMEOUT", "Client", "Credential", "Hello", "RecordInfo", "Status"})
+
+
+def __getattr__(name: str) -> Any:
+    # The client module (sockets, json, dataclasses) loads on first use, not when keyring
+    # imports the plugin at every tool's start-up.
+    if name in _LAZY:
+        from helperd_client import client  # noqa: PLC0415
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'helperd_client' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_TIMEOUT",

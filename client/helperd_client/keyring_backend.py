@@ -21,13 +21,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyring.backend import KeyringBackend
 from keyring.credentials import SimpleCredential
 from keyring.errors import PasswordDeleteError, PasswordSetError
 
-from helperd_client.client import Client, Credential
 from helperd_client.errors import (
     DaemonUnreachableError,
     HelperdError,
@@ -35,6 +34,9 @@ from helperd_client.errors import (
     NotFoundError,
 )
 from helperd_client.paths import socket_path
+
+if TYPE_CHECKING:
+    from helperd_client.client import Client, Credential
 
 __all__ = ["PRIORITY", "REST_SECONDS", "HelperdKeyring"]
 
@@ -105,7 +107,7 @@ class HelperdKeyring(KeyringBackend):
         if username == EMPTY_USERNAME:
             username = ""  # only a record stored without a username answers it
         try:
-            with Client() as client:
+            with _client() as client:
                 return client.get(service=service, username=username)
         except NotFoundError:
             return None
@@ -141,7 +143,7 @@ class HelperdKeyring(KeyringBackend):
         """Store the password in helperd (``poetry config http-basic.NAME`` lands here)."""
         urls = _poetry_urls(service)
         try:
-            with Client() as client:
+            with _client() as client:
                 client.set(None, password, service=service, username=username, urls=urls)
         except HelperdError as exc:
             raise PasswordSetError(f"helperd could not store the password: {exc.message}") from None
@@ -149,7 +151,7 @@ class HelperdKeyring(KeyringBackend):
     def delete_password(self, service: str, username: str) -> None:
         """Delete the password from helperd (``poetry config --unset`` lands here)."""
         try:
-            with Client() as client:
+            with _client() as client:
                 client.delete(None, username, service=service)
         except NotFoundError:
             raise PasswordDeleteError(f"helperd holds no password for {service!r}") from None
@@ -157,6 +159,13 @@ class HelperdKeyring(KeyringBackend):
             raise PasswordDeleteError(
                 f"helperd could not delete the password: {exc.message}"
             ) from None
+
+
+def _client() -> Client:
+    """A new client; its module loads on the first call, not when keyring imports the plugin."""
+    from helperd_client.client import Client  # noqa: PLC0415
+
+    return Client()
 
 
 def _poetry_urls(service: str) -> list[str] | None:
