@@ -19,17 +19,15 @@ the same run, and the ratios are what to read.
 This page and [the plot]({plot}) are written by `bench/run.py` (see \
 [bench/README.md](../bench/README.md)); run it again rather than editing them.
 
-Reproduce, from a fresh clone:
+Reproduce, from a fresh clone (after `./scripts/test.sh` has installed the Debian packages):
 
 ```sh
-python3 -m venv bench/.venv
-bench/.venv/bin/pip install -e ./client -e '.[test,bench]'
-{command}
+./bench/run.sh
 ```
 
-The bench has a venv of its own on purpose: the `bench` extra installs keyrings.alt and \
-keyrings.cryptfile, whose keyring backends change what keyring, and helperd's `--store auto`, \
-choose in the development venv (see the last suggestion).
+It runs `{command}` in a venv of its own, `bench/.venv`: the `bench` extra installs \
+keyrings.alt and keyrings.cryptfile, whose keyring backends would change what keyring chooses \
+in the development venv.
 """
 
 

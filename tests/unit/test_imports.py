@@ -10,9 +10,10 @@ HEAVY = ("asyncio", "pydantic", "cryptography", "click")
 
 
 def test_client_import_loads_no_heavy_module() -> None:
-    """Importing helperd_client loads none of asyncio, pydantic, cryptography or click."""
+    """Importing helperd_client, its client and its keyring plugin loads none of asyncio,
+    pydantic, cryptography or click."""
     code = (
-        "import sys, json, helperd_client, helperd_client.client;"
+        "import sys, json, helperd_client, helperd_client.client, helperd_client.keyring_backend;"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     out = subprocess.run(
