@@ -591,3 +591,7 @@ from helperd.cli_admin import doctor, install_service  # noqa: E402
 
 cli.add_command(install_service)
 cli.add_command(doctor)
+
+from helperd.shim_install import install_shim  # noqa: E402
+
+cli.add_command(install_shim)

@@ -1,0 +1,119 @@
+"""``helperctl install-shim``: put helperd's fast ``keyring`` shim first on PATH (opt-in).
+
+Registered on the ``helperctl`` group at the end of `helperd.cli`; this module never imports
+`helperd.cli`. The file it writes holds no secret: a shebang naming this install's Python, the
+marker line of `helperd_client.shim`, and two lines that run the shim.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from helperd_client.shim import MARKER
+
+__all__ = ["install_shim", "shim_script", "uninstall", "write_shim"]
+
+SHEBANG_MAX = 120
+"""Longer interpreter paths, or ones with spaces, get a /bin/sh trampoline (kernels cut at 127)."""
+
+FLAGS = "-I"
+"""Isolated mode: no PYTHONPATH, no user site, no script folder on sys.path. It keeps site (a venv
+needs it to find its packages, ``-S`` would lose them) and spares the shim every stray import."""
+
+
+def shim_script(python: str) -> str:
+    """The text of the ``keyring`` shim that runs `helperd_client.shim` with ``python``."""
+    body = f"{MARKER}\nfrom helperd_client.shim import main\nraise SystemExit(main())\n"
+    if len(python) <= SHEBANG_MAX and " " not in python and "\t" not in python:
+        return f"#!{python} {FLAGS}\n{body}"
+    # pip's trick: sh runs the exec line; Python reads the same lines as a string and a comment.
+    quoted = "'" + python.replace("'", "'\"'\"'") + "'"
+    return f"#!/bin/sh\n'''exec' {quoted} {FLAGS} \"$0\" \"$@\"\n' '''\n{body}"
+
+
+def write_shim(directory: Path, python: str) -> Path:
+    """Write ``directory/keyring`` (0755, ``directory`` created 0755); refuses a foreign file."""
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    target = directory / "keyring"
+    if target.exists() and not _is_ours(target):
+        raise click.ClickException(
+            f"{target} exists and was not written by helperctl install-shim; move it away first"
+        )
+    temporary = directory / ".keyring.helperd-shim.tmp"
+    temporary.write_text(shim_script(python), encoding="utf-8")
+    temporary.chmod(0o755)
+    os.replace(temporary, target)
+    return target
+
+
+def uninstall(directory: Path) -> Path | None:
+    """Remove ``directory/keyring`` if this command wrote it; returns it, or None if absent."""
+    target = directory / "keyring"
+    if not target.exists() and not target.is_symlink():
+        return None
+    if not _is_ours(target):
+        raise click.ClickException(
+            f"{target} was not written by helperctl install-shim; leaving it alone"
+        )
+    target.unlink()
+    return target
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return MARKER.encode() in handle.read(1024)
+    except OSError:
+        return False
+
+
+def _first_on_path(name: str) -> str | None:
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@click.command("install-shim")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the shim (default: ~/.local/bin). Put it before the real keyring on PATH.",
+)
+@click.option("--uninstall", "remove", is_flag=True, help="Remove the shim this command wrote.")
+def install_shim(directory: Path | None, remove: bool) -> None:
+    """Install a fast `keyring` shim for pip's and uv's subprocess keyring provider.
+
+    It writes an executable named `keyring` into DIR that runs helperd_client.shim with this
+    Python. pip (`--keyring-provider subprocess`) and uv (`--keyring-provider subprocess`) then
+    get their credentials from helperd without starting the keyring package. Every other
+    keyring command (set, del, ...), and every lookup while helperd is not running, goes to
+    the real `keyring` found further along PATH. --uninstall removes only a shim it wrote.
+
+    \b
+    Examples:
+      helperctl install-shim
+      helperctl install-shim --dir ~/bin
+      helperctl install-shim --uninstall
+    """
+    folder = (directory or Path.home() / ".local" / "bin").expanduser()
+    if remove:
+        removed = uninstall(folder)
+        click.echo(f"removed {removed}" if removed else f"no shim in {folder}")
+        return
+    target = write_shim(folder, sys.executable)
+    click.echo(f"wrote {target}")
+    first = _first_on_path("keyring")
+    if first is None or os.path.realpath(first) != os.path.realpath(target):
+        click.echo(
+            f"note: {folder} must come first on PATH for the shim to be used"
+            f" (now `keyring` is {first or 'not found'}):"
+            f' export PATH="{folder}:$PATH"',
+            err=True,
+        )
