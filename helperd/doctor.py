@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from helperd_client import Client, Hello, Status
+from helperd_client import Client, Hello, Status, shim
 from helperd_client.errors import HelperdError
 from helperd_client.paths import socket_path
 
@@ -210,6 +210,24 @@ class AuthFacts:
 
 
 @dataclass(frozen=True)
+class ShimFacts:
+    """helperd's keyring shim: the ``keyring`` first on PATH when it is the shim, and the real
+    ``keyring`` it hands other calls to."""
+
+    first: Path | None
+    backing: Path | None = None
+
+    @classmethod
+    def of(cls, search: str) -> ShimFacts:
+        """Look along ``search`` (a PATH value)."""
+        first = shutil.which("keyring", path=search)
+        if first is None or not shim.is_shim(first):
+            return cls(None)
+        backing = shim.find_real_keyring(search, first)
+        return cls(Path(first), Path(backing) if backing else None)
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the checks look at, gathered by `gather`."""
 
@@ -225,6 +243,7 @@ class Facts:
     keyring_cli: KeyringProbe = field(default_factory=lambda: KeyringProbe("keyring", "absent"))
     pip: PipFacts = field(default_factory=lambda: PipFacts(None))
     auth: AuthFacts | None = None
+    shim: ShimFacts = field(default_factory=lambda: ShimFacts(None))
 
 
 def gather(
@@ -262,6 +281,7 @@ def gather(
             keyring_cli=keyring_cli.result(),
             pip=pip.result(),
             auth=auth,
+            shim=ShimFacts.of(search),
         )
 
 
@@ -664,6 +684,26 @@ def check_pip(facts: Facts) -> Finding:
     return Finding(name, found.status, f"{said}: {found.message}", found.fix)
 
 
+def check_shim(facts: Facts) -> Finding:
+    """Whether helperd's keyring shim is first on PATH, and which real keyring stands behind it."""
+    name, found = "keyring-shim", facts.shim
+    if found.first is None:
+        return Finding(
+            name, "ok", "no keyring shim first on PATH (optional: helperctl install-shim)"
+        )
+    if found.backing is None:
+        return Finding(
+            name,
+            "warn",
+            f"{found.first} is helperd's shim, with no real keyring behind it on PATH:"
+            " set, del and lookups while helperd is down fail",
+            "install a keyring CLI further along PATH: pipx install keyring",
+        )
+    return Finding(
+        name, "ok", f"{found.first} is helperd's shim; it hands other calls to {found.backing}"
+    )
+
+
 def check_auth_toml(facts: Facts) -> Finding:
     """Secrets left in plaintext in Poetry's auth.toml: a count, never a value."""
     name, auth = "poetry-auth-toml", facts.auth
@@ -695,6 +735,7 @@ CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_poetry,
     check_keyring_cli,
     check_pip,
+    check_shim,
     check_auth_toml,
 )
 """Every check, in the order doctor reports them."""

@@ -97,6 +97,7 @@ def test_a_healthy_setup_is_all_ok() -> None:
         "poetry-keyring",
         "keyring-cli",
         "pip-keyring",
+        "keyring-shim",
         "poetry-auth-toml",
     ] == [f.name for f in found]
     assert {"ok"} == {f.status for f in found}, found
@@ -436,7 +437,7 @@ def test_text_output_and_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     failed = lines.index(f"fail  socket: {SOCKET} is mode 0666: it must be 0600")
     assert f"      fix: chmod 600 {SOCKET}" == lines[failed + 1]
     assert "ok    socket-dir: " in lines[0]
-    assert "1 failed, 0 warnings, 11 checks" in result.stderr
+    assert "1 failed, 0 warnings, 12 checks" in result.stderr
 
 
 def test_json_output(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -445,7 +446,7 @@ def test_json_output(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert 0 == result.exit_code
     data = json.loads(result.stdout)
-    assert 11 == len(data)
+    assert 12 == len(data)
     assert {"name", "status", "message", "fix"} == set(data[0])
     assert {"name": "poetry-keyring", "status": "warn"} == {
         k: v for k, v in data[7].items() if k in ("name", "status")
@@ -458,3 +459,25 @@ def test_help_has_examples() -> None:
 
     assert 0 == result.exit_code
     assert "helperctl doctor" in result.stdout.split("Examples:")[1]
+
+
+def test_shim_check(tmp_path: Path) -> None:
+    """The shim check says whether helperd's shim is first on PATH and what stands behind it."""
+    from helperd_client.shim import MARKER
+
+    from helperd.doctor import ShimFacts, check_shim
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+    (first / "keyring").write_text(f"#!/bin/sh\n{MARKER}\n")
+    (first / "keyring").chmod(0o755)
+    alone = check_shim(facts(shim=ShimFacts.of(str(first))))
+    assert "warn" == alone.status
+    assert "no real keyring behind it" in alone.message
+    (second / "keyring").write_text("#!/bin/sh\nexit 0\n")
+    (second / "keyring").chmod(0o755)
+    backed = check_shim(facts(shim=ShimFacts.of(f"{first}:{second}")))
+    assert "ok" == backed.status
+    assert str(second / "keyring") in backed.message
+    assert "ok" == check_shim(facts()).status
