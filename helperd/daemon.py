@@ -26,7 +26,7 @@ from helperd.activation import (
     socket_problems,
 )
 from helperd.config import LogLevel, Settings, StoreChoice
-from helperd.hardening import harden_process
+from helperd.hardening import harden_process, room_for_connections
 from helperd.server import Lifecycle, Server, StartupError, bind_socket
 from helperd.service import Service
 from helperd.stores.base import Store, StoreState
@@ -98,7 +98,7 @@ async def _serve(
     server = Server(
         service,
         read_timeout=settings.read_timeout,
-        max_connections=settings.max_connections,
+        max_connections=room_for_connections(settings.max_connections),
     )
 
     def tell(event: Lifecycle) -> None:
@@ -137,7 +137,8 @@ def _reload(resolve: Callable[[], Settings], service: Service, server: Server) -
         return
     logging.getLogger().setLevel(fresh.log_level.upper())
     service.idle_lock = fresh.idle_lock
-    server.configure(read_timeout=fresh.read_timeout, max_connections=fresh.max_connections)
+    cap = room_for_connections(fresh.max_connections)
+    server.configure(read_timeout=fresh.read_timeout, max_connections=cap)
     log.info("SIGHUP: reloaded %s (log level %s)", fresh.config_file, fresh.log_level)
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 
 from helperd_client.errors import StoreUnavailableError
 
-__all__ = ["FileLock", "check_private_dir", "fsync_dir", "read_private", "write_atomic"]
+__all__ = [
+    "FileLock",
+    "check_private_dir",
+    "fsync_dir",
+    "read_private",
+    "remove_stale_temps",
+    "write_atomic",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -49,6 +56,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StoreUnavailableError(f"could not write {path}: {exc.strerror or exc}") from None
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temporary files a killed writer of ``path`` left behind (call with its lock held).
+
+    They hold no more than ``path`` itself would (ciphertext, or an index without secrets),
+    but nothing else would ever remove them.
+    """
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def fsync_dir(directory: Path) -> None:

@@ -18,7 +18,13 @@ import logging
 import sys
 from dataclasses import dataclass
 
-__all__ = ["PR_GET_DUMPABLE", "PR_SET_DUMPABLE", "Hardening", "harden_process"]
+__all__ = [
+    "PR_GET_DUMPABLE",
+    "PR_SET_DUMPABLE",
+    "Hardening",
+    "harden_process",
+    "room_for_connections",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +89,37 @@ def _not_dumpable(problems: list[str]) -> bool:
     except (OSError, AttributeError, TypeError) as exc:
         problems.append(f"could not call prctl(PR_SET_DUMPABLE, 0): {exc}")
         return False
+
+
+def room_for_connections(max_connections: int, spare: int = 64) -> int:
+    """Raise the soft open-file limit so that ``max_connections`` fit; return the cap to use.
+
+    At the cap the server closes its longest-idle connection, but only if accepting the next
+    one did not fail first for want of file descriptors. So the soft ``RLIMIT_NOFILE`` must
+    exceed the cap (plus ``spare`` for the store, the logs and D-Bus); where even the hard
+    limit is too low, the cap is lowered to fit, with a warning.
+    """
+    try:
+        import resource  # noqa: PLC0415 - absent on Windows
+    except ImportError:
+        return max_connections
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = max_connections + spare
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (OSError, ValueError) as exc:
+        log.warning("could not raise the open-file limit: %s", exc)
+        return max_connections
+    if soft != resource.RLIM_INFINITY and soft < max_connections + spare:
+        fitted = max(2, soft - spare)
+        log.warning(
+            "the open-file limit (%d) is too low for %d connections: capping at %d",
+            soft,
+            max_connections,
+            fitted,
+        )
+        return fitted
+    return max_connections

@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 RequestId = int | str
+MAX_ID_CHARS = 256
+_Id = Annotated[int, Field(ge=-(2**63), lt=2**63)] | Annotated[str, Field(max_length=MAX_ID_CHARS)]
 Timestamp = Annotated[AwareDatetime, Strict(False)]  # ISO-8601 text on the wire
 Text = Annotated[str, Field(max_length=4096)]
 KindName = Annotated[Kind, Strict(False)]  # "basic", "token" or "generic" on the wire
@@ -95,7 +97,7 @@ class _Model(BaseModel):
 
 class _Request(_Model):
     v: Literal[1]
-    id: RequestId
+    id: _Id
 
 
 class HelloRequest(_Request):
@@ -349,7 +351,7 @@ def parse_request(line: bytes) -> tuple[RequestId | None, Request]:
     except BadRequestError as exc:
         raise RequestError(None, exc) from None
     raw_id = message.get("id")
-    request_id = raw_id if type(raw_id) in (int, str) else None
+    request_id = raw_id if _echoable(raw_id) else None
     version = message.get("v")
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise RequestError(
@@ -368,6 +370,13 @@ def parse_request(line: bytes) -> tuple[RequestId | None, Request]:
         return request_id, _REQUEST.validate_python(message)
     except ValidationError as exc:
         raise RequestError(request_id, BadRequestError(_describe(exc))) from None
+
+
+def _echoable(raw_id: object) -> bool:
+    """Whether an id can be copied into the answer (an unbounded one could outgrow the line)."""
+    if type(raw_id) is int:
+        return -(2**63) <= raw_id < 2**63
+    return type(raw_id) is str and len(raw_id) <= MAX_ID_CHARS
 
 
 def _describe(exc: ValidationError) -> str:
@@ -403,7 +412,8 @@ def render_error(request_id: RequestId | None, error: HelperdError) -> bytes:
             "id": request_id,
             "ok": False,
             "error": {"code": error.code, "message": error.message},
-        }
+        },
+        limit=MAX_RESPONSE,
     )
 
 

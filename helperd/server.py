@@ -94,7 +94,7 @@ def bind_socket(path: Path) -> socket.socket:
         raise StartupError(f"cannot listen on {path}: {exc.strerror or exc}") from None
     finally:
         os.umask(old_umask)
-    sock.listen(128)
+    sock.listen(socket.SOMAXCONN)
     return sock
 
 
@@ -117,6 +117,7 @@ def _answers(path: Path) -> bool:
 @dataclass(eq=False)
 class _Connection:
     writer: asyncio.StreamWriter
+    reader: asyncio.StreamReader
     last_active: float = field(default_factory=time.monotonic)
     busy: bool = False
 
@@ -237,7 +238,7 @@ class Server:
             error = ForbiddenError("this helperd serves only its own user")
             await self._send_and_close(writer, render_error(None, error))
             return
-        conn = _Connection(writer)
+        conn = _Connection(writer, reader)
         self._connections.add(conn)
         self._enforce_cap()
         try:
@@ -279,6 +280,14 @@ class Server:
 
     async def _respond(self, line: bytes) -> bytes:
         try:
+            return await self._answer(line)
+        except Exception:
+            # Rendering failed (an answer that cannot be encoded): still answer, never drop.
+            log.exception("could not render an answer")
+            return render_error(None, InternalError("internal error: see the daemon log"))
+
+    async def _answer(self, line: bytes) -> bytes:
+        try:
             request_id, request = parse_request(line)
         except RequestError as exc:
             return render_error(exc.request_id, exc.error)
@@ -306,7 +315,7 @@ class Server:
         """At the cap, close the longest-idle connection so a new client is still served."""
         if len(self._connections) <= self._max_connections:
             return
-        idle = [c for c in self._connections if not c.busy]
+        idle = [c for c in self._connections if not c.busy and not _pending(c)]
         if not idle:
             return
         victim = min(idle, key=lambda c: c.last_active)
@@ -328,6 +337,26 @@ def _tell(notify: Callable[[Lifecycle], None] | None, event: Lifecycle) -> None:
         notify(event)
     except Exception:
         log.exception("the %s notification failed", event)
+
+
+def _pending(conn: _Connection) -> bool:
+    """Whether a whole request line has arrived on ``conn`` but is not served yet.
+
+    Such a connection is not idle and must not be closed at the cap; half a line followed by
+    silence does not count (that is the slow peer the cap is there for).
+    """
+    if b"\n" in getattr(conn.reader, "_buffer", b""):  # asyncio has no public view of it
+        return True
+    sock = conn.writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        # asyncio's TransportSocket has no recv: peek through a duplicate of the descriptor.
+        with socket.fromfd(sock.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as twin:
+            waiting = twin.recv(MAX_LINE + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return b"\n" in waiting
 
 
 def _now() -> datetime:

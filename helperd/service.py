@@ -385,11 +385,13 @@ class Service:
         if request.to == self.store.kind:
             raise BadRequestError(f"the {request.to} store is already the active one")
         self.store.records()  # a locked source fails here, before anything is written
-        self._migrations.marker.begin(request.to)
-        target = self._migrations.open(request.to)
+        target = self._migrations.open(request.to)  # no usable keyring: fails before the marker
         try:
-            if target.store.state is StoreState.MISSING and target.store.needs_passphrase:
+            creating = target.store.state is StoreState.MISSING and target.store.needs_passphrase
+            if creating:
                 self._require_passphrase(request.passphrase)
+            self._migrations.marker.begin(request.to)
+            if creating:
                 target.store.create(request.passphrase)
             elif target.store.state is StoreState.LOCKED:
                 passphrase = request.passphrase

@@ -52,6 +52,7 @@ def __getattr__(name: str) -> Any:
         return getattr(client, name)
     raise AttributeError(f"module 'helperd_client' has no attribute {name!r}")
 
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "BadPassphraseError",

@@ -333,8 +333,15 @@ class Client:
             return self._sock
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(str(self.path))
+            while True:
+                sock.settimeout(_remaining(deadline))
+                try:
+                    sock.connect(str(self.path))
+                    break
+                except BlockingIOError:
+                    # A full listen backlog answers EAGAIN on a Unix socket, not a wait:
+                    # try again shortly, within the same deadline.
+                    time.sleep(min(0.01, _remaining(deadline)))
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             raise DaemonUnreachableError(

@@ -59,4 +59,11 @@ def decode_line(line: bytes) -> dict[str, Any]:
         raise BadRequestError("line is not valid UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise BadRequestError("line is not a JSON object")
+    if b"\\u" in line:
+        # A \uD800-style escape can smuggle a lone surrogate into a str, which no UTF-8
+        # line can carry back: refuse it here rather than fail when answering.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequestError("line holds a lone surrogate: not valid Unicode text") from None
     return value

@@ -133,6 +133,7 @@ class FileStore(Store):
         self._entries: _Entries | None = None
         self._closed = False
         self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"))
+        durable.remove_stale_temps(path)
 
     def __repr__(self) -> str:
         source = PASSPHRASE if self.key_file is None else f"key_file={str(self.key_file)!r}"

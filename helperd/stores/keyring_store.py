@@ -33,7 +33,14 @@ from helperd_client.errors import (
 )
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from helperd.durable import FileLock, check_private_dir, fsync_dir, read_private, write_atomic
+from helperd.durable import (
+    FileLock,
+    check_private_dir,
+    fsync_dir,
+    read_private,
+    remove_stale_temps,
+    write_atomic,
+)
 from helperd.record import Kind, Record, RecordKey
 from helperd.stores.base import Store, StoreState
 from helperd.stores.os_keyring import LOCKED_MESSAGE, BoundedKeyring
@@ -82,6 +89,7 @@ class KeyringStore(Store):
         self._keyring = keyring
         self._foreign = ForeignEntries(keyring)
         self._file_lock = FileLock(index_path.with_name(index_path.name + ".lock"))
+        remove_stale_temps(index_path)
         # _lock guards the in-memory index (held briefly); _write_lock makes each put or
         # remove one step, keyring call included, so two writers cannot interleave their halves.
         self._lock = threading.Lock()

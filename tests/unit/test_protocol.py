@@ -105,3 +105,27 @@ def test_get_takes_username() -> None:
     """get carries an optional username beside exactly one target."""
     _, request = parse_request(line(v=1, id=1, op="get", service="h:8080", username="u"))
     assert GetRequest(v=1, id=1, op="get", service="h:8080", username="u") == request
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b'{"v": 1, "id": "\\ud800", "op": "hello"}', id="surrogate-id"),
+        pytest.param(
+            b'{"v": 1, "id": 1, "op": "set", "name": "x", "password": "a\\udfffb"}',
+            id="surrogate-password",
+        ),
+    ],
+)
+def test_lone_surrogates_are_refused(payload: bytes) -> None:
+    """A lone surrogate, which no UTF-8 answer could carry, is a bad request with no id echoed."""
+    with pytest.raises(RequestError) as caught:
+        parse_request(payload)
+    assert ("bad_request", None) == (caught.value.error.code, caught.value.request_id)
+
+
+def test_overlong_id_is_refused_and_not_echoed() -> None:
+    """An id longer than 256 characters is refused, and not copied into the answer."""
+    with pytest.raises(RequestError) as caught:
+        parse_request(line(v=1, id="x" * 257, op="hello"))
+    assert ("bad_request", None) == (caught.value.error.code, caught.value.request_id)
