@@ -14,12 +14,11 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import tomlkit
-from helperd_client import Credential, RecordInfo
+from helperd_client import Credential
 from helperd_client.errors import (
     BadRequestError,
     HelperdError,
@@ -32,6 +31,9 @@ from helperd.durable import write_atomic
 from helperd.lookup import check_url
 from helperd.record import NAME_PATTERN, TOKEN_USERNAME
 
+if TYPE_CHECKING:
+    from helperd.cli import DaemonClient
+
 __all__ = [
     "BASIC",
     "PYPI_UPLOAD_URL",
@@ -40,7 +42,6 @@ __all__ = [
     "Move",
     "Plan",
     "PoetryFileError",
-    "RecordClient",
     "Skip",
     "Stored",
     "auth_toml_path",
@@ -132,29 +133,6 @@ class Stored:
 
     move: Move
     outcome: str
-
-
-class RecordClient(Protocol):
-    """What the import needs of `helperd_client.Client`."""
-
-    def get(
-        self,
-        *,
-        name: str | None = None,
-        url: str | None = None,
-        service: str | None = None,
-        username: str | None = None,
-    ) -> Credential: ...
-    def set(
-        self,
-        name: str,
-        password: str,
-        *,
-        username: str | None = None,
-        kind: str = "basic",
-        urls: list[str] | tuple[str, ...] | None = None,
-        expires_at: datetime | None = None,
-    ) -> RecordInfo: ...
 
 
 # --- where Poetry keeps its files ----------------------------------------------------------------
@@ -404,7 +382,7 @@ def _check_rewrite(data: dict[str, Any], rewritten: str, moves: Sequence[Move]) 
 # --- storing and writing -------------------------------------------------------------------------
 
 
-def store_and_verify(client: RecordClient, moves: Sequence[Move]) -> list[Stored]:
+def store_and_verify(client: DaemonClient, moves: Sequence[Move]) -> list[Stored]:
     """Store every move in helperd, then read each back and compare.
 
     A record helperd holds already for the same (name, username) is replaced: auth.toml is
@@ -435,7 +413,7 @@ def store_and_verify(client: RecordClient, moves: Sequence[Move]) -> list[Stored
     return done
 
 
-def _held(client: RecordClient, move: Move) -> Credential | None:
+def _held(client: DaemonClient, move: Move) -> Credential | None:
     try:
         found = client.get(name=move.name, username=move.username)
     except NotFoundError:
