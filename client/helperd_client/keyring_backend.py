@@ -129,7 +129,7 @@ class HelperdKeyring(KeyringBackend):
             self._rest_until = time.monotonic() + REST_SECONDS
             told, self._told_down = self._told_down, True
         if not told:
-            print(f"helperd: {exc.message}", file=sys.stderr)
+            print(exc.message, file=sys.stderr)  # each message names helperd
 
     def _tell_locked(self) -> None:
         with self._mutex:
