@@ -28,7 +28,7 @@ import pytest
 from helperd_client import Client, DaemonUnreachableError
 
 from helperd.testing import Daemon
-from tests.support.tools import in_ci
+from tests.support.tools import in_ci, require_root
 
 __all__ = [
     "FULL",
@@ -118,16 +118,6 @@ def raise_nofile(needed: int) -> None:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-
-
-def require_root(why: str) -> None:
-    """Skip the calling test unless it runs as root; under ``CI=true``, fail it instead."""
-    if os.geteuid() == 0:
-        return
-    message = f"needs root: {why}"
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def write_key_file(path: Path) -> Path:

@@ -15,6 +15,7 @@ from helperd_client.wire import MAX_LINE
 
 from helperd.testing import Daemon, start_daemon
 from tests.integration import wire
+from tests.support.tools import require_root
 
 SECRET = "s3cret-Ω\nsecond line"
 
@@ -244,8 +245,7 @@ def test_connection_cap_closes_the_longest_idle(home: Path, key_file: Path) -> N
 
 def test_other_uid_is_forbidden(key_daemon: Daemon) -> None:
     """A peer with another UID is refused with forbidden, even with the modes loosened."""
-    if os.getuid() != 0:
-        pytest.skip("needs root to setuid to nobody")
+    require_root("changes to UID nobody")
     os.chmod(key_daemon.home, 0o755)
     os.chmod(key_daemon.socket, 0o666)
     read_end, write_end = os.pipe()

@@ -14,12 +14,17 @@ import pytest
 from helperd_client import shim
 
 from helperd.testing import Daemon
+from tests.support.tools import require
 
 URL = "http://127.0.0.1:8080/simple/"
 REAL_KEYRING = Path(sys.executable).parent / "keyring"
 TIMEOUT = 1.0
 
-pytestmark = pytest.mark.skipif(not REAL_KEYRING.exists(), reason="no keyring CLI in this venv")
+
+@pytest.fixture(autouse=True)
+def _real_keyring() -> None:
+    """The shim is compared with the real keyring CLI, which keyring installs beside it."""
+    require(REAL_KEYRING.exists(), f"no keyring CLI at {REAL_KEYRING}")
 
 
 @pytest.fixture

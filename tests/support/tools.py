@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-__all__ = ["in_ci", "install_hint", "require_tool"]
+__all__ = ["in_ci", "install_hint", "require", "require_root", "require_tool"]
 
 # Debian package for each program the suite runs; ./scripts/test.sh installs them all.
 _DEBIAN_PACKAGES: dict[str, str] = {
@@ -66,3 +66,17 @@ def require_tool(name: str) -> str:
     if in_ci():
         pytest.fail(f"{name} is required in CI: {hint}", pytrace=False)
     pytest.skip(f"{name} not found on PATH: {hint}")
+
+
+def require(condition: bool, message: str) -> None:
+    """Skip the calling test unless ``condition`` holds; under ``CI=true``, fail it instead."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def require_root(why: str) -> None:
+    """Skip the calling test unless it runs as root; under ``CI=true``, fail it instead."""
+    require(os.geteuid() == 0, f"needs root: {why}")

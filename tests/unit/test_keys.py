@@ -24,7 +24,7 @@ from helperd.stores.keys import (
     passphrase_key,
     read_key_file,
 )
-from tests.support.tools import in_ci
+from tests.support.tools import require_root
 
 CHEAP = KdfParams(iterations=1, memory_kib=8, lanes=1)
 SALT = bytes(range(16))
@@ -186,8 +186,7 @@ def test_read_key_file_accepts_read_only_owner_mode(tmp_path: Path) -> None:
 def test_read_key_file_systemd_credential_shape(tmp_path: Path, mode: int, accepted: bool) -> None:
     """A root:root read-only credential (newer systemd, with an ACL for us) is accepted; one that
     others can read is not."""
-    if os.getuid() != 0:
-        (pytest.fail if in_ci() else pytest.skip)("needs root to create a root-owned file")
+    require_root("creates a root-owned file")
     path = write_key(tmp_path / "k", b"x" * 32, mode)
     os.chown(path, 0, 0)
     if accepted:
@@ -278,9 +277,9 @@ def test_read_key_file_refuses_fifo_without_hanging(tmp_path: Path) -> None:
     assert f"key file {path} is not a regular file" == str(result[0])
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a file to another user")
 def test_read_key_file_refuses_other_owner(tmp_path: Path) -> None:
     """A key file that belongs to another user is refused, naming both uids."""
+    require_root("only root can give a file to another user")
     path = write_key(tmp_path / "k", b"x" * 32)
     os.chown(path, 65534, -1)
 

@@ -118,3 +118,16 @@ def test_hint_for_venv_programs() -> None:
     hint = install_hint("helperctl")
     assert "./scripts/test.sh" in hint
     assert "apt-get" not in hint
+
+
+def test_require_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unmet requirement fails the test under CI=true and skips it otherwise."""
+    from tests.support.tools import require
+
+    require(True, "never raised")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="needs x"):
+        require(False, "needs x")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="needs x"):
+        require(False, "needs x")
