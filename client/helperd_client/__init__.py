@@ -9,8 +9,6 @@ Light on purpose: the stdlib only at import (keyring tools import every plugin a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
@@ -28,7 +26,10 @@ from helperd_client.errors import (
 )
 from helperd_client.paths import socket_path
 
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: the keyring shim must not import typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from helperd_client.client import (
         DEFAULT_TIMEOUT,
         Client,

@@ -7,7 +7,9 @@ paths and counts only.
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: the keyring shim must not import typing
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "WIRE_CODES",

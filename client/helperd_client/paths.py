@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from pathlib import Path
 
-__all__ = ["SOCKET_NAME", "socket_path"]
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: the keyring shim must not import typing
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+__all__ = ["SOCKET_NAME", "socket_file", "socket_path"]
 
 SOCKET_NAME = "helperd.sock"
 
@@ -32,18 +35,30 @@ def socket_path(
         platform: ``sys.platform`` value to apply the rule for (tests pass another).
         uid: the user ID for per-user fallbacks (default: ``os.getuid()``).
     """
+    from pathlib import Path  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    return Path(socket_file(env, platform=platform, uid=uid))
+
+
+def socket_file(
+    env: Mapping[str, str] | None = None,
+    *,
+    platform: str = sys.platform,
+    uid: int | None = None,
+) -> str:
+    """`socket_path` as a string, computed without pathlib (for the keyring shim)."""
     env = os.environ if env is None else env
     if env.get("HELPERD_SOCKET"):
-        return Path(env["HELPERD_SOCKET"])
+        return env["HELPERD_SOCKET"]
     if env.get("HELPERD_HOME"):
-        return Path(env["HELPERD_HOME"]) / SOCKET_NAME
+        return os.path.join(env["HELPERD_HOME"], SOCKET_NAME)
     if env.get("XDG_RUNTIME_DIR"):
-        return Path(env["XDG_RUNTIME_DIR"]) / "helperd" / SOCKET_NAME
+        return os.path.join(env["XDG_RUNTIME_DIR"], "helperd", SOCKET_NAME)
     tmpdir = env.get("TMPDIR") or "/tmp"  # noqa: S108 - the documented last resort
     if platform == "darwin":
-        return Path(tmpdir) / "helperd" / SOCKET_NAME
+        return os.path.join(tmpdir, "helperd", SOCKET_NAME)
     uid = os.getuid() if uid is None else uid
-    runtime = Path(f"/run/user/{uid}")
-    if platform.startswith("linux") and runtime.is_dir():
-        return runtime / "helperd" / SOCKET_NAME
-    return Path(tmpdir) / f"helperd-{uid}" / SOCKET_NAME
+    runtime = f"/run/user/{uid}"
+    if platform.startswith("linux") and os.path.isdir(runtime):
+        return os.path.join(runtime, "helperd", SOCKET_NAME)
+    return os.path.join(tmpdir, f"helperd-{uid}", SOCKET_NAME)

@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 
-from helperd_client.paths import socket_path
+from helperd_client.paths import socket_file
 from helperd_client.wire import PROTOCOL_VERSION, decode_line, encode_line
 
 __all__ = [
@@ -148,7 +148,7 @@ def ask(service: str, username: str | None, timeout: float) -> dict[str, object]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        sock.connect(str(socket_path()))
+        sock.connect(socket_file())
         sock.sendall(encode_line(message))
         buffer = b""
         while b"\n" not in buffer:

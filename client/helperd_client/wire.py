@@ -7,9 +7,12 @@ on these constants and on how a line is cut and joined.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from helperd_client.errors import BadRequestError, TooLargeError
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: the keyring shim must not import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAX_LINE", "MAX_RESPONSE", "OPS", "PROTOCOL_VERSION", "decode_line", "encode_line"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -41,5 +42,5 @@ def test_run_user_used_when_it_exists(tmp_path: Path, monkeypatch: pytest.Monkey
     """On Linux without XDG_RUNTIME_DIR, /run/user/<uid> is used when that folder exists."""
     uid = 0
     expected = Path(f"/run/user/{uid}/helperd/helperd.sock")
-    monkeypatch.setattr(Path, "is_dir", lambda self: str(self) == f"/run/user/{uid}")
+    monkeypatch.setattr(os.path, "isdir", lambda path: path == f"/run/user/{uid}")
     assert expected == socket_path({}, platform="linux", uid=uid)

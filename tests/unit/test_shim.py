@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helperd_client
 import pytest
 from click.testing import CliRunner
 from helperd_client import shim
@@ -214,15 +215,17 @@ def test_empty_username_marker_asks_for_the_empty_username(
 
 
 def test_shim_module_stays_light() -> None:
-    """Importing the shim loads neither keyring, platformdirs, asyncio, pydantic nor dataclasses."""
+    """Importing the shim loads neither keyring, platformdirs, asyncio, pydantic, dataclasses,
+    typing nor pathlib (``-S``: without site, whose editable-install finders load pathlib)."""
+    client = Path(helperd_client.__file__).resolve().parent.parent
     code = (
-        "import sys, helperd_client.shim;"
+        f"import sys; sys.path.insert(0, {str(client)!r}); import helperd_client.shim;"
         "bad = {'keyring', 'platformdirs', 'asyncio', 'pydantic', 'dataclasses', 'click',"
-        " 'helperd_client.client', 'helperd'} & set(sys.modules);"
+        " 'typing', 'pathlib', 'helperd_client.client', 'helperd'} & set(sys.modules);"
         "print(sorted(bad))"
     )
     out = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
     )
     assert "[]\n" == out.stdout
 
