@@ -21,11 +21,22 @@ from typing import Any
 from bench import machine, report
 from bench.process import BENCH, REPO, compile_c, helperd_daemon, new_key_file, scratch
 from bench.store import Layout, build_store
+from helperd.shim_install import write_shim
 from helperd.testing import daemon_env
 
 __all__ = ["Budget", "main"]
 
-SECTIONS = ("latency", "throughput", "rivals", "processes", "imports", "scale", "poetry", "profile")
+SECTIONS = (
+    "latency",
+    "throughput",
+    "rivals",
+    "processes",
+    "imports",
+    "scale",
+    "poetry",
+    "uv",
+    "profile",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class Budget:
     sets: int = 5
     unlocks: int = 3
     poetry_runs: int = 6
+    uv_runs: int = 10
     profile_small: int = 3000
     profile_big: int = 10_000
 
@@ -84,6 +96,7 @@ QUICK = Budget(
     sets=1,
     unlocks=1,
     poetry_runs=1,
+    uv_runs=1,
     profile_small=500,
     profile_big=2_000,
 )
@@ -145,7 +158,7 @@ def _secret_service(stack: contextlib.ExitStack) -> dict[str, str] | None:
 
 
 def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) -> None:  # noqa: PLR0912, PLR0915 - one step per part, in order
-    from bench import poetry_lock, profiling, rival, scale, server_load, startup
+    from bench import poetry_lock, profiling, rival, scale, server_load, startup, uv_lock
     from tests.e2e.toolenv import prepared_tools
 
     wanted = set(args.only or SECTIONS)
@@ -229,6 +242,7 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                         empty=empty,
                         ss_env=ss_env,
                         budget=budget,
+                        shim=write_shim(work / "shim-bin", str(tools.plugin_python)),
                     )
             if "profile" in wanted:
                 with clock.part("profile of the get path (client side)"):
@@ -272,6 +286,11 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 folder = work / "poetry"
                 folder.mkdir()
                 results["poetry"] = poetry_lock.poetry_lock(tools, folder, budget.poetry_runs)
+        if "uv" in wanted:
+            with clock.part(f"8. uv lock of {uv_lock.PACKAGES} private packages, shim vs plugin"):
+                folder = work / "uv"
+                folder.mkdir()
+                results["uv"] = uv_lock.uv_lock(tools, folder, budget.uv_runs)
     results["part_seconds"] = clock.seconds
     results["total_seconds"] = time.perf_counter() - clock.started
 
@@ -284,6 +303,7 @@ def _processes(
     empty: Path,
     ss_env: dict[str, str] | None,
     budget: Budget,
+    shim: Path,
 ) -> dict[str, Any]:
     from bench.rival import SECRET, SERVICE
     from bench.store import USERNAME
@@ -302,6 +322,16 @@ def _processes(
             SECRET.encode(),
             cli.format(argv=["keyring", "get", SERVICE, USERNAME], module="keyring.cli"),
             "import keyring.cli",
+        ),
+        startup.Command(
+            "shim",
+            "the `keyring` shim (`helperctl install-shim`)",
+            (str(shim), "get", SERVICE, USERNAME),
+            plugin_env,
+            tools.plugin_python,
+            SECRET.encode(),
+            cli.format(argv=["keyring", "get", SERVICE, USERNAME], module="helperd_client.shim"),
+            "import helperd_client.shim",
         ),
         startup.Command(
             "helperctl",

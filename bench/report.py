@@ -276,6 +276,38 @@ def _poetry(r: dict[str, Any]) -> str:
     )
 
 
+UV_SETUPS = {
+    "shim": "the shim first on PATH, the real `keyring` behind it",
+    "plugin": "`keyring` with helperd's plugin on PATH",
+    "url": "password in the index URL, no `keyring` (the floor)",
+}
+
+
+def _uv(r: dict[str, Any]) -> str:
+    u = r["uv"]
+    floor = u["ms"]["url"]["p50"]
+    rows = [
+        [
+            label,
+            str(u["keyring_calls"].get(key, 0)),
+            ms(u["ms"][key]["p50"]),
+            _spread_ms(u["ms"][key]),
+            x(u["ms"][key]["p50"] / floor),
+        ]
+        for key, label in UV_SETUPS.items()
+    ]
+    return _table(
+        [
+            f"`uv lock` (uv {u['uv']}, {u['runs']} runs each)",
+            "`keyring` calls",
+            "p50",
+            "IQR",
+            "/ floor",
+        ],
+        rows,
+    )
+
+
 def _profile(r: dict[str, Any]) -> str:
     out = []
     for which in ("small", "big"):
@@ -350,6 +382,7 @@ def write(results: dict[str, Any], report: Path, plot_path: Path) -> None:
         "scale": _scale(results) if "scale" in results else "(not run)\n",
         "imports": _imports(results) if "imports" in results else "(not run)\n",
         "poetry": _poetry(results) if "poetry" in results else "(not run)\n",
+        "uv": _uv(results) if "uv" in results else "(not run)\n",
         "profile": _profile(results) if "profile_daemon" in results else "(not run)\n",
     }
     text = narrative(results, found, tables, plot_path.name)

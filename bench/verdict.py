@@ -127,6 +127,36 @@ def _poetry(r: dict[str, Any]) -> list[Goal]:
     ]
 
 
+def _shim(r: dict[str, Any]) -> list[Goal]:
+    rows = r["processes"]["rows"]
+    if not any(x["key"] == "shim" for x in rows):
+        return []
+    shim = row(rows, key="shim")
+    keyring = row(rows, key="keyring_plugin")
+    return [
+        Goal(
+            "8. shim",
+            "the shim's `keyring get` ≤ 3x `python -c pass` of its interpreter",
+            f"{shim['vs_python']:.2f}x (`keyring get` with the plugin:"
+            f" {keyring['vs_python']:.1f}x)",
+            shim["vs_python"] <= 3,
+        )
+    ]
+
+
+def _uv(r: dict[str, Any]) -> list[Goal]:
+    u = r["uv"]
+    return [
+        Goal(
+            "8. shim",
+            f"`uv lock` of {u['packages']} private packages: plugin's time / shim's"
+            " (reported, no target)",
+            f"{u['plugin_vs_shim']:.2f}x",
+            None,
+        )
+    ]
+
+
 def goals(results: dict[str, Any]) -> list[Goal]:
     """Every goal whose measurement is in ``results``, in the issue's order."""
     found: list[Goal] = []
@@ -137,6 +167,8 @@ def goals(results: dict[str, Any]) -> list[Goal]:
         ("scale", _scale),
         ("imports", _imports),
         ("poetry", _poetry),
+        ("processes", _shim),
+        ("uv", _uv),
     ):
         if key in results:
             found += judge(results)

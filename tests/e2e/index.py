@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,31 +44,37 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest.decode()}"
 
 
-def build_wheel(folder: Path) -> Path:
-    """Write the private package's pure-Python wheel (with a correct RECORD) into ``folder``."""
-    dist_info = f"{MODULE}-{VERSION}.dist-info"
+def build_wheel(
+    folder: Path, name: str = PACKAGE, version: str = VERSION, requires: Sequence[str] = ()
+) -> Path:
+    """Write a pure-Python wheel (with a correct RECORD) into ``folder``: the private package,
+    or another one named ``name`` that depends on ``requires`` (the bench's several packages)."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    depends = "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
     files = {
-        f"{MODULE}/__init__.py": (
-            f'"""Served only by the helperd e2e index."""\n\nVERSION = "{VERSION}"\n'
+        f"{module}/__init__.py": (
+            f'"""Served only by the helperd e2e index."""\n\nVERSION = "{version}"\n'
         ),
         f"{dist_info}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: {VERSION}\n"
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
             "Summary: A private package for helperd's end-to-end tests\n"
-            "Requires-Python: >=3.8\n"
+            f"Requires-Python: >=3.8\n{depends}"
         ),
         f"{dist_info}/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: helperd-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         ),
     }
     record = [
-        f"{name},{_record_hash(text.encode())},{len(text.encode())}" for name, text in files.items()
+        f"{member},{_record_hash(text.encode())},{len(text.encode())}"
+        for member, text in files.items()
     ]
     record.append(f"{dist_info}/RECORD,,")
     files[f"{dist_info}/RECORD"] = "\n".join(record) + "\n"
-    path = folder / f"{MODULE}-{VERSION}-py3-none-any.whl"
+    path = folder / f"{module}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            archive.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), text)
+        for member, text in files.items():
+            archive.writestr(zipfile.ZipInfo(member, date_time=(2024, 1, 1, 0, 0, 0)), text)
     return path
 
 
@@ -144,8 +150,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_index(pypiserver_env: Path, workdir: Path, wheel: Path) -> Iterator[Index]:
-    """Serve ``wheel`` with basic auth for every action; stop the server afterwards.
+def running_index(pypiserver_env: Path, workdir: Path, *wheels: Path) -> Iterator[Index]:
+    """Serve ``wheels`` with basic auth for every action; stop the server afterwards.
 
     Users: ``alice`` with a random password and ``__token__`` with a random token (the way
     ``poetry publish`` sends an API token).
@@ -166,7 +172,8 @@ def running_index(pypiserver_env: Path, workdir: Path, wheel: Path) -> Iterator[
     htpasswd.write_text(lines)
     packages = workdir / "packages"
     packages.mkdir()
-    (packages / wheel.name).write_bytes(wheel.read_bytes())
+    for wheel in wheels:
+        (packages / wheel.name).write_bytes(wheel.read_bytes())
     log = workdir / "pypiserver.log"
     for _attempt in range(3):  # the free port may be taken between the probe and the bind
         port = _free_port()
