@@ -1,4 +1,4 @@
-"""The one command: run every benchmark of issue 7, write the results, the report and the plot.
+"""The one command: run every benchmark of issues 7 and 8; write the results, report and plot.
 
 `bench/run.py` calls `main`; see bench/README.md for the command and what each part does.
 """

@@ -12,8 +12,8 @@ __all__ = ["narrative"]
 HEAD = """\
 # Performance
 
-Where helperd stands against its floor and its rivals (issue 7), measured side by side in one \
-run on a shared, noisy 2-core machine.
+Where helperd stands against its floor and its rivals (issue 7), and what the `keyring` shim \
+saves pip and uv (issue 8), measured side by side in one run on a shared, noisy 2-core machine.
 Absolute times move from run to run here, so every figure sits beside a baseline measured in \
 the same run, and the ratios are what to read.
 This page and [the plot]({plot}) are written by `bench/run.py` (see \

@@ -1,4 +1,4 @@
-"""Run every benchmark of issue 7 and rewrite docs/performance.md and docs/performance.png.
+"""Run every benchmark of issues 7 and 8 and rewrite docs/performance.md and docs/performance.png.
 
     bench/.venv/bin/python bench/run.py            # the full run, about 5 minutes
     bench/.venv/bin/python bench/run.py --quick    # a smoke run, about a minute
