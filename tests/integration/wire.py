@@ -17,15 +17,21 @@ def connect(path: Path, timeout: float = 5.0) -> socket.socket:
 
 
 def read_line(sock: socket.socket) -> dict[str, Any] | None:
-    """One response line, or None when the daemon closed the connection."""
+    """One response line, or None when the daemon closed the connection.
+
+    It takes exactly one line off the socket (peeking for the newline first), so that the
+    responses to pipelined requests can be read one by one even when they arrive together.
+    """
     data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(65_536)
-        if not chunk:
+    while True:
+        peeked = sock.recv(65_536, socket.MSG_PEEK)
+        if not peeked:
             return None if not data else json.loads(data)
-        data += chunk
-    parsed: dict[str, Any] = json.loads(data)
-    return parsed
+        end = peeked.find(b"\n")
+        data += sock.recv(len(peeked) if end < 0 else end + 1)
+        if end >= 0:
+            parsed: dict[str, Any] = json.loads(data)
+            return parsed
 
 
 def exchange(path: Path, payload: bytes) -> dict[str, Any] | None:
