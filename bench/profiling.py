@@ -31,6 +31,8 @@ _IDLE = {
 }
 
 # (label, thread, file suffix, function): the parts of a request, read as cumulative time.
+# "both": the event-loop thread and the workers together (a get from an open file store is
+# answered on the loop; opening the store, or a store whose reads block, takes a worker).
 PARTS: tuple[tuple[str, str, str, str], ...] = (
     (
         "whole request on the event loop (`Server._respond`)",
@@ -44,16 +46,16 @@ PARTS: tuple[tuple[str, str, str, str], ...] = (
     ("asyncio.wait_for (a task + a timer each)", "main", "asyncio/tasks.py", "wait_for"),
     ("socket recv", "main", "~", "<method 'recv' of '_socket.socket' objects>"),
     ("socket send", "main", "~", "<method 'send' of '_socket.socket' objects>"),
-    ("Service.handle (worker)", "workers", "helperd/service.py", "handle"),
-    ("FileStore.records (sorted copy of every record)", "workers", "file_store.py", "records"),
-    ("lookup.find", "workers", "helperd/lookup.py", "find"),
+    ("Service.handle", "both", "helperd/service.py", "handle"),
+    ("FileStore.records (one tuple per store version)", "both", "file_store.py", "records"),
     (
-        "lookup._shown (message text, built on success too)",
-        "workers",
-        "helperd/lookup.py",
-        "_shown",
+        "Service._current_catalog (the lookup index, rebuilt after a change)",
+        "both",
+        "helperd/service.py",
+        "_current_catalog",
     ),
-    ("GetResult model validation", "workers", "pydantic/main.py", "__init__"),
+    ("lookup.find", "both", "helperd/lookup.py", "find"),
+    ("GetResult model validation", "both", "pydantic/main.py", "__init__"),
     (
         "waking the loop (call_soon_threadsafe)",
         "workers",
@@ -138,7 +140,12 @@ def _profiled_run(
     threads = {"main": main, "workers": workers}
     parts = []
     for label, thread, suffix, function in PARTS:
-        calls, _own, cumulative = _find(threads[thread], suffix, function)
+        found = [
+            _find(stats, suffix, function)
+            for name, stats in threads.items()
+            if thread in (name, "both")
+        ]
+        calls, cumulative = sum(f[0] for f in found), sum(f[2] for f in found)
         if calls:
             parts.append(
                 {

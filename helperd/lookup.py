@@ -1,7 +1,9 @@
 """Repository lookup: which record answers a name, a URL, a ``host[:port]`` or a keyring service.
 
 Pure: records and a query in, one record or an error out; ``now`` is a parameter.
-The rules, with examples, are in ``docs/lookup.md``.
+The rules, with examples, are in ``docs/lookup.md``. A `Catalog` indexes one version of a
+store's records (names, URL origins and hosts as dict keys), so that a lookup costs the same
+with 10 records as with 100,000; the service builds one per store version and reuses it.
 Messages name repositories, usernames and redacted URLs only: a record holds no password, and
 URL userinfo is never shown.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -19,7 +21,7 @@ from helperd_client.errors import BadRequestError, NotFoundError
 
 from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 
-__all__ = ["Query", "check_url", "find", "owns", "redact_url", "write_target"]
+__all__ = ["Catalog", "Query", "check_url", "find", "owns", "redact_url", "write_target"]
 
 _POETRY_PREFIX = "poetry-repository-"  # Poetry's keyring service for repository NAME
 
@@ -28,6 +30,7 @@ _HOST_PORT = re.compile(
     r"(?:\[(?P<v6>[^]]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?"
 )
 _Host = tuple[str, int | None]  # (normalised host, port or None for "the scheme's default")
+_Origin = tuple[str, str, int | None]  # (scheme, normalised host, port)
 
 
 @dataclass(frozen=True)
@@ -67,36 +70,111 @@ class _Url:
         return self.port == _DEFAULT_PORTS.get(self.scheme)
 
 
-def find(records: Iterable[Record], query: Query, now: datetime) -> Record:
+class Catalog:
+    """The records of one store version, indexed for lookups: build once, query often.
+
+    Repository names, generic services, URL origins (scheme, host, port) and hosts are dict
+    keys; a lookup compares only the records on the origin or host it asks for.
+
+    Args:
+        records: the store's records.
+        previous: the catalog of the store's previous version: the parsed URLs of every
+            record object the two share are taken from it rather than parsed again, so that
+            after one change the new catalog costs a dict lookup per record.
+
+    Attributes:
+        records: the records it was built from, in their order (the very tuple it was given).
+    """
+
+    def __init__(self, records: Iterable[Record], previous: Catalog | None = None) -> None:
+        self.records = records if isinstance(records, tuple) else tuple(records)
+        self._named: dict[str, list[Record]] = {}
+        self._generic: dict[str, list[Record]] = {}
+        self._origins: dict[_Origin, list[tuple[str, Record]]] = {}
+        self._hosts: dict[str, list[tuple[_Url, Record]]] = {}
+        # id(record) -> (record, its parsed URLs); the record is kept so that an id is
+        # trusted only for the very object it was taken from.
+        self._parsed: dict[int, tuple[Record, list[_Url]]] = {}
+        known = {} if previous is None else previous._parsed
+        for record in self.records:
+            if record.kind is Kind.GENERIC:
+                self._generic.setdefault(record.name, []).append(record)
+                continue
+            self._named.setdefault(record.name, []).append(record)
+            held = known.get(id(record))
+            urls = held[1] if held is not None and held[0] is record else _urls(record)
+            self._parsed[id(record)] = (record, urls)
+            for url in urls:
+                origin = (url.scheme, url.host, url.port)
+                self._origins.setdefault(origin, []).append((url.path, record))
+                self._hosts.setdefault(url.host, []).append((url, record))
+
+    def named(self, name: str) -> list[Record]:
+        """The repository records named ``name``."""
+        return self._named.get(name, [])
+
+    def generic(self, service: str) -> list[Record]:
+        """The generic entries of keyring service ``service``."""
+        return self._generic.get(service, [])
+
+    def under(self, asked: _Url) -> dict[Record, int]:
+        """The repositories with a URL that prefixes ``asked`` at a path boundary, each with
+        the length of its longest such URL path."""
+        scored: dict[Record, int] = {}
+        for path, record in self._origins.get((asked.scheme, asked.host, asked.port), ()):
+            if asked.path == path or asked.path.startswith(path + "/"):
+                scored[record] = max(scored.get(record, -1), len(path))
+        return scored
+
+    def on_host(self, host: _Host) -> list[Record]:
+        """The repositories with a URL on ``host`` (no port: on the scheme's default port)."""
+        name, port = host
+        found = {
+            record: None
+            for url, record in self._hosts.get(name, ())
+            if (url.port == port if port is not None else url.default_port)
+        }
+        return list(found)
+
+
+def _catalog(records: Catalog | Iterable[Record]) -> Catalog:
+    return records if isinstance(records, Catalog) else Catalog(records)
+
+
+def find(records: Catalog | Iterable[Record], query: Query, now: datetime) -> Record:
     """The record that answers ``query`` at ``now``.
+
+    Args:
+        records: a `Catalog`, or records to index for this one lookup.
+        query: what is asked.
+        now: the time expiry is judged at.
 
     Raises:
         BadRequestError: ``query.url`` is not a URL with a scheme and a host.
         NotFoundError: nothing matches, every match has expired (the message says when),
             or a ``host[:port]`` matches several repositories (the message names them).
     """
-    pool = tuple(records)
-    repos = [r for r in pool if r.kind is not Kind.GENERIC]
+    catalog = _catalog(records)
     target: str | _Url | _Host | None
     if query.name is not None:
-        target, shown = query.name, query.name
+        target, asked = query.name, query.name
     elif query.url is not None:
-        target, shown = _parse_url(query.url), _shown(query.url)
+        target, asked = _parse_url(query.url), query.url
         if target is None:
             raise BadRequestError("url must be a URL with a scheme and a host")
     else:
         assert query.service is not None  # Query holds exactly one
-        target, shown = _classify(repos, query.service), _shown(query.service)
+        target, asked = _classify(catalog, query.service), query.service
         if target is None:
-            return _generic(pool, query.service, shown, query.username, now)
+            return _generic(catalog.generic(asked), asked, query.username, now)
     if isinstance(target, str):
-        return _by_name(repos, target, query.username, now)
+        return _by_name(catalog.named(target), target, query.username, now)
     if isinstance(target, _Url):
-        return _by_url(repos, target, shown, query.username, now)
-    return _by_host(repos, target, shown, query.username, now)
+        return _by_url(catalog.under(target), asked, query.username, now)
+    return _by_host(catalog.on_host(target), asked, query.username, now)
 
 
-def owns(records: Iterable[Record], service: str, now: datetime) -> bool:
+def owns(records: Catalog | Iterable[Record], service: str, now: datetime) -> bool:
     """Whether helperd owns the keyring ``service`` (SPEC.md, "Records").
 
     It does when ``service`` is a held repository name, ``poetry-repository-<held name>``, or a
@@ -105,10 +183,12 @@ def owns(records: Iterable[Record], service: str, now: datetime) -> bool:
     falling back to a generic entry; ``now`` is taken so that callers pass one clock everywhere.
     """
     del now  # ownership does not depend on expiry (see above)
-    return _classify([r for r in records if r.kind is not Kind.GENERIC], service) is not None
+    return _classify(_catalog(records), service) is not None
 
 
-def write_target(records: Iterable[Record], service: str, username: str) -> tuple[str, Kind]:
+def write_target(
+    records: Catalog | Iterable[Record], service: str, username: str
+) -> tuple[str, Kind]:
     """Where a keyring write of (``service``, ``username``) lands: a record name and kind.
 
     ``poetry-repository-NAME`` always means repository NAME (Poetry's write-through creates
@@ -119,22 +199,22 @@ def write_target(records: Iterable[Record], service: str, username: str) -> tupl
     Raises:
         BadRequestError: a ``host[:port]`` or URL owned by several repositories.
     """
-    repos = [r for r in records if r.kind is not Kind.GENERIC]
+    catalog = _catalog(records)
     kind = Kind.TOKEN if username == TOKEN_USERNAME else Kind.BASIC
     named = service[len(_POETRY_PREFIX) :] if service.startswith(_POETRY_PREFIX) else None
     if named and NAME_PATTERN.fullmatch(named):
         return named, kind
-    target = _classify(repos, service)
+    target = _classify(catalog, service)
     if target is None:
         return service, Kind.GENERIC
     if isinstance(target, str):
         return target, kind
     if isinstance(target, _Url):
-        scored = {r: n for r in repos if (n := _match_length(r, target)) is not None}
+        scored = catalog.under(target)
         longest = max(scored.values())
         owners = {r.name for r, n in scored.items() if n == longest}
     else:
-        owners = {r.name for r in repos if _host_matches(r, target)}
+        owners = {r.name for r in catalog.on_host(target)}
     if len(owners) > 1:
         raise BadRequestError(
             f"{_shown(service)} belongs to several repositories ({', '.join(sorted(owners))}):"
@@ -143,19 +223,17 @@ def write_target(records: Iterable[Record], service: str, username: str) -> tupl
     return owners.pop(), kind
 
 
-def _classify(repos: Sequence[Record], service: str) -> str | _Url | _Host | None:
+def _classify(catalog: Catalog, service: str) -> str | _Url | _Host | None:
     """What an owned ``service`` asks for: a name, a URL or a host; None when not owned."""
-    names = {r.name for r in repos}
-    if service.startswith(_POETRY_PREFIX) and service[len(_POETRY_PREFIX) :] in names:
+    if service.startswith(_POETRY_PREFIX) and catalog.named(service[len(_POETRY_PREFIX) :]):
         return service[len(_POETRY_PREFIX) :]
     if "://" in service:
         url = _parse_url(service)
-        owned = url is not None and any(_match_length(r, url) is not None for r in repos)
-        return url if owned else None
-    if service in names:
+        return url if url is not None and catalog.under(url) else None
+    if catalog.named(service):
         return service
     host = _parse_host(service)
-    return host if host is not None and any(_host_matches(r, host) for r in repos) else None
+    return host if host is not None and catalog.on_host(host) else None
 
 
 def check_url(url: str) -> str:
@@ -206,8 +284,7 @@ def redact_url(url: str) -> str:
 # --- the rules ---------------------------------------------------------------------------------
 
 
-def _by_name(repos: Sequence[Record], name: str, username: str | None, now: datetime) -> Record:
-    named = [r for r in repos if r.name == name]
+def _by_name(named: list[Record], name: str, username: str | None, now: datetime) -> Record:
     if not named:
         raise NotFoundError(f"no repository named {name!r}")
     matches = [r for r in named if _username_ok(r, username)]
@@ -216,47 +293,41 @@ def _by_name(repos: Sequence[Record], name: str, username: str | None, now: date
     return _select(_live(matches, now))
 
 
-def _by_url(
-    repos: Sequence[Record], url: _Url, shown: str, username: str | None, now: datetime
-) -> Record:
-    scored = {r: n for r in repos if (n := _match_length(r, url)) is not None}
+# The messages below show the asked URL or host through _shown, built only when one fails.
+
+
+def _by_url(scored: dict[Record, int], url: str, username: str | None, now: datetime) -> Record:
     if not scored:
-        raise NotFoundError(f"no repository matches URL {shown}")
+        raise NotFoundError(f"no repository matches URL {_shown(url)}")
     matches = [r for r in scored if _username_ok(r, username)]
     if not matches:
-        raise NotFoundError(f"no repository matching URL {shown} has username {username!r}")
-    live = _live(matches, now, f"URL {shown}")
+        raise NotFoundError(f"no repository matching URL {_shown(url)} has username {username!r}")
+    live = _live(matches, now, lambda: f"URL {_shown(url)}")
     longest = max(scored[r] for r in live)
     return _select([r for r in live if scored[r] == longest])
 
 
-def _by_host(
-    repos: Sequence[Record], host: _Host, shown: str, username: str | None, now: datetime
-) -> Record:
-    on_host = [r for r in repos if _host_matches(r, host)]
+def _by_host(on_host: list[Record], host: str, username: str | None, now: datetime) -> Record:
     if not on_host:
-        raise NotFoundError(f"no repository matches host {shown}")
+        raise NotFoundError(f"no repository matches host {_shown(host)}")
     matches = [r for r in on_host if _username_ok(r, username)]
     if not matches:
-        raise NotFoundError(f"no repository on host {shown} has username {username!r}")
-    live = _live(matches, now, f"host {shown}")
+        raise NotFoundError(f"no repository on host {_shown(host)} has username {username!r}")
+    live = _live(matches, now, lambda: f"host {_shown(host)}")
     names = sorted({r.name for r in live})
     if len(names) > 1:
         hint = "give the URL" if username is not None else "give --username or the URL"
         raise NotFoundError(
-            f"ambiguous host {shown}: repositories {', '.join(names)} match; {hint}"
+            f"ambiguous host {_shown(host)}: repositories {', '.join(names)} match; {hint}"
         )
     return _select(live)
 
 
-def _generic(
-    records: Sequence[Record], service: str, shown: str, username: str | None, now: datetime
-) -> Record:
-    entries = [r for r in records if r.kind is Kind.GENERIC and r.name == service]
+def _generic(entries: list[Record], service: str, username: str | None, now: datetime) -> Record:
     matches = [r for r in entries if username is None or r.username == username]
     if not matches:
         who = "" if username is None else f" with username {username!r}"
-        raise NotFoundError(f"no entry for service {shown!r}{who}")
+        raise NotFoundError(f"no entry for service {_shown(service)!r}{who}")
     return _select(_live(matches, now))
 
 
@@ -270,7 +341,9 @@ def _username_ok(record: Record, username: str | None) -> bool:
     return record.username == username
 
 
-def _live(matches: Sequence[Record], now: datetime, subject: str | None = None) -> list[Record]:
+def _live(
+    matches: Sequence[Record], now: datetime, subject: Callable[[], str] | None = None
+) -> list[Record]:
     live = [r for r in matches if not r.expired(now)]
     if not live:
         gone = "; ".join(
@@ -278,7 +351,7 @@ def _live(matches: Sequence[Record], now: datetime, subject: str | None = None) 
             f"(username {r.username!r}) expired at {_iso(r.expires_at)}"
             for r in sorted(matches, key=lambda r: r.key)
         )
-        raise NotFoundError(f"{subject}: {gone}" if subject else gone)
+        raise NotFoundError(f"{subject()}: {gone}" if subject else gone)
     return live
 
 
@@ -343,6 +416,8 @@ def _ipv6(text: str) -> str | None:
 
 def _normal_host(host: str) -> str:
     host = host.lower()
+    if not (host[:1].isdigit() or ":" in host):
+        return host  # not an IP address: spare ipaddress its exception (catalogs parse many)
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -351,22 +426,3 @@ def _normal_host(host: str) -> str:
 
 def _urls(record: Record) -> list[_Url]:
     return [u for u in map(_parse_url, record.urls) if u is not None]
-
-
-def _match_length(record: Record, asked: _Url) -> int | None:
-    """The length of the record's longest URL path that prefixes ``asked``, or None."""
-    lengths = [
-        len(u.path)
-        for u in _urls(record)
-        if (u.scheme, u.host, u.port) == (asked.scheme, asked.host, asked.port)
-        and (asked.path == u.path or asked.path.startswith(u.path + "/"))
-    ]
-    return max(lengths, default=None)
-
-
-def _host_matches(record: Record, host: _Host) -> bool:
-    name, port = host
-    return any(
-        u.host == name and (u.port == port if port is not None else u.default_port)
-        for u in _urls(record)
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -24,7 +24,7 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
-from helperd.lookup import Query, check_url, find, owns, write_target
+from helperd.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.migration import MigrationMarker, copy_verified
 from helperd.protocol import (
     Ack,
@@ -138,6 +138,9 @@ class Service:
         self._writes = threading.Lock()
         self._failures = 0
         self._last_use: datetime | None = None
+        # The lookup index of the store's current records (see Store.records): rebuilt when
+        # the store hands out another sequence, that is after a change or a lock and unlock.
+        self._catalog = Catalog(())
 
     def handle(  # noqa: PLR0911, PLR0912 - one case per op
         self, request: Request, now: datetime, *, blocking: bool = True
@@ -171,7 +174,7 @@ class Service:
             case ListRequest():
                 if self.store.state is StoreState.LOCKED:  # the keyring index stays readable
                     raise LockedError("the store is locked: run `helperctl unlock`")
-                records = sorted(self.store.records(), key=lambda r: r.key)
+                records = self.store.records()  # sorted by key
                 return ListResult(records=[RecordInfo.of(r, now) for r in records])
             case InitRequest():
                 self._require_passphrase(request.passphrase)
@@ -225,7 +228,7 @@ class Service:
 
     def _status(self) -> StatusResult:
         state = self.store.state
-        records: list[Record] | None = None
+        records: Sequence[Record] | None = None
         if state is StoreState.UNLOCKED:
             try:
                 records = self.store.records()
@@ -247,15 +250,23 @@ class Service:
             idle_lock_seconds=None if self.idle_lock is None else self.idle_lock.total_seconds(),
         )
 
-    def _get(self, request: GetRequest, now: datetime, blocking: bool) -> GetResult:
+    def _current_catalog(self) -> Catalog:
+        """The lookup index of the store's records, built again only when they changed."""
         records = self.store.records()
+        catalog = self._catalog
+        if catalog.records is not records:
+            catalog = self._catalog = Catalog(records, previous=catalog)
+        return catalog
+
+    def _get(self, request: GetRequest, now: datetime, blocking: bool) -> GetResult:
+        catalog = self._current_catalog()
         query = Query(
             name=request.name, url=request.url, service=request.service, username=request.username
         )
         try:
-            record = find(records, query, now)
+            record = find(catalog, query, now)
         except NotFoundError:
-            found = self._foreign_get(request, records, now, blocking)
+            found = self._foreign_get(request, catalog, now, blocking)
             if found is None:
                 raise
             return found
@@ -271,11 +282,11 @@ class Service:
         )
 
     def _foreign_get(
-        self, request: GetRequest, records: list[Record], now: datetime, blocking: bool
+        self, request: GetRequest, catalog: Catalog, now: datetime, blocking: bool
     ) -> GetResult | None:
         """A generic entry from the OS keyring, for a service helperd does not own."""
         service = request.service
-        if service is None or self._foreign is None or owns(records, service, now):
+        if service is None or self._foreign is None or owns(catalog, service, now):
             return None
         if not blocking:
             raise _WouldBlock

@@ -9,14 +9,18 @@ and library errors where the I/O happens, with messages that never contain a sec
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Sequence
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from helperd_client.errors import BadRequestError
 from pydantic import SecretStr
 
-from helperd.record import Record
+from helperd.record import Record, RecordKey
 
-__all__ = ["Store", "StoreState"]
+__all__ = ["RecordMap", "Store", "StoreState"]
+
+_Entry = TypeVar("_Entry")
 
 
 class StoreState(StrEnum):
@@ -56,8 +60,12 @@ class Store(abc.ABC):
         return False
 
     @abc.abstractmethod
-    def records(self) -> list[Record]:
-        """Every record, without passwords.
+    def records(self) -> Sequence[Record]:
+        """Every record, sorted by (name, username), without passwords.
+
+        Stores return the same sequence object until their records change (see `RecordMap`),
+        so that callers may keep what they derive from it (the service's lookup catalog)
+        for as long as ``records() is`` the sequence they derived it from.
 
         Raises:
             LockedError: the store is locked or missing.
@@ -117,3 +125,25 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and locks; the store is not used afterwards."""
+
+
+class RecordMap(dict[RecordKey, _Entry]):
+    """A store's entries by (name, username), caching its records sorted by key.
+
+    Stores never change a RecordMap that is in use: each change builds a new one and swaps it
+    in. So `sorted_records` is computed once per version of the store and stays the same
+    object until the next change, as `Store.records` promises; and the cache lives and dies
+    with its map (locking a store drops both).
+    """
+
+    __slots__ = ("_sorted",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sorted: tuple[Record, ...] | None = None
+
+    def sorted_records(self, record: Callable[[_Entry], Record]) -> tuple[Record, ...]:
+        """The record of each entry (``record`` picks it), sorted by key; cached."""
+        if self._sorted is None:
+            self._sorted = tuple(record(self[key]) for key in sorted(self))
+        return self._sorted

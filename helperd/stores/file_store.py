@@ -39,7 +39,7 @@ from pydantic import SecretStr
 
 from helperd import durable
 from helperd.record import Record, RecordKey
-from helperd.stores.base import Store, StoreState
+from helperd.stores.base import RecordMap, Store, StoreState
 from helperd.stores.keys import (
     KEY_FILE,
     PASSPHRASE,
@@ -62,7 +62,7 @@ NONCE_BYTES = 12
 _HEADER_FIELDS = frozenset({"aead", "check", "format", "generation", "key", "nonce", "version"})
 
 _Entry = tuple[Record, SecretStr]
-_Entries = dict[RecordKey, _Entry]
+_Entries = RecordMap[_Entry]
 
 
 class _NewerVersionError(Exception):
@@ -168,11 +168,10 @@ class FileStore(Store):
         """True for a passphrase store."""
         return self.key_file is None
 
-    def records(self) -> list[Record]:
+    def records(self) -> tuple[Record, ...]:
         """Every record, sorted by (name, username), without passwords."""
         with self._lock:
-            entries = self._open_entries()
-            return [entries[key][0] for key in sorted(entries)]
+            return self._open_entries().sorted_records(_record_of)
 
     def password(self, record: Record) -> SecretStr:
         """The password of the record with ``record``'s (name, username)."""
@@ -185,7 +184,7 @@ class FileStore(Store):
     def put(self, record: Record, password: SecretStr) -> None:
         """Add ``record``, replacing the one with the same (name, username); durable on return."""
         with self._lock:
-            entries = dict(self._open_entries())
+            entries = _Entries(self._open_entries())
             entries[record.key] = (record, password)
             self._commit(entries)
 
@@ -194,7 +193,7 @@ class FileStore(Store):
         doomed = set(keys)
         with self._lock:
             current = self._open_entries()
-            entries = {key: entry for key, entry in current.items() if key not in doomed}
+            entries = _Entries((key, entry) for key, entry in current.items() if key not in doomed)
             if len(entries) != len(current):
                 self._commit(entries)
 
@@ -218,7 +217,7 @@ class FileStore(Store):
             key = passphrase_key(secret, salt, self._kdf)
             with self._lock:
                 self._refuse_existing()
-                self._commit({}, key, KeySpec(PASSPHRASE, salt, key.check, self._kdf), 1)
+                self._commit(_Entries(), key, KeySpec(PASSPHRASE, salt, key.check, self._kdf), 1)
 
     def unlock(self, passphrase: SecretStr | None) -> None:
         """Open the store with its passphrase (a key-file store just opens itself).
@@ -342,7 +341,7 @@ class FileStore(Store):
         if raw is None:
             salt = self._randbytes(SALT_BYTES)
             key = key_file_key(material, salt)
-            return self._commit({}, key, KeySpec(KEY_FILE, salt, key.check), 1)
+            return self._commit(_Entries(), key, KeySpec(KEY_FILE, salt, key.check), 1)
         spec = self._parse(raw)[0].spec
         if spec.source != KEY_FILE:
             raise StoreUnavailableError(
@@ -483,6 +482,10 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _record_of(entry: _Entry) -> Record:
+    return entry[0]
+
+
 def _encode_records(entries: _Entries) -> bytes:
     items = [
         {**record.model_dump(mode="json"), "password": password.get_secret_value()}
@@ -497,7 +500,7 @@ def _decode_records(plaintext: bytes) -> _Entries:
     document = json.loads(plaintext.decode("utf-8"))
     if not isinstance(document, dict) or not isinstance(document.get("records"), list):
         raise ValueError("not a records document")
-    entries: _Entries = {}
+    entries = _Entries()
     for item in document["records"]:
         fields = dict(item)
         password = fields.pop("password")

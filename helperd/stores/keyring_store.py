@@ -41,14 +41,20 @@ from helperd.durable import (
     remove_stale_temps,
     write_atomic,
 )
-from helperd.record import Kind, Record, RecordKey
-from helperd.stores.base import Store, StoreState
+from helperd.record import Kind, Record
+from helperd.stores.base import RecordMap, Store, StoreState
 from helperd.stores.os_keyring import LOCKED_MESSAGE, BoundedKeyring
 
 __all__ = ["SERVICE_PREFIX", "ForeignEntries", "KeyringStore", "location"]
 
 SERVICE_PREFIX = "helperd:"
 """Keyring services that start with this belong to helperd's repository records."""
+
+_Records = RecordMap[Record]
+
+
+def _itself(record: Record) -> Record:
+    return record
 
 
 class _Index(BaseModel):
@@ -118,10 +124,10 @@ class KeyringStore(Store):
             return StoreState.UNLOCKED
         return StoreState.LOCKED if locked else StoreState.UNLOCKED
 
-    def records(self) -> list[Record]:
-        """Every record, from the index alone (no keyring call)."""
+    def records(self) -> tuple[Record, ...]:
+        """Every record, sorted by (name, username), from the index alone (no keyring call)."""
         with self._lock:
-            return sorted(self._records.values(), key=lambda record: record.key)
+            return self._records.sorted_records(_itself)
 
     def password(self, record: Record) -> SecretStr:
         """Read ``record``'s password from the OS keyring (bounded).
@@ -167,7 +173,7 @@ class KeyringStore(Store):
         with self._write_lock:
             with self._lock:
                 old = self._records.get(record.key)
-                records = dict(self._records)
+                records = _Records(self._records)
             service, username = location(record)
             self._keyring.set_password(service, username, password)
             records[record.key] = record
@@ -191,7 +197,7 @@ class KeyringStore(Store):
         with self._write_lock:
             with self._lock:
                 gone = [self._records[key] for key in keys if key in self._records]
-                records = {k: r for k, r in self._records.items() if k not in set(keys)}
+                records = _Records((k, r) for k, r in self._records.items() if k not in set(keys))
             if not gone:
                 return
             if self._keyring.is_locked():
@@ -251,7 +257,7 @@ class KeyringStore(Store):
                     f"could not delete {self._index_path}: {exc.strerror or exc}"
                 ) from None
             with self._lock:
-                gone, self._records = list(self._records.values()), {}
+                gone, self._records = list(self._records.values()), _Records()
             for record in gone:
                 with contextlib.suppress(HelperdError):
                     self._keyring.delete_password(*location(record))
@@ -261,10 +267,10 @@ class KeyringStore(Store):
         """Release the index lock."""
         self._file_lock.release()
 
-    def _load(self) -> dict[RecordKey, Record]:
+    def _load(self) -> _Records:
         data = read_private(self._index_path)
         if data is None:
-            return {}
+            return _Records()
         try:
             index = _Index.model_validate(json.loads(data))
         except (ValueError, ValidationError):
@@ -273,9 +279,9 @@ class KeyringStore(Store):
                 f"{self._index_path} is not a helperd keyring index (damaged, or from a newer"
                 " helperd); move it away to start with an empty store"
             ) from None
-        return {record.key: record for record in index.records}
+        return _Records((record.key, record) for record in index.records)
 
-    def _save(self, records: dict[RecordKey, Record]) -> None:
+    def _save(self, records: _Records) -> None:
         index = _Index(records=sorted(records.values(), key=lambda record: record.key))
         write_atomic(self._index_path, index.model_dump_json(indent=1).encode("utf-8") + b"\n")
 

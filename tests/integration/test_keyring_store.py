@@ -269,7 +269,7 @@ class TestKeyringStore:
 
         store.put(held, SecretStr(password))
 
-        assert [held] == store.records()
+        assert [held] == list(store.records())
         assert password == store.password(held).get_secret_value()
         assert password == secret_service.read_secret("helperd:repo", "alice")
 
@@ -280,7 +280,7 @@ class TestKeyringStore:
 
         store.remove([held.key])
 
-        assert [] == store.records()
+        assert [] == list(store.records())
         assert None is secret_service.read_secret("helperd:repo", "alice")
         with pytest.raises(NotFoundError):
             store.password(held)
@@ -335,7 +335,7 @@ class TestKeyringStore:
 
         reopened = KeyringStore(index_path, bounded)
         try:
-            assert held == reopened.records()
+            assert held == list(reopened.records())
             assert ["pw0", "pw1"] == [reopened.password(r).get_secret_value() for r in held]
         finally:
             reopened.close()
@@ -358,7 +358,7 @@ class TestKeyringStore:
 
         assert "gen pw ✓" == backend.get_password(service, "bob")
         assert None is backend.get_password("helperd:" + service, "bob")
-        assert [held] == store.records()
+        assert [held] == list(store.records())
 
     def test_kind_change_moves_the_entry(
         self, store: KeyringStore, backend: SecretServiceBackend.Keyring
@@ -452,7 +452,7 @@ class TestKeyringStore:
         assert elapsed < TIMEOUT
         assert "s3cret" not in raised.value.message
         assert before == index_path.read_bytes()
-        assert [held] == store.records()
+        assert [held] == list(store.records())
 
         secret_service.unlock_collection()
 
@@ -473,7 +473,7 @@ class TestKeyringStore:
             with pytest.raises(StoreUnavailableError, match="is hung"):
                 store.remove([held.key])
             elapsed = time.monotonic() - start
-            assert [held] == store.records()
+            assert [held] == list(store.records())
             assert StoreState.UNLOCKED == store.state  # can't tell: the index still serves
 
         assert elapsed < 2 * TIMEOUT * 5
@@ -495,7 +495,7 @@ class TestKeyringStore:
         with pytest.raises(StoreUnavailableError, match="No space"):
             store.put(record("new"), SecretStr("second"))
 
-        assert [record("repo")] == store.records()
+        assert [record("repo")] == list(store.records())
         assert_no_dangling(store)
 
     def test_damaged_index(self, index_path: Path, bounded: BoundedKeyring) -> None:
@@ -571,7 +571,7 @@ class TestCrashSafety:
 
         store = KeyringStore(index_path, bounded)
         try:
-            assert [kept] == store.records()
+            assert [kept] == list(store.records())
             assert_no_dangling(store)
             # The orphan secret is harmless, and the next put of that record takes its place.
             assert "lost pw" == secret_service.read_secret(*location(lost))
@@ -598,7 +598,7 @@ class TestCrashSafety:
 
         store = KeyringStore(index_path, bounded)
         try:
-            assert [held] == store.records()
+            assert [held] == list(store.records())
             assert "new pw" == store.password(held).get_secret_value()
         finally:
             store.close()
@@ -623,7 +623,7 @@ class TestCrashSafety:
 
         store = KeyringStore(index_path, bounded)
         try:
-            assert [kept] == store.records()
+            assert [kept] == list(store.records())
             assert_no_dangling(store)
             assert "gone pw" == secret_service.read_secret(*location(gone))  # an orphan
         finally:

@@ -69,7 +69,7 @@ def record(name: str = "acme", username: str = "alice", kind: Kind = Kind.BASIC)
 def test_starts_empty_and_unlocked(open_store: Opener) -> None:
     """A new store holds nothing and can be used at once."""
     store = open_store()
-    assert (StoreState.UNLOCKED, []) == (store.state, store.records())
+    assert (StoreState.UNLOCKED, []) == (store.state, list(store.records()))
 
 
 @pytest.mark.parametrize("password", PASSWORDS, ids=range(len(PASSWORDS)))
@@ -77,7 +77,7 @@ def test_put_then_password_round_trips(open_store: Opener, password: str) -> Non
     """Any password, empty, multi-line or unicode, comes back exactly."""
     store = open_store()
     store.put(record(), SecretStr(password))
-    assert [record()] == store.records()
+    assert [record()] == list(store.records())
     assert password == store.password(record()).get_secret_value()
 
 
@@ -112,13 +112,31 @@ def test_remove_deletes_only_the_named_keys(open_store: Opener) -> None:
         store.password(record())
 
 
+def test_records_are_one_sequence_per_version(open_store: Opener) -> None:
+    """records() is sorted by key and the same object until a change, a new one after it
+    (the service keeps its lookup index for as long as that object stands)."""
+    store = open_store()
+    store.put(record("b"), SecretStr("b"))
+    store.put(record("a"), SecretStr("a"))
+    first = store.records()
+    assert first is store.records()
+    assert [record("a"), record("b")] == list(first)
+
+    store.put(record("c"), SecretStr("c"))
+    assert store.records() is not first
+    second = store.records()
+    store.remove([record("c").key])
+    assert store.records() is not second
+    assert [record("a"), record("b")] == list(store.records())
+
+
 def test_reopen_keeps_everything(open_store: Opener) -> None:
     """What was written is there after the store is closed and opened again."""
     store = open_store()
     store.put(record(), SecretStr("kept\nsecret"))
     store.close()
     again = open_store()
-    assert [record()] == again.records()
+    assert [record()] == list(again.records())
     assert "kept\nsecret" == again.password(record()).get_secret_value()
 
 
@@ -129,4 +147,4 @@ def test_discard_removes_the_store(open_store: Opener, home: Path) -> None:
     store.discard()
     assert not (home / "store.enc").exists()
     assert not (home / "keyring-index.json").exists()
-    assert [] == open_store().records()
+    assert [] == list(open_store().records())

@@ -293,8 +293,31 @@ def test_put_replaces_the_record_with_the_same_key(unlocked: FileStore) -> None:
     unlocked.put(rec("pypi", "bob"), SecretStr("b"))
     unlocked.put(newer, SecretStr("new"))
 
-    assert [newer, rec("pypi", "bob")] == unlocked.records()
+    assert [newer, rec("pypi", "bob")] == list(unlocked.records())
     assert "new" == unlocked.password(rec()).get_secret_value()
+
+
+def test_records_are_one_tuple_per_version_of_the_store(unlocked: FileStore) -> None:
+    """records() hands out the same tuple until a change (the service caches its lookup
+    index by that identity), and a new one after a put, a remove or a lock and unlock."""
+    unlocked.put(rec(), SecretStr("a"))
+    first = unlocked.records()
+    assert first is unlocked.records()
+
+    unlocked.put(rec("pypi", "bob"), SecretStr("b"))
+    second = unlocked.records()
+    assert second is not first
+    assert [rec(), rec("pypi", "bob")] == list(second)
+
+    unlocked.remove([rec("pypi", "bob").key])
+    assert [rec()] == list(unlocked.records())
+    assert unlocked.records() is not second
+
+    third = unlocked.records()
+    unlocked.lock()
+    unlocked.unlock(PASS)
+    assert third is not unlocked.records()
+    assert [rec()] == list(unlocked.records())
 
 
 def test_password_of_absent_record_is_not_found(unlocked: FileStore) -> None:
@@ -310,7 +333,7 @@ def test_remove_ignores_absent_keys_without_writing(unlocked: FileStore, path: P
     assert before == sha256(path)
 
     unlocked.remove([("pypi", "alice"), ("nope", "x")])
-    assert [] == unlocked.records()
+    assert [] == list(unlocked.records())
     assert before != sha256(path)
 
 
@@ -610,7 +633,7 @@ def test_key_file_store_creates_itself_and_never_locks(
         store.lockable,
         store.needs_passphrase,
     )
-    assert [] == store.records()
+    assert [] == list(store.records())
     assert path.exists()
 
     with pytest.raises(BadRequestError, match="init is for passphrase stores"):
@@ -664,7 +687,7 @@ def test_bad_key_file_is_refused_then_picked_up_when_fixed(
     key_path.chmod(0o600)
     store.put(rec(), SecretStr("x"))
 
-    assert [rec()] == store.records()
+    assert [rec()] == list(store.records())
 
 
 def test_other_key_file_does_not_open_the_store(
@@ -761,12 +784,12 @@ def test_failed_write_changes_nothing(
         with pytest.raises(StoreUnavailableError, match="No space left on device"):
             unlocked.change_passphrase(PASS, SecretStr("new"))
 
-    assert [rec()] == unlocked.records()
+    assert [rec()] == list(unlocked.records())
     assert before == sha256(path)
     assert ["store.enc", "store.enc.lock"] == sorted(p.name for p in path.parent.iterdir())
     store = reopen(unlocked, open_store)
     store.unlock(PASS)
-    assert [rec()] == store.records()
+    assert [rec()] == list(store.records())
 
 
 def gate_kdf(monkeypatch: pytest.MonkeyPatch, block_call: int) -> threading.Event:
@@ -809,7 +832,7 @@ def test_readers_do_not_wait_for_an_unlock_attempt(
     thread, errors = run_in_thread(lambda: unlocked.unlock(SecretStr("wrong")))
 
     unlocked.put(rec("during"), SecretStr("d"))
-    records = unlocked.records()
+    records = list(unlocked.records())
     release.set()
     thread.join(10)
 

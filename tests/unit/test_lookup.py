@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helperd_client.errors import BadRequestError, NotFoundError
 
-from helperd.lookup import Query, check_url, find, owns, redact_url
+from helperd import lookup
+from helperd.lookup import Catalog, Query, check_url, find, owns, redact_url
 from helperd.record import TOKEN_USERNAME, Kind, Record
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -173,10 +174,16 @@ FOUND = [
 ]
 
 
+SHARED = Catalog(WORLD)
+"""One catalog for every query, as the service keeps one per store version."""
+
+
 @pytest.mark.parametrize(("query", "expected"), FOUND)
 def test_finds(query: Query, expected: tuple[str, str]) -> None:
-    """The query is answered by the (name, username) record the rules pick."""
+    """The query is answered by the (name, username) record the rules pick, whether the
+    records come as they are or as a catalog built once and queried again and again."""
     assert expected == find(WORLD, query, NOW).key
+    assert expected == find(SHARED, query, NOW).key
 
 
 NOT_FOUND = [
@@ -278,6 +285,9 @@ def test_not_found(query: Query, message: str) -> None:
     assert message in caught.value.message
     assert "hunter2" not in caught.value.message
     assert "t0ps3cret" not in caught.value.message
+    with pytest.raises(NotFoundError) as again:
+        find(SHARED, query, NOW)
+    assert caught.value.message == again.value.message
 
 
 def test_latest_basic_among_several_names() -> None:
@@ -405,6 +415,37 @@ def test_query_url_must_be_a_url(url: str) -> None:
     """A url query without a scheme or a host is a bad request, not a miss."""
     with pytest.raises(BadRequestError):
         find(WORLD, Query(url=url), NOW)
+
+
+def test_catalog_keeps_the_tuple_it_was_given() -> None:
+    """The service tells a stale catalog by the identity of the store's records tuple."""
+    assert SHARED.records is WORLD
+    assert Catalog(list(WORLD)).records == WORLD
+
+
+def test_catalog_of_the_next_version_reuses_parsed_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a change, only the records the previous catalog did not hold are parsed, and the
+    new catalog answers as one built from nothing."""
+    parsed: list[Record] = []
+    urls_of = lookup._urls
+
+    def counting(record: Record) -> object:
+        parsed.append(record)
+        return urls_of(record)
+
+    monkeypatch.setattr(lookup, "_urls", counting)
+    added = rec("added", "zoe", Kind.BASIC, "https://added.example.test/simple/")
+    changed = rec("corp", "gina", Kind.BASIC, "https://elsewhere.example.test/")
+    records = (*(r for r in WORLD if r.key != changed.key), added, changed)
+
+    catalog = Catalog(records, previous=SHARED)
+
+    assert [added, changed] == parsed
+    url = "https://elsewhere.example.test/simple/"
+    assert ("corp", "gina") == find(catalog, Query(url=url), NOW).key
+    assert ("added", "zoe") == find(catalog, Query(service="added.example.test"), NOW).key
+    with pytest.raises(NotFoundError):
+        find(catalog, Query(url="https://corp.example.test/x/"), NOW)
 
 
 def test_accepts_any_iterable() -> None:

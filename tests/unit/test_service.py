@@ -57,7 +57,7 @@ class MemoryStore(Store):
 
     def records(self) -> list[Record]:
         self._check()
-        return [r for r, _ in self.data.values()]
+        return [self.data[key][0] for key in sorted(self.data)]
 
     def password(self, record: Record) -> SecretStr:
         self._check()
