@@ -1,14 +1,19 @@
 """`Client`: one request, one response, over the daemon's Unix socket, always bounded in time.
 
 Stdlib only. A `Client` keeps its connection open between calls (one lock serialises the
-calls of several threads) and reconnects after any failure. Every call has a deadline: a
-daemon that is down answers `DaemonUnreachableError` at once, one that hangs answers it when
-the read timeout runs out.
+calls of several threads) and reconnects after any failure. A kept connection that the daemon
+has closed meanwhile (its idle read timeout, its connection cap, a restart) is noticed before
+use, or, when the close races the request, the request is sent once more on a new
+connection: the daemon never closes a connection whose request it has read, so nothing is
+done twice. After a fork the child opens a connection of its own. Every call has a deadline:
+a daemon that is down answers `DaemonUnreachableError` at once, one that hangs answers it
+when the read timeout runs out.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
@@ -163,6 +168,7 @@ class Client:
         self.timeout = timeout if timeout is not None else _env_timeout()
         self.passphrase_timeout = max(passphrase_timeout, self.timeout)
         self._sock: socket.socket | None = None
+        self._pid = 0  # the process that opened _sock
         self._buffer = b""
         self._next_id = 1
         self._lock = threading.Lock()
@@ -296,7 +302,7 @@ class Client:
             line = encode_line({"v": PROTOCOL_VERSION, "id": request_id, "op": op, **args})
             deadline = time.monotonic() + timeout
             try:
-                response = self._exchange(line, deadline)
+                response = self._send(line, deadline)
             except BaseException:
                 self._disconnect()
                 raise
@@ -313,12 +319,29 @@ class Client:
             raise ProtocolMismatchError(exc.message)
         raise exc
 
+    def _send(self, line: bytes, deadline: float) -> dict[str, Any]:
+        """Exchange ``line``; when a kept connection turns out closed, once more on a new one."""
+        try:
+            return self._exchange(line, deadline)
+        except _ClosedBeforeReading:
+            self._disconnect()
+        return self._exchange(line, deadline)  # a new connection: never _ClosedBeforeReading
+
     def _exchange(self, line: bytes, deadline: float) -> dict[str, Any]:
+        reused = self._sock is not None and self._usable()
         sock = self._connect(deadline)
         try:
             sock.settimeout(_remaining(deadline))
             sock.sendall(line)
             return decode_line(self._read_line(sock, deadline))
+        except (BrokenPipeError, ConnectionResetError, _Closed) as exc:
+            if reused and not self._buffer:
+                raise _ClosedBeforeReading from None
+            raise DaemonUnreachableError(
+                f"helperd at {self.path} closed the connection without answering"
+                if isinstance(exc, _Closed)
+                else f"lost the connection to helperd at {self.path}: {exc.strerror}"
+            ) from None
         except TimeoutError:
             raise DaemonUnreachableError(
                 f"helperd at {self.path} did not answer within {self.timeout:g} s"
@@ -327,6 +350,26 @@ class Client:
             raise DaemonUnreachableError(
                 f"lost the connection to helperd at {self.path}: {exc.strerror or exc}"
             ) from None
+
+    def _usable(self) -> bool:
+        """Whether the kept connection may carry a request; if not, it is dropped.
+
+        The daemon never speaks first, so a kept connection that polls readable has been
+        closed (or reset) by it. A connection opened by another process (before a fork) is
+        the parent's: the child leaves it alone and opens its own.
+        """
+        sock = self._sock
+        if sock is None:
+            return False
+        if self._pid == os.getpid():
+            try:
+                readable, _, _ = select.select([sock], [], [], 0)
+            except (OSError, ValueError):
+                readable = [sock]
+            if not readable:
+                return True
+        self._disconnect()
+        return False
 
     def _connect(self, deadline: float) -> socket.socket:
         if self._sock is not None:
@@ -358,6 +401,7 @@ class Client:
                 f"cannot connect to helperd at {self.path}: {exc.strerror or exc}"
             ) from None
         self._sock = sock
+        self._pid = os.getpid()
         self._buffer = b""
         return sock
 
@@ -368,9 +412,7 @@ class Client:
             sock.settimeout(_remaining(deadline))
             chunk = sock.recv(65_536)
             if not chunk:
-                raise DaemonUnreachableError(
-                    f"helperd at {self.path} closed the connection without answering"
-                )
+                raise _Closed
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
@@ -380,6 +422,15 @@ class Client:
             self._sock.close()
             self._sock = None
         self._buffer = b""
+
+
+class _Closed(Exception):
+    """The daemon closed the connection before a whole response arrived."""
+
+
+class _ClosedBeforeReading(Exception):
+    """A kept connection was closed with no byte of the response sent: the daemon had not
+    read the request (it never closes a connection whose request it has read)."""
 
 
 def _present(args: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,10 @@ tool: a daemon that is down, stale, hung or locked makes reads answer None at on
 the client's timeout, and after one timeout the backend rests for `REST_SECONDS` so that a
 tool asking for every URL of a run does not wait again and again. Writes that fail raise
 `keyring.errors.PasswordSetError`/`PasswordDeleteError` with the fix in the message.
+
+Each backend instance keeps one `Client`, so a tool that asks many times (Poetry: several
+lookups per source) pays for one connection, not one per call; the client serialises the
+threads that share it and reconnects when the daemon has closed the connection meanwhile.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class HelperdKeyring(KeyringBackend):
         self._rest_until = 0.0
         self._told_locked = False
         self._told_down = False
+        self._connection: Client | None = None
 
     # --- reads: never raise, never wait twice ---------------------------------------------
 
@@ -107,8 +112,7 @@ class HelperdKeyring(KeyringBackend):
         if username == EMPTY_USERNAME:
             username = ""  # only a record stored without a username answers it
         try:
-            with _client() as client:
-                return client.get(service=service, username=username)
+            return self._client().get(service=service, username=username)
         except NotFoundError:
             return None
         except LockedError:
@@ -118,6 +122,20 @@ class HelperdKeyring(KeyringBackend):
         except HelperdError as exc:
             log.debug("helperd could not answer: %s", exc.message)
         return None
+
+    def _client(self) -> Client:
+        """This backend's client, made on first use (its module loads then, not at import),
+        and made again when the socket path has changed (``HELPERD_HOME`` set meanwhile)."""
+        path = socket_path()
+        with self._mutex:
+            client = self._connection
+            if client is None or client.path != path:
+                from helperd_client.client import Client  # noqa: PLC0415
+
+                if client is not None:
+                    client.close()
+                client = self._connection = Client(path)
+            return client
 
     def _resting(self) -> bool:
         with self._mutex:
@@ -143,29 +161,20 @@ class HelperdKeyring(KeyringBackend):
         """Store the password in helperd (``poetry config http-basic.NAME`` lands here)."""
         urls = _poetry_urls(service)
         try:
-            with _client() as client:
-                client.set(None, password, service=service, username=username, urls=urls)
+            self._client().set(None, password, service=service, username=username, urls=urls)
         except HelperdError as exc:
             raise PasswordSetError(f"helperd could not store the password: {exc.message}") from None
 
     def delete_password(self, service: str, username: str) -> None:
         """Delete the password from helperd (``poetry config --unset`` lands here)."""
         try:
-            with _client() as client:
-                client.delete(None, username, service=service)
+            self._client().delete(None, username, service=service)
         except NotFoundError:
             raise PasswordDeleteError(f"helperd holds no password for {service!r}") from None
         except HelperdError as exc:
             raise PasswordDeleteError(
                 f"helperd could not delete the password: {exc.message}"
             ) from None
-
-
-def _client() -> Client:
-    """A new client; its module loads on the first call, not when keyring imports the plugin."""
-    from helperd_client.client import Client  # noqa: PLC0415
-
-    return Client()
 
 
 def _poetry_urls(service: str) -> list[str] | None:

@@ -3,6 +3,7 @@ Poetry-specific services, plus what happens when the daemon is down, hung or loc
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -223,3 +224,60 @@ def test_keyring_module_api_goes_through_the_plugin(plugin_socket: Daemon) -> No
         assert "pw-x" == plugin_socket.client().get(name="x").password
     finally:
         keyring.set_keyring(keyring.backends.fail.Keyring())
+
+
+def test_one_connection_serves_many_calls_and_outlives_idle_closes(
+    home: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plugin keeps one connection for its calls; after the daemon closes it for idleness
+    (read_timeout), and after a daemon restart, the next call simply opens another."""
+    (home / "config.toml").write_text("read_timeout = 0.3\n")
+    env = {"HELPERD_KEY_FILE": str(key_file)}
+    daemon = start_daemon(home, "--store", "file", env=env)
+    monkeypatch.setenv("HELPERD_SOCKET", str(daemon.socket))
+    try:
+        daemon.client().set("acme", "pw", username="alice", urls=[URL])
+        plugin = HelperdKeyring()
+        assert "pw" == plugin.get_password(URL, "alice")
+        kept = plugin._client()._sock
+        assert kept is not None
+        assert "pw" == plugin.get_password("poetry-repository-acme", "alice")
+        assert kept is plugin._client()._sock, "the second call reused the connection"
+
+        time.sleep(1.0)  # the daemon closes the idle connection after 0.3 s
+        assert "pw" == plugin.get_password(URL, "alice")
+        assert kept is not plugin._client()._sock
+
+        daemon.stop()
+        daemon = start_daemon(home, "--store", "file", env=env)
+        assert "pw" == plugin.get_password(URL, "alice")
+    finally:
+        daemon.stop()
+
+
+def test_a_forked_child_opens_its_own_connection(plugin_socket: Daemon) -> None:
+    """After a fork, the child's calls go over a connection of its own (a shared socket would
+    hand one process the other's answers), and the parent's connection stays its own."""
+    with plugin_socket.client() as client:
+        for n in range(20):
+            client.set(f"r{n}", f"pw-{n}", username="alice")
+    plugin = HelperdKeyring()
+    assert "pw-0" == plugin.get_password("r0", "alice")  # the parent's connection is open
+    inherited = plugin._client()._sock
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits
+        try:
+            ok = all(plugin.get_password(f"r{n}", "alice") == f"pw-{n}" for n in range(20))
+            own = plugin._client()._sock is not inherited
+            os.write(write, b"ok" if ok and own else b"wrong")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb") as pipe:
+            assert b"ok" == pipe.read()
+        assert all(plugin.get_password(f"r{n}", "alice") == f"pw-{n}" for n in range(20))
+        assert inherited is plugin._client()._sock, "the parent kept its connection"
+    finally:
+        os.waitpid(child, 0)

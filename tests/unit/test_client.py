@@ -99,3 +99,78 @@ def test_credential_repr_hides_the_password() -> None:
     cred = Credential("foo", "alice", "hunter2", "basic", (), None, None, None)
     assert "hunter2" not in repr(cred)
     assert "alice" in repr(cred)
+
+
+# --- the kept connection -------------------------------------------------------------------
+
+
+def _hello(request_id: object) -> bytes:
+    result = {"daemon": "helperd", "protocol": 1, "version": "0", "ops": []}
+    return json.dumps({"v": 1, "id": request_id, "ok": True, "result": result}).encode() + b"\n"
+
+
+def serve_connections(sock: socket.socket, script: list[int]) -> tuple[threading.Thread, list[int]]:
+    """Accept one connection per entry of ``script`` and answer that many hellos on it, then
+    read one more request and close without answering (a daemon closing an idle connection
+    just as a request arrives). Returns the thread and the requests read per connection."""
+    seen: list[int] = []
+
+    def run() -> None:
+        for answers in script:
+            conn, _ = sock.accept()
+            with conn, conn.makefile("rb") as lines:
+                count = 0
+                for line in lines:
+                    count += 1
+                    if count > answers:
+                        break  # read, and closed unanswered
+                    conn.sendall(_hello(json.loads(line)["id"]))
+                seen.append(count)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, seen
+
+
+def test_a_kept_connection_closed_as_a_request_arrives_is_replaced(
+    home: Path, listener: socket.socket
+) -> None:
+    """When the daemon closes a kept connection without answering, the request goes once more
+    on a new connection, and the caller sees only the answer."""
+    thread, seen = serve_connections(listener, [1, 1])
+    with Client(home / "hung.sock", timeout=2) as client:
+        assert 1 == client.hello().protocol
+        assert 1 == client.hello().protocol  # the first connection drops this one unanswered
+    thread.join(5)
+    assert [2, 1] == seen
+
+
+def test_a_fresh_connection_closed_unanswered_is_not_retried(
+    home: Path, listener: socket.socket
+) -> None:
+    """On a connection just opened, a close without an answer is an error, not a retry: the
+    daemon may have read the request."""
+    thread, seen = serve_connections(listener, [0])
+    with (
+        Client(home / "hung.sock", timeout=2) as client,
+        pytest.raises(DaemonUnreachableError, match="closed the connection without answering"),
+    ):
+        client.hello()
+    thread.join(5)
+    assert [1] == seen
+
+
+def test_a_kept_connection_the_daemon_closed_is_not_used(
+    home: Path, listener: socket.socket
+) -> None:
+    """A kept connection that the daemon closed while idle is noticed before sending."""
+    thread, seen = serve_connections(listener, [1, 1])
+    with Client(home / "hung.sock", timeout=2) as client:
+        assert 1 == client.hello().protocol
+        kept = client._sock
+        assert kept is not None
+        kept.shutdown(socket.SHUT_RD)  # as if the peer had closed: it polls readable
+        assert 1 == client.hello().protocol
+        assert client._sock is not kept
+    thread.join(5)
+    assert [1, 1] == seen
