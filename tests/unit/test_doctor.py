@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helperd_client import Hello, Status
+from helperd_client import Hello, Status, shim
 
-from helperd import __version__, doctor
+from helperd import __version__, doctor, doctor_facts
 from helperd.cli import cli
 from helperd.doctor import (
     AuthFacts,
@@ -321,7 +321,7 @@ def test_auth_facts_count_without_values(tmp_path: Path) -> None:
         '[http-basic.b]\nusername = "v"\npassword = "pw-two"\n'
         '[pypi-token]\nc = "tok-three"\n'
     )
-    auth = doctor._auth_facts({"POETRY_CONFIG_DIR": str(tmp_path)})
+    auth = doctor_facts.auth_facts({"POETRY_CONFIG_DIR": str(tmp_path)})
 
     assert AuthFacts(tmp_path / "auth.toml", "ok", secrets=3) == auth
 
@@ -395,7 +395,7 @@ def test_pip_facts_skip_pips_own_keyring(tmp_path: Path) -> None:
     fake_tool(other, "keyring", python)
     search = f"{own}{os.pathsep}{other}"
 
-    found = doctor._pip_facts(search, {"PATH": search}, 5.0)
+    found = doctor_facts.pip_facts(search, {"PATH": search}, 5.0)
 
     assert (own / "keyring", other / "keyring") == (found.first, found.chosen)
     assert found.probe is not None
@@ -412,7 +412,7 @@ def test_pip_facts_keep_a_keyring_outside_pips_environment(tmp_path: Path) -> No
     fake_tool(other, "keyring", python)
     search = f"{other}{os.pathsep}{own}"
 
-    found = doctor._pip_facts(search, {"PATH": search}, 5.0)
+    found = doctor_facts.pip_facts(search, {"PATH": search}, 5.0)
 
     assert (other / "keyring", other / "keyring", None) == (found.first, found.chosen, found.probe)
 
@@ -463,21 +463,17 @@ def test_help_has_examples() -> None:
 
 def test_shim_check(tmp_path: Path) -> None:
     """The shim check says whether helperd's shim is first on PATH and what stands behind it."""
-    from helperd_client.shim import MARKER
-
-    from helperd.doctor import ShimFacts, check_shim
-
     first, second = tmp_path / "a", tmp_path / "b"
     for folder in (first, second):
         folder.mkdir()
-    (first / "keyring").write_text(f"#!/bin/sh\n{MARKER}\n")
+    (first / "keyring").write_text(f"#!/bin/sh\n{shim.MARKER}\n")
     (first / "keyring").chmod(0o755)
-    alone = check_shim(facts(shim=ShimFacts.of(str(first))))
+    alone = doctor.check_shim(facts(shim=doctor_facts.ShimFacts.of(str(first))))
     assert "warn" == alone.status
     assert "no real keyring behind it" in alone.message
     (second / "keyring").write_text("#!/bin/sh\nexit 0\n")
     (second / "keyring").chmod(0o755)
-    backed = check_shim(facts(shim=ShimFacts.of(f"{first}:{second}")))
+    backed = doctor.check_shim(facts(shim=doctor_facts.ShimFacts.of(f"{first}:{second}")))
     assert "ok" == backed.status
     assert str(second / "keyring") in backed.message
-    assert "ok" == check_shim(facts()).status
+    assert "ok" == doctor.check_shim(facts()).status
