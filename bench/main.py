@@ -61,8 +61,9 @@ class Budget:
     import_traces: int = 9
     sizes: tuple[int, ...] = (10, 1_000, 100_000)
     starts: int = 3
-    gets: int = 300
-    get_seconds: float = 5.0
+    gets: int = 600
+    get_seconds: float = 10.0
+    get_rounds: int = 5
     lists: int = 3
     sets: int = 5
     unlocks: int = 3
@@ -92,6 +93,7 @@ QUICK = Budget(
     starts=1,
     gets=50,
     get_seconds=1.0,
+    get_rounds=2,
     lists=1,
     sets=1,
     unlocks=1,
@@ -269,6 +271,7 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                         "starts": budget.starts,
                         "gets": budget.gets,
                         "get_seconds": budget.get_seconds,
+                        "get_rounds": budget.get_rounds,
                         "lists": budget.lists,
                         "sets": budget.sets,
                         "unlocks": budget.unlocks,

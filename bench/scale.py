@@ -2,10 +2,14 @@
 
 For each size: the store is built in one commit (`bench.store`), then a daemon on it is timed
 from ``Popen`` to its first ``hello`` (start-up), to its first ``get`` (the key-file store
-opens then: read, decrypt, parse every record), then ``get`` latency by Poetry's service and
-by pip's URL, ``list``, and durable ``set`` (each one rewrites and fsyncs the whole file);
-beside each ``set``, the same number of bytes written by `helperd.durable.write_atomic` alone
-(the disk's share). A passphrase store of the same size is unlocked too (Argon2id + parse).
+opens then: read, decrypt, parse every record), ``list``, and durable ``set`` (each one
+rewrites and fsyncs the whole file); beside each ``set``, the same number of bytes written
+by `helperd.durable.write_atomic` alone (the disk's share). A passphrase store of the same
+size is unlocked too (Argon2id + parse).
+
+``get`` latency, by Poetry's service and by pip's URL, is measured with one daemon per size
+running side by side, the sizes taking turns in rounds (as the servers of item 1 do), so that
+a noisy neighbour does not land on one size alone.
 """
 
 from __future__ import annotations
@@ -86,20 +90,6 @@ def _one_size(size: int, workdir: Path, load: Path, budget: dict[str, Any]) -> d
             )
             if attempt:
                 continue
-            for kind, request in (
-                ("service", layout.service_request()),
-                ("url", layout.url_request()),
-            ):
-                run = run_load(
-                    load,
-                    socket_path,
-                    request,
-                    workdir,
-                    max_requests=budget["gets"],
-                    seconds=budget["get_seconds"],
-                    warmup=2,
-                )
-                row[f"get_{kind}_us"] = summarize(run.latencies_us).as_dict()
             lists = []
             for _ in range(budget["lists"]):
                 before = time.perf_counter()
@@ -129,6 +119,48 @@ def _one_size(size: int, workdir: Path, load: Path, budget: dict[str, Any]) -> d
     return row
 
 
+def _gets(
+    sizes: tuple[int, ...], workdir: Path, load: Path, budget: dict[str, Any]
+) -> dict[int, dict[str, Any]]:
+    """``get`` latency at every size (``get_service_us``, ``get_url_us``), from daemons that
+    run side by side and take turns in each round; the stores were built by `_one_size`."""
+    rounds = budget["get_rounds"]
+    latencies: dict[tuple[int, str], list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        sockets = {}
+        for size in sizes:
+            home = workdir / f"n{size}"
+            key = workdir / f"n{size}.key"
+            stack.enter_context(_daemon(home, {"HELPERD_KEY_FILE": str(key)}))
+            sockets[size] = home / "helperd.sock"
+            exchange(sockets[size], Layout(size).service_request())  # opens the store
+        for turn in range(rounds):
+            order = sizes[turn % len(sizes) :] + sizes[: turn % len(sizes)]
+            for size in order:
+                layout = Layout(size)
+                for kind, request in (
+                    ("service", layout.service_request()),
+                    ("url", layout.url_request()),
+                ):
+                    run = run_load(
+                        load,
+                        sockets[size],
+                        request,
+                        workdir,
+                        max_requests=budget["gets"] // rounds,
+                        seconds=budget["get_seconds"] / rounds,
+                        warmup=2,
+                    )
+                    latencies.setdefault((size, kind), []).extend(run.latencies_us)
+    return {
+        size: {
+            f"get_{kind}_us": summarize(latencies[(size, kind)]).as_dict()
+            for kind in ("service", "url")
+        }
+        for size in sizes
+    }
+
+
 def _unlock(size: int, workdir: Path, unlocks: int) -> dict[str, Any]:
     """Unlock a passphrase store of ``size`` records: Argon2id, decrypt, parse."""
     home = workdir / f"p{size}"
@@ -147,6 +179,9 @@ def scale(
 ) -> dict[str, Any]:
     """Every measurement at every size, and each size's ratio to the smallest."""
     rows = [_one_size(size, workdir, load, budget) for size in sizes]
+    gets = _gets(sizes, workdir, load, budget)
+    for row in rows:
+        row.update(gets[row["size"]])
     smallest = rows[0]
     for row in rows:
         for key in ("get_service_us", "get_url_us"):
