@@ -4,8 +4,9 @@ Lifecycle, readable at a glance: `bind_socket` (or a socket handed over by a ser
 manager) → `Server.serve` → `Server.shutdown`. Each connection is checked for its peer's UID,
 then carries NDJSON requests until the peer closes it, stays silent past the read timeout,
 sends a line over the limit, or is the longest idle when the connection cap is reached.
-Requests run in worker threads (stores block on disk, KDF and D-Bus); the event loop only
-frames, parses and answers.
+Requests that may block run in worker threads (stores block on disk, KDF and D-Bus); the
+event loop frames, parses and answers, and answers a ``get`` from memory itself. Each
+connection has one watchdog timer for its read timeout, not one per request.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class _Connection:
     reader: asyncio.StreamReader
     last_active: float = field(default_factory=time.monotonic)
     busy: bool = False
+    watchdog: asyncio.TimerHandle | None = None
 
 
 class Server:
@@ -241,11 +243,14 @@ class Server:
         conn = _Connection(writer, reader)
         self._connections.add(conn)
         self._enforce_cap()
+        self._watch(conn)
         try:
             await self._converse(reader, conn)
         except (ConnectionError, TimeoutError):
             pass
         finally:
+            if conn.watchdog is not None:
+                conn.watchdog.cancel()
             self._connections.discard(conn)
             if not self._connections:
                 self._quiet_since = time.monotonic()
@@ -253,13 +258,29 @@ class Server:
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), self._read_timeout)
 
+    def _watch(self, conn: _Connection) -> None:
+        """Close ``conn`` once it has sent no complete line for the read timeout.
+
+        One timer per connection, moved along as it goes, rather than a timeout around every
+        read: closing the transport ends the read that waits. A request being served is
+        bounded by its send's own timeout, so a busy connection is only looked at again later.
+        """
+        delay = self._read_timeout
+        if not conn.busy:
+            idle = time.monotonic() - conn.last_active
+            if idle >= self._read_timeout:
+                conn.watchdog = None
+                conn.writer.close()
+                return
+            delay -= idle
+        conn.watchdog = asyncio.get_running_loop().call_later(delay, self._watch, conn)
+
     async def _converse(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
         while not self._stop.is_set():
             try:
-                async with asyncio.timeout(self._read_timeout):
-                    line = await reader.readuntil(b"\n")
+                line = await reader.readuntil(b"\n")  # bounded by _watch
             except asyncio.IncompleteReadError:
-                return  # the peer closed the connection
+                return  # the peer closed the connection, or _watch did
             except asyncio.LimitOverrunError:
                 error = TooLargeError(f"request line exceeds {MAX_LINE} bytes")
                 await self._send_and_close(conn.writer, render_error(None, error))
@@ -269,8 +290,9 @@ class Server:
             try:
                 response = await self._respond(line)
                 conn.writer.write(response)
-                async with asyncio.timeout(self._read_timeout):
-                    await conn.writer.drain()
+                if conn.writer.transport.get_write_buffer_size():  # else drain has nothing to do
+                    async with asyncio.timeout(self._read_timeout):
+                        await conn.writer.drain()
             finally:
                 self._in_flight -= 1
                 if not self._in_flight:
