@@ -278,6 +278,10 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                     },
                 )
         if "profile" in wanted:
+            with clock.part("the get path's steps in-process, without a profiler"):
+                folder = work / "in-process"
+                folder.mkdir()
+                results["in_process"] = profiling.in_process(folder, budget.profile_small * 3)
             with clock.part("profile of the get path (daemon side)"):
                 folder = work / "profile"
                 folder.mkdir()

@@ -151,6 +151,30 @@ def _profile_words(r: dict[str, Any]) -> str:
 
 def _suggestions(r: dict[str, Any]) -> list[str]:
     found = []
+    if "latency" in r:
+        kept = row(r["latency"]["rows"], server="helperd", mode="kept")
+        json_kept = row(r["latency"]["rows"], server="floor_json", mode="kept")
+        if kept["p50_ratio"] > 2.0:
+            found.append(
+                "**helperd/server.py: the kept-connection `get` costs"
+                f" {x(kept['p50_ratio'])} the floor ({us(kept['us']['p50'])}),** against"
+                f" {x(json_kept['p50_ratio'])} for the floor that parses and renders JSON."
+                + (
+                    " In-process and without a profiler, parsing the request takes"
+                    f" {us(r['in_process']['parse_us'])}, `Service.answer_now`"
+                    f" {us(r['in_process']['answer_us'])} and `render_ok`"
+                    f" {us(r['in_process']['render_us'])}: the rest of the gap is, by"
+                    " elimination, the stream machinery per request (`readuntil`, the"
+                    " coroutine layers of `_converse`, `_respond` and `_answer`)."
+                    if "in_process" in r
+                    else ""
+                )
+                + " An `asyncio.Protocol` per connection"
+                " that answers `answer_now` requests straight from `data_received` with"
+                " `transport.write`, and hands only blocking ones to a task, would skip it"
+                " (the floor itself uses streams); flow control and the read timeout then move"
+                " to `pause_writing` and the watchdog."
+            )
     if "scale" in r:
         big = r["scale"]["rows"][-1]
         worst = max(big["get_service_us_ratio"], big["get_url_us_ratio"])

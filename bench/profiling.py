@@ -14,11 +14,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.process import BENCH, new_key_file, run_load, stop
 from bench.store import USERNAME, Layout, build_store
+from helperd.protocol import parse_request, render_ok
+from helperd.service import Service
+from helperd.stores.file_store import FileStore
 from helperd.testing import daemon_env
 
 __all__ = ["profile_client", "profile_daemon"]
@@ -164,6 +168,39 @@ def _profiled_run(
         "parts": parts,
         "top": {name: _top(stats, served) for name, stats in threads.items()},
     }
+
+
+def in_process(workdir: Path, calls: int) -> dict[str, float]:
+    """Microseconds per call of the three steps of a ``get`` that are not I/O, run in this
+    process without a profiler on a 10-repository store: parsing the request line,
+    `Service.answer_now` (lookup, password, result) and rendering the response line."""
+    layout = Layout(10)
+    key = new_key_file(workdir / "in-process.key")
+    build_store(workdir / "in-process.enc", layout, key_file=key)
+    store = FileStore(workdir / "in-process.enc", key_file=key)
+    try:
+        service = Service(store, store_reason="bench")
+        line = layout.service_request()
+        request_id, request = parse_request(line)
+        now = datetime.now(UTC)
+        service.handle(request, now)  # opens the store
+        result = service.answer_now(request, now)
+        if result is None:
+            raise RuntimeError("a get from an open file store was not answered on the loop")
+        steps = {
+            "parse_us": lambda: parse_request(line),
+            "answer_us": lambda: service.answer_now(request, now),
+            "render_us": lambda: render_ok(request_id, result),
+        }
+        timings = {}
+        for name, step in steps.items():
+            before = time.perf_counter()
+            for _ in range(calls):
+                step()
+            timings[name] = (time.perf_counter() - before) / calls * 1e6
+        return timings
+    finally:
+        store.close()
 
 
 def profile_daemon(
