@@ -164,16 +164,17 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
                     f" {us(r['in_process']['parse_us'])}, `Service.answer_now`"
                     f" {us(r['in_process']['answer_us'])} and `render_ok`"
                     f" {us(r['in_process']['render_us'])}: the rest of the gap is, by"
-                    " elimination, the stream machinery per request (`readuntil`, the"
-                    " coroutine layers of `_converse`, `_respond` and `_answer`)."
+                    " elimination, the round trip through the event loop, and the cold caches"
+                    " that a ping-pong between two processes meets at every request (the"
+                    " floor's JSON, too, costs more per request here than in a loop)."
                     if "in_process" in r
                     else ""
                 )
-                + " An `asyncio.Protocol` per connection"
-                " that answers `answer_now` requests straight from `data_received` with"
-                " `transport.write`, and hands only blocking ones to a task, would skip it"
-                " (the floor itself uses streams); flow control and the read timeout then move"
-                " to `pause_writing` and the watchdog."
+                + " Tried and not kept: an `asyncio.Protocol` per connection that answers"
+                " from `data_received` (no stream, no task per request) measured no faster"
+                " than the streams in an A/B run, so the gap is not asyncio's stream"
+                " machinery; a smaller footprint per request (fewer pydantic models on the"
+                " `get` path) is what is left to try."
             )
     if "scale" in r:
         big = r["scale"]["rows"][-1]
