@@ -362,10 +362,12 @@ class Client:
         if sock is None:
             return False
         if self._pid == os.getpid():
+            poller = select.poll()  # not select(): it fails on descriptors above 1023
+            poller.register(sock, select.POLLIN)
             try:
-                readable, _, _ = select.select([sock], [], [], 0)
-            except (OSError, ValueError):
-                readable = [sock]
+                readable = bool(poller.poll(0))
+            except OSError:
+                readable = True
             if not readable:
                 return True
         self._disconnect()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import resource
 import socket
 import threading
 import time
@@ -17,6 +19,8 @@ from helperd_client import (
     NotFoundError,
     ProtocolMismatchError,
 )
+
+from tests.support.tools import require
 
 
 @pytest.fixture
@@ -174,3 +178,31 @@ def test_a_kept_connection_the_daemon_closed_is_not_used(
         assert client._sock is not kept
     thread.join(5)
     assert [1, 1] == seen
+
+
+def test_a_kept_connection_on_a_high_descriptor_is_reused(
+    home: Path, listener: socket.socket
+) -> None:
+    """A kept connection numbered above 1,023 (a process with many files open) is still
+    reused: the check for a closed connection uses poll, not select, which fails there."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    require(
+        hard == resource.RLIM_INFINITY or hard > 1100,
+        f"the open-file hard limit is {hard}: descriptors above 1,023 need more",
+    )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1101), hard))
+    try:
+        thread, seen = serve_connections(listener, [2])
+        with Client(home / "hung.sock", timeout=2) as client:
+            assert 1 == client.hello().protocol
+            low = client._sock
+            assert low is not None
+            client._sock = socket.socket(fileno=fcntl.fcntl(low.fileno(), fcntl.F_DUPFD, 1100))
+            low.close()
+            assert 1 == client.hello().protocol
+            assert client._sock is not None
+            assert client._sock.fileno() >= 1100, "the same, high connection was reused"
+        thread.join(5)
+        assert [2] == seen
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
