@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,15 +20,23 @@ from typing import Any, Protocol
 
 import click
 from helperd_client import Client, Credential, Hello, RecordInfo, Status
-from helperd_client.errors import BadRequestError, HelperdError, LockedError
+from helperd_client.errors import HelperdError, LockedError
 
 from helperd import __version__, cli_input
 from helperd.cli_input import fail
+from helperd.cli_output import (
+    NO_STORE,
+    emit_json,
+    iso,
+    printable,
+    record_json,
+    shown_url,
+    when,
+)
 
 __all__ = ["DaemonClient", "Session", "cli", "connect", "main"]
 
 TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
-_NO_STORE = "no store exists yet: create it with `helperctl init`"
 
 
 class DaemonClient(Protocol):
@@ -174,7 +181,7 @@ def status(session: Session, as_json: bool) -> None:
     hello = client.hello()
     state = client.status()
     if as_json:
-        _emit_json({**dataclasses.asdict(state), "socket": str(client.path)})
+        emit_json({**dataclasses.asdict(state), "socket": str(client.path)})
         return
     if not state.initialized:
         lock_state = "no store yet (`helperctl init`)"
@@ -197,41 +204,6 @@ def status(session: Session, as_json: bool) -> None:
     if hello.version != __version__:
         lines.append(f"note:         this helperctl is {__version__}")
     click.echo("\n".join(lines))
-
-
-@cli.command()
-@click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
-@_pass_session
-def init(session: Session, passphrase_stdin: bool) -> None:
-    """Create a new file store protected by a passphrase.
-
-    The new store is empty and left unlocked.
-    On a terminal it asks for the passphrase twice, with hidden input; otherwise give
-    --passphrase-stdin and pipe it in (one trailing newline is stripped).
-    It refuses when a store exists already, and is not needed with the OS keyring store or a
-    key file.
-
-    \b
-    Examples:
-      helperctl init
-      helperctl init --passphrase-stdin < passphrase.txt
-    """
-    client = session.client()
-    state = client.status()
-    if not state.lockable:
-        client.init(None)  # the daemon explains why this store is not made with init
-        click.echo(f"created the {state.store} store", err=True)
-        return
-    if state.initialized:
-        raise BadRequestError(
-            "a store exists already: `helperctl unlock` opens it,"
-            " `helperctl passwd` changes its passphrase"
-        )
-    passphrase = cli_input.read_secret(
-        "passphrase", from_stdin=passphrase_stdin, flag="--passphrase-stdin", confirm=True
-    )
-    client.init(passphrase)
-    click.echo("created a new file store; it is unlocked", err=True)
 
 
 @cli.command("set")
@@ -286,7 +258,7 @@ def set_(
     client = session.client()
     state = client.status()  # before the prompt, so that nobody types a secret for nothing
     if not state.initialized:
-        raise LockedError(_NO_STORE)
+        raise LockedError(NO_STORE)
     if state.locked:
         raise LockedError("the store is locked: `helperctl unlock` opens it")
     password = cli_input.read_secret(
@@ -296,7 +268,7 @@ def set_(
         name, password, username=username, kind=kind, urls=list(urls) or None, expires_at=expires_at
     )
     where = f", {len(info.urls)} URL{'' if len(info.urls) == 1 else 's'}" if info.urls else ""
-    until = f", expires {_when(info.expires_at)}" if info.expires_at else ""
+    until = f", expires {when(info.expires_at)}" if info.expires_at else ""
     click.echo(
         f"stored {info.kind} record {info.name!r} for username {info.username!r}{where}{until}",
         err=True,
@@ -332,16 +304,16 @@ def get(session: Session, target: str, username: str | None, as_json: bool) -> N
     if not as_json:
         click.echo(cred.password, color=True)  # color=True: never strip escapes from a secret
         return
-    _emit_json(
+    emit_json(
         {
             "name": cred.name,
             "username": cred.username,
             "password": cred.password,
             "kind": cred.kind,
-            "urls": [_shown_url(u) for u in cred.urls],
-            "expires_at": _iso(cred.expires_at),
-            "created_at": _iso(cred.created_at),
-            "updated_at": _iso(cred.updated_at),
+            "urls": [shown_url(u) for u in cred.urls],
+            "expires_at": iso(cred.expires_at),
+            "created_at": iso(cred.created_at),
+            "updated_at": iso(cred.updated_at),
         }
     )
 
@@ -363,23 +335,23 @@ def list_(session: Session, as_json: bool) -> None:
     """
     records = session.client().list()
     if as_json:
-        _emit_json([_record_json(r) for r in records])
+        emit_json([record_json(r) for r in records])
         return
     if not records:
         click.echo("no records yet: `helperctl set` adds one", err=True)
         return
     rows = [("NAME", "USERNAME", "KIND", "URL", "EXPIRES")]
     for r in records:
-        url = "-" if r.url is None else _shown_url(r.url)
+        url = "-" if r.url is None else shown_url(r.url)
         if len(r.urls) > 1:
             url += f" (+{len(r.urls) - 1})"
-        expires = "never" if r.expires_at is None else _when(r.expires_at)
+        expires = "never" if r.expires_at is None else when(r.expires_at)
         rows.append(
             (
-                _printable(r.name),
-                _printable(r.username) if r.username else "(none)",
+                printable(r.name),
+                printable(r.username) if r.username else "(none)",
                 r.kind,
-                _printable(url),
+                printable(url),
                 f"{expires} (expired)" if r.expired else expires,
             )
         )
@@ -407,185 +379,25 @@ def rm(session: Session, name: str, username: str | None) -> None:
     click.echo(f"removed {count} record{'' if count == 1 else 's'} of {name!r}", err=True)
 
 
-@cli.command()
-@_pass_session
-def lock(session: Session) -> None:
-    """Lock the file store until `helperctl unlock`.
-
-    The daemon drops the key and every decrypted secret from its memory.
-    While locked, `get`, `set` and `list` answer exit 5.
-
-    \b
-    Examples:
-      helperctl lock
-    """
-    client = session.client()
-    client.lock()
-    state = client.status()  # the OS keyring store has no lock: say so rather than pretend
-    if state.locked:
-        click.echo("locked: `helperctl unlock` opens the store again", err=True)
-    else:
-        click.echo(f"the {state.store} store has no passphrase: it stays open", err=True)
-
-
-@cli.command()
-@click.option("--passphrase-stdin", is_flag=True, help="Read the passphrase from stdin.")
-@_pass_session
-def unlock(session: Session, passphrase_stdin: bool) -> None:
-    """Unlock the file store; it never creates one.
-
-    On a terminal it asks once, with hidden input; otherwise give --passphrase-stdin.
-    A wrong passphrase exits 5, and each wrong try in a row waits longer (up to 30 s).
-
-    \b
-    Examples:
-      helperctl unlock
-      pass show helperd | helperctl unlock --passphrase-stdin
-    """
-    client = session.client()
-    state = client.status()
-    if not state.lockable:
-        client.unlock(None)
-        click.echo(f"the {state.store} store has no passphrase: it is open", err=True)
-        return
-    if not state.initialized:
-        raise LockedError(_NO_STORE)
-    passphrase = cli_input.read_secret(
-        "passphrase", from_stdin=passphrase_stdin, flag="--passphrase-stdin", confirm=False
-    )
-    client.unlock(passphrase)
-    click.echo("unlocked", err=True)
-
-
-@cli.command()
-@click.option("--passphrase-stdin", is_flag=True, help="Read both passphrases from stdin.")
-@_pass_session
-def passwd(session: Session, passphrase_stdin: bool) -> None:
-    """Change the file store's passphrase.
-
-    The store is re-encrypted under the new passphrase and left unlocked.
-    On a terminal it asks for the current passphrase once and the new one twice.
-    With --passphrase-stdin, stdin holds two lines: the current passphrase, then the new one.
-    A wrong current passphrase exits 5 and changes nothing.
-
-    \b
-    Examples:
-      helperctl passwd
-      printf '%s\\n%s\\n' "$OLD" "$NEW" | helperctl passwd --passphrase-stdin
-    """
-    flag = "--passphrase-stdin"
-    cli_input.require_secret_source("passphrase", from_stdin=passphrase_stdin, flag=flag)
-    client = session.client()
-    state = client.status()
-    if not state.lockable:
-        raise BadRequestError(f"the {state.store} store has no passphrase to change")
-    if not state.initialized:
-        raise LockedError(_NO_STORE)
-    client.passwd(*cli_input.read_passphrase_change(from_stdin=passphrase_stdin))
-    click.echo("passphrase changed; the store is unlocked", err=True)
-
-
-@cli.command()
-@click.option(
-    "--to",
-    "to",
-    type=click.Choice(["keyring", "file"]),
-    required=True,
-    help="The store to move every record to.",
-)
-@click.option(
-    "--passphrase-stdin",
-    is_flag=True,
-    help="Read the file store's passphrase from stdin (--to file without a key file).",
-)
-@_pass_session
-def migrate(session: Session, to: str, passphrase_stdin: bool) -> None:
-    """Move every record to the other store and use that store from now on.
-
-    Each record is copied, read back and compared before the old store is deleted, so an
-    interruption loses nothing: run the same command again to finish.
-    Moving to a new passphrase-protected file asks for its passphrase twice on a terminal
-    (a key file, HELPERD_KEY_FILE, needs none); an existing one is unlocked with it.
-    The result is reported as a count, never a secret.
-
-    \b
-    Examples:
-      helperctl migrate --to keyring
-      pass show helperd | helperctl migrate --to file --passphrase-stdin
-    """
-    client = session.client()
-    passphrase = None
-    if passphrase_stdin:
-        passphrase = cli_input.read_secret(
-            "passphrase", from_stdin=True, flag="--passphrase-stdin", confirm=False
-        )
-    try:
-        moved, reason = client.migrate(to, passphrase)
-    except BadRequestError as exc:
-        if passphrase is not None or "passphrase" not in exc.message:
-            raise
-        passphrase = cli_input.read_secret(
-            "new passphrase", from_stdin=False, flag="--passphrase-stdin", confirm=True
-        )
-        moved, reason = client.migrate(to, passphrase)
-    click.echo(f"moved {moved} record{'' if moved == 1 else 's'} to the {to} store", err=True)
-    click.echo(f"store: {reason}", err=True)
-
-
 def main(args: Sequence[str] | None = None, *, obj: Session | None = None) -> None:
     """Run helperctl (the console script); exits with the command's status."""
     cli.main(args=args, prog_name="helperctl", obj=obj)
 
 
-# --- output ------------------------------------------------------------------------------------
-
-
-def _emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _record_json(info: RecordInfo) -> dict[str, Any]:
-    urls = [_shown_url(u) for u in info.urls]
-    return {
-        "name": info.name,
-        "urls": urls,
-        "url": urls[0] if urls else None,
-        "username": info.username,
-        "kind": info.kind,
-        "expires_at": _iso(info.expires_at),
-        "expired": info.expired,
-        "created_at": _iso(info.created_at),
-        "updated_at": _iso(info.updated_at),
-    }
-
-
-def _iso(when: datetime | None) -> str | None:
-    return None if when is None else when.isoformat()
-
-
-def _when(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _printable(text: str) -> str:
-    """``text``, or its repr when it holds control characters (they could drive a terminal)."""
-    return text if text.isprintable() else repr(text)
-
-
-def _shown_url(url: str) -> str:
-    """``url`` without userinfo: SPEC.md says userinfo is never printed."""
-    if "@" not in url:
-        return url  # nothing to redact: spare the import
-    from helperd.lookup import redact_url  # noqa: PLC0415 - it brings pydantic: load on demand
-
-    return redact_url(url)
-
-
-# Last, so that cli_tools finds this module complete; it does not import it back at run time.
+# Last, so that the command modules find this one complete; they do not import it back at
+# run time (only for type checking).
 from helperd.cli_tools import exec_command, import_poetry  # noqa: E402
 
 cli.add_command(import_poetry)
 cli.add_command(exec_command)
+
+from helperd.cli_store import init, lock, migrate, passwd, unlock  # noqa: E402
+
+cli.add_command(init)
+cli.add_command(lock)
+cli.add_command(unlock)
+cli.add_command(passwd)
+cli.add_command(migrate)
 
 from helperd.cli_admin import doctor, install_service  # noqa: E402
 

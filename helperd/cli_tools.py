@@ -22,6 +22,7 @@ from helperd_client import Credential, RecordInfo
 from helperd_client.errors import BadRequestError, HelperdError, LockedError, NotFoundError
 
 from helperd.cli_input import fail
+from helperd.cli_output import printable
 
 if TYPE_CHECKING:
     from helperd.cli import DaemonClient, Session
@@ -141,9 +142,9 @@ def _show_plan(plan: Plan) -> None:
     rows.extend(
         (
             m.name,
-            _printable(m.username) if m.username else "(none)",
+            printable(m.username) if m.username else "(none)",
             m.kind,
-            "-" if m.url is None else _printable(redact_url(m.url)),
+            "-" if m.url is None else printable(redact_url(m.url)),
             m.where,
         )
         for m in plan.moves
@@ -165,11 +166,6 @@ def _require_open(client: DaemonClient) -> None:
 def _add_context(exc: HelperdError, context: str) -> None:
     exc.message = f"{exc.message}; {context}"
     exc.args = (exc.message,)
-
-
-def _printable(text: str) -> str:
-    """``text``, or its repr when it holds control characters (they could drive a terminal)."""
-    return text if text.isprintable() else repr(text)
 
 
 # --- exec ----------------------------------------------------------------------------------------
@@ -442,7 +438,7 @@ def _exec(command: Sequence[str], env: dict[str, str]) -> NoReturn:
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    shown = _printable(command[0])
+    shown = printable(command[0])
     try:
         os.execvpe(command[0], list(command), env)  # noqa: S606 - argv as given, no shell
     except OSError as exc:
