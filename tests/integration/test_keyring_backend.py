@@ -34,12 +34,16 @@ def plugin_socket(key_daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon
     return key_daemon
 
 
-class TestContractOnFileStore(BackendBasicTests):
-    """keyring's BackendBasicTests, in full, with the encrypted file store behind the plugin."""
+class _Contract(BackendBasicTests):
+    """keyring's BackendBasicTests, in full, against the plugin and the daemon of the
+    fixture named ``daemon_fixture`` (subclasses choose the store behind it)."""
+
+    daemon_fixture: str
 
     @pytest.fixture(autouse=True)
-    def _init_properties(self, plugin_socket: Daemon) -> Iterator[None]:
+    def _init_properties(self, request: pytest.FixtureRequest) -> Iterator[None]:
         # Replaces the mixin's fixture so that the daemon outlives the cleanup.
+        request.getfixturevalue(self.daemon_fixture)
         self.keyring = self.init_keyring()
         self.credentials_created: set[tuple[str, str]] = set()
         yield
@@ -47,6 +51,12 @@ class TestContractOnFileStore(BackendBasicTests):
 
     def init_keyring(self) -> HelperdKeyring:
         return HelperdKeyring()
+
+
+class TestContractOnFileStore(_Contract):
+    """The contract with the encrypted file store behind the plugin."""
+
+    daemon_fixture = "plugin_socket"
 
 
 @pytest.fixture
@@ -62,19 +72,10 @@ def keyring_daemon(
         daemon.stop()
 
 
-class TestContractOnKeyringStore(BackendBasicTests):
-    """keyring's BackendBasicTests, in full, with the OS keyring store behind the plugin."""
+class TestContractOnKeyringStore(_Contract):
+    """The contract with the OS keyring store (a real Secret Service) behind the plugin."""
 
-    @pytest.fixture(autouse=True)
-    def _init_properties(self, keyring_daemon: Daemon) -> Iterator[None]:
-        # Replaces the mixin's fixture so that the daemon outlives the cleanup.
-        self.keyring = self.init_keyring()
-        self.credentials_created: set[tuple[str, str]] = set()
-        yield
-        self.cleanup()
-
-    def init_keyring(self) -> HelperdKeyring:
-        return HelperdKeyring()
+    daemon_fixture = "keyring_daemon"
 
 
 def test_generic_entries_live_where_keyring_puts_them(keyring_daemon: Daemon) -> None:
