@@ -1,6 +1,7 @@
 """``helperctl import-poetry`` and ``helperctl exec``: secrets in from Poetry, out to tools.
 
-Registered on the ``helperctl`` group at the end of `helperd.cli`. This module never imports
+Registered on the ``helperctl`` group at the end of `helperd.cli`; ``exec`` lives in
+`helperd.cli_exec` and is re-exported here. This module never imports
 `helperd.cli` at run time (that would be a cycle): the commands get the `helperd.cli.Session`
 from click's context object, which the group sets.
 `helperd.poetry` (tomlkit, pydantic) is imported only when ``import-poetry`` runs.
@@ -8,23 +9,27 @@ from click's context object, which the group sets.
 
 from __future__ import annotations
 
-import errno
-import os
-import re
-import sys
-from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
 import click
-from helperd_client import Credential, RecordInfo
-from helperd_client.errors import BadRequestError, HelperdError, LockedError, NotFoundError
+from helperd_client.errors import HelperdError, LockedError, NotFoundError
 
-from helperd.cli_input import fail
+from helperd.cli_exec import (
+    EXEC_FAILED,
+    FAMILIES,
+    Choice,
+    RepoCredentials,
+    choose,
+    credential_env,
+    env_name,
+    exec_command,
+)
 from helperd.cli_output import printable
 
 if TYPE_CHECKING:
+    from helperd.auth_file import AuthFile
     from helperd.cli import DaemonClient, Session
     from helperd.poetry import Plan
 
@@ -40,15 +45,6 @@ __all__ = [
     "import_poetry",
 ]
 
-FAMILIES = ("poetry", "uv", "twine")
-"""The tools whose variables ``exec`` can set, in the order of ``--format``'s default."""
-
-EXEC_FAILED = 125
-"""``exec``'s own failures, as ``env`` has it; 126 (cannot run) and 127 (not found) are apart."""
-
-_TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
-
 
 # --- import-poetry -------------------------------------------------------------------------------
 
@@ -60,8 +56,16 @@ _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
     help="Poetry's auth.toml [default: $POETRY_CONFIG_DIR/auth.toml, else Poetry's config folder].",
 )
 @click.option("--dry-run", is_flag=True, help="List what would move; change nothing.")
+@click.option(
+    "--delete-backups",
+    is_flag=True,
+    help="Delete the backups beside auth.toml (auth.toml~, .auth.toml.swp, .bak, .orig)"
+    " that hold a moved secret [default: list them and keep them].",
+)
 @click.pass_obj
-def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> None:
+def import_poetry(
+    session: Session, *, auth_toml: Path | None, dry_run: bool, delete_backups: bool
+) -> None:
     """Move the secrets of Poetry's plaintext auth.toml into helperd.
 
     Every [http-basic.NAME] password becomes a basic record (NAME, username), and every
@@ -70,10 +74,15 @@ def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> No
     URLs come from [repositories.NAME] url in the config.toml beside auth.toml.
 
     Each secret is stored, then read back and compared; only then is auth.toml rewritten,
-    atomically, without the secrets: comments, order, usernames and certificates stay.
+    atomically, without the secrets: comments, order, usernames, certificates and the
+    file's mode stay. A symbolic link stays a link: the file behind it is rewritten.
     If a step fails, auth.toml is not changed, and running the command again is safe.
     A record that helperd holds for the same (NAME, username) is replaced.
     Empty and non-string secrets are reported and left in the file; no secret is printed.
+
+    Nothing is left behind silently: an auth.toml with other hard links is refused (exit 1,
+    nothing changed); backups beside it that hold a moved secret are listed and kept, or
+    deleted with --delete-backups; a file inside a git work tree is warned about.
 
     No auth.toml at Poetry's place means nothing to import (exit 0); a missing --auth-toml
     exits 4.
@@ -81,10 +90,10 @@ def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> No
     \b
     Examples:
       helperctl import-poetry --dry-run
-      helperctl import-poetry
+      helperctl import-poetry --delete-backups
       helperctl import-poetry --auth-toml ~/old-poetry/auth.toml
     """
-    from helperd import poetry  # noqa: PLC0415 - brings tomlkit and pydantic: load on demand
+    from helperd import auth_file, poetry  # noqa: PLC0415 - tomlkit and pydantic: on demand
 
     path = auth_toml if auth_toml is not None else poetry.auth_toml_path()
     auth = poetry.read_auth(path)
@@ -98,8 +107,14 @@ def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> No
         click.echo(f"helperctl: note: {note}", err=True)
     for skip in plan.skips:
         click.echo(f"helperctl: left in {path.name}: {skip.where}: {skip.reason}", err=True)
+    if plan.moves:
+        refusal = auth_file.hard_links(auth)
+        if refusal is not None:
+            raise refusal
+    exposure = _Exposure.of(auth, plan)
     if dry_run:
         _show_plan(plan)
+        exposure.tell(deleting=False, dry_run=True)
         click.echo("dry run: nothing was changed", err=True)
         return
     if not plan.moves:
@@ -126,10 +141,91 @@ def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> No
             err=True,
         )
     count = len(stored)
+    behind = f" {auth.real}, the file behind the link" if auth.is_link else ""
     click.echo(
-        f"rewrote {path} without {count} secret{'' if count == 1 else 's'}; the rest is unchanged",
+        f"rewrote {path}{behind} without {count} secret{'' if count == 1 else 's'};"
+        " the rest is unchanged",
         err=True,
     )
+    exposure.tell(deleting=delete_backups, dry_run=False)
+
+
+@dataclass(frozen=True)
+class _Exposure:
+    """Where the moved secrets sat besides helperd, and what to tell the user about it."""
+
+    auth: AuthFile
+    count: int
+    backups: tuple[tuple[Path, int], ...]
+    work_tree: Path | None
+
+    @classmethod
+    def of(cls, auth: AuthFile, plan: Plan) -> _Exposure:
+        from helperd import auth_file  # noqa: PLC0415 - loaded with helperd.poetry already
+
+        secrets = [m.password for m in plan.moves]
+        backups = auth_file.backups_holding(auth, secrets) if secrets else []
+        tree = auth_file.git_work_tree(auth.real) if secrets else None
+        return cls(auth, len(secrets), tuple(backups), tree)
+
+    def tell(self, *, deleting: bool, dry_run: bool) -> None:
+        """Report the link, the git work tree and the backups; end with the advice to rotate."""
+        from helperd import auth_file  # noqa: PLC0415 - loaded with helperd.poetry already
+
+        if not self.count:
+            return
+        real = self.auth.real
+        if self.auth.is_link:
+            click.echo(
+                f"helperctl: note: {self.auth.path} is a symbolic link: the file behind it,"
+                f" {real}, is the one rewritten (the link stays)",
+                err=True,
+            )
+        if self.work_tree is not None:
+            click.echo(
+                f"helperctl: warning: {real} sits inside the git work tree {self.work_tree}:"
+                " if it was ever committed or pushed, the secrets are in that history",
+                err=True,
+            )
+        results = dict.fromkeys(p for p, _ in self.backups)
+        if deleting and not dry_run:
+            results.update(auth_file.delete_backups([p for p, _ in self.backups]))
+        for backup, held in self.backups:
+            what = f"{backup} holds {held} of the moved secret{'s' if held > 1 else ''}"
+            if dry_run:
+                click.echo(f"helperctl: warning: {what}: --delete-backups deletes it", err=True)
+            elif deleting and results[backup] is None:
+                click.echo(f"deleted {backup}: it held {held} moved secret(s)", err=True)
+            elif deleting:
+                click.echo(
+                    f"helperctl: warning: {what} and could not be deleted ({results[backup]})",
+                    err=True,
+                )
+            else:
+                click.echo(
+                    f"helperctl: warning: {what}; it was kept: delete it (rm -- {backup})"
+                    " or import with --delete-backups",
+                    err=True,
+                )
+        click.echo(self._rotate(), err=True)
+
+    def _rotate(self) -> str:
+        why = []
+        if self.auth.mode & 0o044:
+            why.append(f"{self.auth.real} was readable by others (mode {self.auth.mode:o})")
+        if self.backups:
+            why.append("backups held copies")
+        if self.work_tree is not None:
+            why.append("it sits in a git work tree")
+        if why:
+            return (
+                f"rotate the moved secrets at their services: {'; '.join(why)},"
+                " so someone may have read them"
+            )
+        return (
+            "if this file was ever readable by others or copied (backups, sync, git), rotate"
+            " the moved secrets at their services: the old bytes are freed on disk, not scrubbed"
+        )
 
 
 def _show_plan(plan: Plan) -> None:
@@ -166,283 +262,3 @@ def _require_open(client: DaemonClient) -> None:
 def _add_context(exc: HelperdError, context: str) -> None:
     exc.message = f"{exc.message}; {context}"
     exc.args = (exc.message,)
-
-
-# --- exec ----------------------------------------------------------------------------------------
-
-
-class _ExecUsageError(click.UsageError):
-    exit_code = EXEC_FAILED
-
-
-class _ExecCommand(click.Command):
-    """A command whose own failures exit `EXEC_FAILED`, so that they differ from the child's."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise _ExecUsageError(exc.format_message(), exc.ctx) from None
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HelperdError as exc:
-            fail(exc.message, EXEC_FAILED)
-
-
-def _families(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
-    """Click callback: ``poetry,uv`` (repeatable) as a tuple of known families; all by default."""
-    if not value:
-        return ()
-    asked = [part.strip().lower() for item in value for part in item.split(",") if part.strip()]
-    unknown = sorted({f for f in asked if f not in FAMILIES})
-    if unknown or not asked:
-        raise click.BadParameter(
-            f"choose among {', '.join(FAMILIES)} (got {', '.join(unknown) or 'nothing'})",
-            ctx,
-            param,
-        )
-    return tuple(dict.fromkeys(asked))
-
-
-@click.command("exec", cls=_ExecCommand, context_settings={"allow_interspersed_args": False})
-@click.option(
-    "--repo",
-    "repos",
-    multiple=True,
-    metavar="NAME",
-    help="A repository whose credentials to give (repeatable) [default: every one].",
-)
-@click.option(
-    "--format",
-    "formats",
-    multiple=True,
-    metavar="LIST",
-    callback=_families,
-    help="Which variables: poetry, uv, twine, comma-separated [default: all three].",
-)
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.pass_obj
-def exec_command(
-    session: Session, repos: tuple[str, ...], formats: tuple[str, ...], command: tuple[str, ...]
-) -> None:
-    """Run COMMAND with repository credentials in its environment only.
-
-    The repositories are those named by --repo, else every basic and token record that has
-    not expired. NAME below is the repository name upper-cased, with every character other
-    than a letter or digit made '_' (my-repo.x gives MY_REPO_X).
-
-    \b
-      POETRY_HTTP_BASIC_<NAME>_USERNAME, _PASSWORD   from a basic record
-      POETRY_PYPI_TOKEN_<NAME>                       from a __token__ token record
-      UV_INDEX_<NAME>_USERNAME, _PASSWORD            basic, else token
-      TWINE_USERNAME, _PASSWORD, _REPOSITORY_URL     token, else basic; only with one
-                                                     repository that has an upload URL
-
-    Secrets go into the command's environment only, never into arguments or output.
-    helperctl becomes the command (exec), so its exit status, signals and terminal are the
-    command's own.
-    helperctl's own failures exit 125 (daemon down, store locked, unknown repository);
-    126 means COMMAND cannot run, 127 that it was not found.
-
-    \b
-    Examples:
-      helperctl exec -- poetry lock
-      helperctl exec --repo acme --format uv -- uv pip install privpkg
-      helperctl exec --repo pypi --format twine -- twine upload dist/*
-    """
-    client = session.client()
-    chosen = choose(client.list(), repos)
-    creds = [_fetch(client, choice) for choice in chosen]
-    families = formats or FAMILIES
-    added = credential_env(creds, families, twine_required="twine" in formats)
-    client.close()  # the child needs no connection to the daemon
-    if not chosen:
-        click.echo(
-            "helperctl: helperd holds no basic or token record: running the command without any",
-            err=True,
-        )
-    _exec(command, {**os.environ, **added})
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The records ``exec`` gives for one repository: its newest basic and newest token."""
-
-    name: str
-    basic: RecordInfo | None
-    token: RecordInfo | None
-
-
-@dataclass(frozen=True)
-class RepoCredentials:
-    """One repository's credentials as ``exec`` hands them out."""
-
-    name: str
-    basic: Credential | None
-    token: Credential | None
-
-
-def choose(records: Iterable[RecordInfo], repos: Sequence[str]) -> list[Choice]:
-    """The repositories ``exec`` gives: ``repos`` in order, or every one by name.
-
-    Generic keyring entries are never repositories; expired records are left out.
-
-    Raises:
-        NotFoundError: a name in ``repos`` has no basic or token record, or only expired ones.
-    """
-    usable = [r for r in records if r.kind in ("basic", "token")]
-    if repos:
-        names = list(dict.fromkeys(repos))
-    else:
-        names = sorted({r.name for r in usable if not r.expired})
-    chosen: list[Choice] = []
-    for name in names:
-        mine = [r for r in usable if r.name == name]
-        live = [r for r in mine if not r.expired]
-        if not live:
-            raise NotFoundError(
-                f"every record of repository {name!r} has expired"
-                if mine
-                else f"helperd holds no basic or token record named {name!r}"
-            )
-        chosen.append(
-            Choice(
-                name,
-                _newest(r for r in live if r.kind == "basic"),
-                _newest(r for r in live if r.kind == "token"),
-            )
-        )
-    return chosen
-
-
-def _newest(records: Iterable[RecordInfo]) -> RecordInfo | None:
-    return max(records, key=lambda r: r.updated_at, default=None)
-
-
-def _fetch(client: DaemonClient, choice: Choice) -> RepoCredentials:
-    # Without a username, get answers the newest basic record of a name (SPEC.md), which is
-    # also right for a basic record whose username is __token__ (get(username="__token__")
-    # answers token records only).
-    basic = client.get(name=choice.name) if choice.basic is not None else None
-    token = None
-    if choice.token is not None:
-        token = client.get(name=choice.name, username=choice.token.username)
-    return RepoCredentials(choice.name, basic, token)
-
-
-def env_name(name: str) -> str:
-    """A repository name as the tools spell it in variables: ``my-repo.x`` is ``MY_REPO_X``."""
-    return _NOT_ALNUM.sub("_", name).upper()
-
-
-def credential_env(
-    repos: Sequence[RepoCredentials], families: Collection[str], *, twine_required: bool = False
-) -> dict[str, str]:
-    """The variables that give ``repos`` to the tools of ``families``.
-
-    Poetry gets http-basic variables from the basic record and the token variable from a
-    ``__token__`` token; a token with another username (CodeArtifact's ``aws``) is given as
-    http-basic when there is no basic record. uv gets the basic record, else the token.
-    twine, only with exactly one repository, gets the token, else the basic record, with the
-    first URL that is not a ``/simple/`` index; it needs that URL unless the repository is
-    ``pypi`` (twine's default), so that credentials never go to PyPI by mistake.
-
-    Raises:
-        BadRequestError: two names give the same variable, a secret holds a NUL character,
-            or ``twine_required`` and twine cannot be given.
-    """
-    env: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for repo in repos:
-        key = env_name(repo.name)
-        if owners.setdefault(key, repo.name) != repo.name:
-            raise BadRequestError(
-                f"repositories {owners[key]!r} and {repo.name!r} both give variables named"
-                f" *_{key}_*: choose one with --repo"
-            )
-        if "poetry" in families:
-            env.update(_poetry_vars(key, repo))
-        main = repo.basic or repo.token
-        if "uv" in families and main is not None:
-            env[f"UV_INDEX_{key}_USERNAME"] = main.username
-            env[f"UV_INDEX_{key}_PASSWORD"] = main.password
-    if "twine" in families:
-        env.update(_twine_vars(repos, required=twine_required))
-    for repo in repos:
-        for cred in (repo.basic, repo.token):
-            if cred is not None and ("\0" in cred.password or "\0" in cred.username):
-                raise BadRequestError(
-                    f"the {cred.kind} record of {repo.name!r} holds a NUL character,"
-                    " which an environment variable cannot carry"
-                )
-    return env
-
-
-def _poetry_vars(key: str, repo: RepoCredentials) -> dict[str, str]:
-    found: dict[str, str] = {}
-    token = repo.token
-    basic = repo.basic
-    if basic is None and token is not None and token.username != _TOKEN_USERNAME:
-        basic, token = token, None
-    if basic is not None:
-        found[f"POETRY_HTTP_BASIC_{key}_USERNAME"] = basic.username
-        found[f"POETRY_HTTP_BASIC_{key}_PASSWORD"] = basic.password
-    if token is not None and token.username == _TOKEN_USERNAME:
-        found[f"POETRY_PYPI_TOKEN_{key}"] = token.password
-    return found
-
-
-def _twine_vars(repos: Sequence[RepoCredentials], *, required: bool) -> dict[str, str]:
-    def refuse(why: str) -> dict[str, str]:
-        if required:
-            raise BadRequestError(f"cannot give twine its variables: {why}")
-        return {}
-
-    if len(repos) != 1:
-        return refuse(f"it takes exactly one repository (give one --repo), not {len(repos)}")
-    repo = repos[0]
-    cred = repo.token or repo.basic
-    if cred is None:
-        return refuse(f"{repo.name!r} has no credentials")
-    urls = [*cred.urls, *(u for c in (repo.basic, repo.token) if c for u in c.urls)]
-    url = _upload_url(urls)
-    found = {"TWINE_USERNAME": cred.username, "TWINE_PASSWORD": cred.password}
-    if url is not None:
-        found["TWINE_REPOSITORY_URL"] = url
-    elif repo.name != "pypi":
-        return refuse(
-            f"{repo.name!r} has no upload URL (add one: `helperctl set {repo.name} --url URL`)"
-        )
-    return found
-
-
-def _upload_url(urls: Sequence[str]) -> str | None:
-    """The first URL that is not a simple index (twine uploads elsewhere), else the first one."""
-    for url in urls:
-        path = url.split("?", 1)[0].rstrip("/")
-        if not path.endswith("/simple"):
-            return url
-    return urls[0] if urls else None
-
-
-def _exec(command: Sequence[str], env: dict[str, str]) -> NoReturn:
-    """Become ``command`` with ``env``; report a failure to start as ``env`` does.
-
-    exec rather than a child process: the command takes over this process, so its signals,
-    terminal, stdin and exit status (a death by signal included) are its own with nothing to
-    forward or translate, and no helperctl stays behind holding the secrets. A command that
-    cannot start makes execvpe raise here, before anything is replaced: ENOENT (and
-    ENOTDIR, met while searching PATH) mean not found, 127; anything else cannot run, 126.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    shown = printable(command[0])
-    try:
-        os.execvpe(command[0], list(command), env)  # noqa: S606 - argv as given, no shell
-    except OSError as exc:
-        code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-        fail(f"{shown}: {exc.strerror or exc}", code)
-    except ValueError:  # a NUL character in an argument
-        fail(f"{shown}: an argument holds a NUL character", 126)

@@ -30,12 +30,13 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably, mode 0600.
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably, with permission bits ``mode``.
 
     Raises:
-        StoreUnavailableError: the write failed (full disk, I/O error, permissions); the
-            old file is intact and no temporary file is left behind.
+        StoreUnavailableError: the write failed (full disk, I/O error, permissions, a
+            symbolic link at ``path``); the old file is intact and no temporary file is left
+            behind.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
@@ -43,7 +44,11 @@ def write_atomic(path: Path, data: bytes) -> None:
         if path.is_symlink():
             raise StoreUnavailableError(f"{path} is a symbolic link: refusing to replace it")
         fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:  # nothing was created: whatever sits at tmp is not ours to remove
+        raise StoreUnavailableError(f"could not write {path}: {exc.strerror or exc}") from None
+    try:
         try:
+            os.fchmod(fd, mode)  # exact, whatever the umask
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

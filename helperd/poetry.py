@@ -1,7 +1,8 @@
 """Poetry's plaintext credentials: find ``auth.toml``, plan their move into helperd, rewrite it.
 
-`plan_import` and `rewrite` are pure (text in, values out); `read_auth`, `read_repository_urls`
-and `write_back` touch files; `store_and_verify` talks to the daemon through a client.
+`plan_import` and `rewrite` are pure (text in, values out); `read_repository_urls` reads a
+file, and `helperd.auth_file` (re-exported here: `read_auth`, `write_back`) owns auth.toml on
+disk; `store_and_verify` talks to the daemon through a client.
 The order that keeps a secret from being lost: plan (the new text included), store every
 secret, read every one back, and only then replace ``auth.toml``, atomically.
 Nothing here ever writes a secret to disk, and no message holds one.
@@ -15,19 +16,18 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import tomlkit
 from helperd_client import Credential
 from helperd_client.errors import (
     BadRequestError,
-    HelperdError,
     NotFoundError,
     StoreUnavailableError,
 )
 from tomlkit.exceptions import TOMLKitError
 
-from helperd.durable import write_atomic
+from helperd.auth_file import AuthFile, PoetryFileError, read_auth, write_back
 from helperd.lookup import check_url
 from helperd.record import NAME_PATTERN, TOKEN_USERNAME
 
@@ -60,13 +60,6 @@ TOKEN = "pypi-token"  # noqa: S105 - a table name, not a secret
 
 PYPI_UPLOAD_URL = "https://upload.pypi.org/legacy/"
 """Where Poetry publishes repository ``pypi``, which config.toml never names."""
-
-
-class PoetryFileError(HelperdError):
-    """Poetry's auth.toml or config.toml cannot be read, parsed or rewritten safely."""
-
-    code: ClassVar[str] = "poetry_file"
-    exit_code: ClassVar[int] = 1
 
 
 @dataclass(frozen=True)
@@ -114,20 +107,6 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class AuthFile:
-    """auth.toml as read: the path given, the file behind it, and its bytes."""
-
-    path: Path
-    real: Path
-    raw: bytes = field(repr=False)
-
-    @property
-    def text(self) -> str:
-        """The contents as text (checked to be UTF-8 by `read_auth`)."""
-        return self.raw.decode("utf-8")
-
-
-@dataclass(frozen=True)
 class Stored:
     """A move done: ``outcome`` is ``new``, ``same`` (helperd held it already) or ``replaced``."""
 
@@ -154,28 +133,6 @@ def auth_toml_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 # --- reading -------------------------------------------------------------------------------------
-
-
-def read_auth(path: Path) -> AuthFile | None:
-    """Read auth.toml, or return None when there is none.
-
-    A symbolic link is followed: the file behind it is the one rewritten later.
-
-    Raises:
-        PoetryFileError: it cannot be read or is not UTF-8 text.
-    """
-    try:
-        real = path.resolve(strict=True)
-        raw = real.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise PoetryFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PoetryFileError(f"{path} is not UTF-8 text; nothing was changed") from None
-    return AuthFile(path, real, raw)
 
 
 def read_repository_urls(config_toml: Path) -> dict[str, str]:
@@ -419,22 +376,3 @@ def _held(client: DaemonClient, move: Move) -> Credential | None:
     except NotFoundError:
         return None
     return found if found.username == move.username else None
-
-
-def write_back(auth: AuthFile, text: str) -> None:
-    """Replace auth.toml with ``text``, atomically and durably (mode 0600).
-
-    Raises:
-        PoetryFileError: the file changed since `read_auth` (someone else wrote it).
-        StoreUnavailableError: the write failed; the old file is intact.
-    """
-    try:
-        now = auth.real.read_bytes()
-    except OSError as exc:
-        raise PoetryFileError(f"cannot read {auth.path} again: {exc.strerror or exc}") from None
-    if now != auth.raw:
-        raise PoetryFileError(
-            f"{auth.path} changed while importing, so it was left as it is now;"
-            " run `helperctl import-poetry` again to remove the secrets it still holds"
-        )
-    write_atomic(auth.real, text.encode("utf-8"))

@@ -243,15 +243,33 @@ def cred(name: str, username: str, password: str, kind: str = "basic", *urls: st
     return Credential(name, username, password, kind, urls, None, None, None)
 
 
-def test_credential_env_all_families() -> None:
-    """One repository with a basic and a token record gives every family its variables."""
+def test_credential_env_read_only_without_upload() -> None:
+    """Without upload, only the read variables of the read credential: no token, no twine,
+    no uv publish."""
+    repo = RepoCredentials(
+        "my-repo.x", cred("my-repo.x", "alice", PW, "basic", "https://m.test/upload/"), None
+    )
+
+    env = credential_env([repo], cli_tools.FAMILIES)
+
+    assert {
+        "POETRY_HTTP_BASIC_MY_REPO_X_USERNAME": "alice",
+        "POETRY_HTTP_BASIC_MY_REPO_X_PASSWORD": PW,
+        "UV_INDEX_MY_REPO_X_USERNAME": "alice",
+        "UV_INDEX_MY_REPO_X_PASSWORD": PW,
+    } == env
+
+
+def test_credential_env_upload_adds_every_upload_variable() -> None:
+    """With upload, one repository with a basic and a __token__ record gives the read
+    variables from the basic record and the upload ones from the token, with the upload URL."""
     repo = RepoCredentials(
         "my-repo.x",
         cred("my-repo.x", "alice", PW, "basic", "https://m.test/simple/"),
         cred("my-repo.x", "__token__", TOKEN, "token", "https://m.test/upload/"),
     )
 
-    env = credential_env([repo], cli_tools.FAMILIES)
+    env = credential_env([repo], cli_tools.FAMILIES, upload=True)
 
     assert {
         "POETRY_HTTP_BASIC_MY_REPO_X_USERNAME": "alice",
@@ -262,12 +280,15 @@ def test_credential_env_all_families() -> None:
         "TWINE_USERNAME": "__token__",
         "TWINE_PASSWORD": TOKEN,
         "TWINE_REPOSITORY_URL": "https://m.test/upload/",
+        "UV_PUBLISH_USERNAME": "__token__",
+        "UV_PUBLISH_PASSWORD": TOKEN,
+        "UV_PUBLISH_URL": "https://m.test/upload/",
     } == env
 
 
-def test_credential_env_other_token_username_is_http_basic() -> None:
-    """A token with another username than __token__ (CodeArtifact's aws) goes as http-basic."""
-    repo = RepoCredentials("ca", None, cred("ca", "aws", TOKEN, "token"))
+def test_credential_env_other_token_username_reads() -> None:
+    """A token with another username than __token__ (CodeArtifact's aws) is a read credential."""
+    repo = RepoCredentials("ca", cred("ca", "aws", TOKEN, "token"), None)
 
     env = credential_env([repo], ["poetry", "uv"])
 
@@ -279,23 +300,29 @@ def test_credential_env_other_token_username_is_http_basic() -> None:
     } == env
 
 
-def test_credential_env_twine_rules() -> None:
-    """twine needs one repository and an upload URL (a /simple/ index only as a last
-    resort), except for pypi; asked for explicitly, its absence is an error."""
+def test_credential_env_upload_rules() -> None:
+    """Upload variables need one repository and an upload URL (a /simple/ index only as a
+    last resort), except for pypi; required, their absence is an error, else a note."""
     simple = RepoCredentials("a", cred("a", "u", PW, "basic", "https://a.test/simple/"), None)
     bare = RepoCredentials("b", cred("b", "u", PW), None)
     pypi = RepoCredentials("pypi", None, cred("pypi", "__token__", TOKEN, "token"))
+    notes: list[str] = []
 
-    assert "https://a.test/simple/" == credential_env([simple], ["twine"])["TWINE_REPOSITORY_URL"]
-    assert {} == credential_env([bare], ["twine"])
-    assert {} == credential_env([simple, pypi], ["twine"])
-    assert {"TWINE_USERNAME": "__token__", "TWINE_PASSWORD": TOKEN} == credential_env(
-        [pypi], ["twine"]
+    assert (
+        "https://a.test/simple/"
+        == (credential_env([simple], ["twine"], upload=True)["TWINE_REPOSITORY_URL"])
     )
-    with pytest.raises(BadRequestError, match="exactly one repository"):
-        credential_env([simple, pypi], ["twine"], twine_required=True)
+    assert {"UV_INDEX_B_USERNAME": "u", "UV_INDEX_B_PASSWORD": PW} == credential_env(
+        [bare], ["twine", "uv"], upload=True, notes=notes
+    )
+    assert ["'b' has no upload URL"] == [n.split(", so")[0] for n in notes]
+    assert {"TWINE_USERNAME": "__token__", "TWINE_PASSWORD": TOKEN} == credential_env(
+        [pypi], ["twine"], upload=True
+    )
+    with pytest.raises(BadRequestError, match="one repository, not 2"):
+        credential_env([simple, pypi], ["twine"], upload=True)
     with pytest.raises(BadRequestError, match="no upload URL"):
-        credential_env([bare], ["twine"], twine_required=True)
+        credential_env([bare], ["uv"], upload=True, required=True)
 
 
 # --- exec: the command ----------------------------------------------------------------------------
@@ -344,9 +371,10 @@ def daemon() -> FakeDaemon:
 
 
 def test_exec_child_gets_variables(daemon: FakeDaemon, execvpe: Exec) -> None:
-    """The command runs with every live repository's variables, exits with its status, and
-    nothing secret is printed or passed as an argument."""
-    result = run(daemon, "exec", "--", "tool", "--flag", "arg")
+    """With --all the command runs with every live repository's read variables (an upload
+    token's repository is skipped), exits with its status, and nothing secret is printed or
+    passed as an argument."""
+    result = run(daemon, "exec", "--all", "--", "tool", "--flag", "arg")
 
     assert 7 == result.exit_code
     [(file, args, env)] = execvpe.calls
@@ -357,9 +385,6 @@ def test_exec_child_gets_variables(daemon: FakeDaemon, execvpe: Exec) -> None:
         "POETRY_HTTP_BASIC_ACME_PASSWORD": PW,
         "UV_INDEX_ACME_USERNAME": "alice",
         "UV_INDEX_ACME_PASSWORD": PW,
-        "POETRY_PYPI_TOKEN_PYPI": TOKEN,
-        "UV_INDEX_PYPI_USERNAME": "__token__",
-        "UV_INDEX_PYPI_PASSWORD": TOKEN,
     } == added
     assert daemon.closed
     assert_no_secret(result, (PW, TOKEN))
@@ -374,8 +399,9 @@ def test_exec_keeps_the_parent_environment(daemon: FakeDaemon, execvpe: Exec) ->
 
 
 def test_exec_repo_and_format(daemon: FakeDaemon, execvpe: Exec) -> None:
-    """--repo picks repositories, --format the families; one repository gets twine's too."""
-    result = run(daemon, "exec", "--repo", "acme", "--format", "uv,twine", "tool")
+    """--repo picks repositories, --format the families; --upload adds twine's and uv
+    publish's variables."""
+    result = run(daemon, "exec", "--repo", "acme", "--upload", "--format", "uv,twine", "tool")
 
     assert 7 == result.exit_code, result.output
     added = {k: v for k, v in execvpe.env.items() if k not in os.environ}
@@ -385,15 +411,50 @@ def test_exec_repo_and_format(daemon: FakeDaemon, execvpe: Exec) -> None:
         "TWINE_USERNAME": "alice",
         "TWINE_PASSWORD": PW,
         "TWINE_REPOSITORY_URL": ACME_URL,
+        "UV_PUBLISH_USERNAME": "alice",
+        "UV_PUBLISH_PASSWORD": PW,
+        "UV_PUBLISH_URL": ACME_URL,
+    } == added
+
+
+def test_exec_repo_gives_no_upload_credentials(daemon: FakeDaemon, execvpe: Exec) -> None:
+    """--repo without --upload gives the read variables only: no TWINE_*, no UV_PUBLISH_*,
+    and a repository's __token__ record is not even fetched."""
+    daemon.hold("acme", "__token__", "acme-upload-tok", kind="token", urls=["https://u.test/"])
+
+    result = run(daemon, "exec", "--repo", "acme", "tool")
+
+    assert 7 == result.exit_code, result.output
+    added = {k: v for k, v in execvpe.env.items() if k not in os.environ}
+    assert ["POETRY_HTTP_BASIC_ACME_PASSWORD", "POETRY_HTTP_BASIC_ACME_USERNAME"] == sorted(
+        k for k in added if k.startswith("POETRY")
+    )
+    assert [] == [k for k in added if k.startswith(("TWINE_", "UV_PUBLISH_"))]
+    assert "acme-upload-tok" not in added.values()
+    assert [("get", "alice")] == [(op, a["username"]) for op, a in daemon.calls if op == "get"]
+
+
+def test_exec_upload_gives_the_token(daemon: FakeDaemon, execvpe: Exec) -> None:
+    """--repo pypi --upload hands out the __token__ record to Poetry, twine and uv publish."""
+    result = run(daemon, "exec", "--repo", "pypi", "--upload", "tool")
+
+    assert 7 == result.exit_code, result.output
+    added = {k: v for k, v in execvpe.env.items() if k not in os.environ}
+    assert {
+        "POETRY_PYPI_TOKEN_PYPI": TOKEN,
+        "TWINE_USERNAME": "__token__",
+        "TWINE_PASSWORD": TOKEN,
+        "UV_PUBLISH_USERNAME": "__token__",
+        "UV_PUBLISH_PASSWORD": TOKEN,
     } == added
 
 
 def test_exec_empty_store_runs_anyway(execvpe: Exec) -> None:
-    """With no repository at all the command still runs, with a warning."""
-    result = run(FakeDaemon(), "exec", "tool")
+    """With --all and no repository at all the command still runs, with a warning."""
+    result = run(FakeDaemon(), "exec", "--all", "tool")
 
     assert 7 == result.exit_code
-    assert "holds no basic or token record" in result.stderr
+    assert "holds no read credentials" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -402,7 +463,12 @@ def test_exec_empty_store_runs_anyway(execvpe: Exec) -> None:
         (["--repo", "nope", "tool"], "no basic or token record named 'nope'"),
         (["--repo", "old", "tool"], "every record of repository 'old' has expired"),
         (["--repo", "https://example.test", "tool"], "no basic or token record"),
-        (["--format", "twine", "tool"], "exactly one repository"),
+        (["tool"], "or give --all; helperd holds: acme, pypi (upload token only)"),
+        (["--repo", "acme", "--format", "twine", "tool"], "--format twine"),
+        (["--repo", "acme", "--all", "tool"], "not both"),
+        (["--all", "--upload", "tool"], "--upload takes exactly one --repo"),
+        (["--repo", "acme", "--repo", "pypi", "--upload", "tool"], "exactly one --repo"),
+        (["--repo", "pypi", "tool"], "holds only an upload token"),
         (["--format", "pip", "tool"], "choose among poetry, uv, twine"),
         (["--bogus", "tool"], "No such option"),
         ([], "Missing argument"),
@@ -428,7 +494,7 @@ def test_exec_daemon_failures_exit_125(execvpe: Exec, error: HelperdError) -> No
     daemon = FakeDaemon()
     daemon.errors["list"] = error
 
-    result = run(daemon, "exec", "tool")
+    result = run(daemon, "exec", "--all", "tool")
 
     assert 125 == result.exit_code
     assert [] == execvpe.calls
@@ -440,7 +506,7 @@ def test_exec_name_clash_exits_125(execvpe: Exec) -> None:
     daemon.hold("my-repo", "a", "pw-1")
     daemon.hold("my_repo", "b", "pw-2")
 
-    result = run(daemon, "exec", "tool")
+    result = run(daemon, "exec", "--all", "tool")
 
     assert 125 == result.exit_code
     assert "'my-repo' and 'my_repo' both give variables named *_MY_REPO_*" in result.stderr
@@ -451,7 +517,7 @@ def test_exec_nul_in_secret_exits_125(execvpe: Exec) -> None:
     daemon = FakeDaemon()
     daemon.hold("acme", "alice", "pw\0nul")
 
-    result = run(daemon, "exec", "tool")
+    result = run(daemon, "exec", "--all", "tool")
 
     assert 125 == result.exit_code
     assert "NUL character" in result.stderr
@@ -464,7 +530,7 @@ def test_exec_newest_records_win(execvpe: Exec) -> None:
     daemon.hold("acme", "alice", "pw-older")
     daemon.hold("acme", "bob", "pw-newer")
 
-    run(daemon, "exec", "--format", "poetry", "tool")
+    run(daemon, "exec", "--all", "--format", "poetry", "tool")
 
     assert "bob" == execvpe.env["POETRY_HTTP_BASIC_ACME_USERNAME"]
     assert "pw-newer" == execvpe.env["POETRY_HTTP_BASIC_ACME_PASSWORD"]
@@ -472,7 +538,7 @@ def test_exec_newest_records_win(execvpe: Exec) -> None:
 
 def test_exec_command_not_found_exits_127(daemon: FakeDaemon, tmp_path: Path) -> None:
     """A command that does not exist exits 127, as with env (the real execvpe fails)."""
-    result = run(daemon, "exec", "--", str(tmp_path / "missing"))
+    result = run(daemon, "exec", "--all", "--", str(tmp_path / "missing"))
 
     assert 127 == result.exit_code
     assert f"helperctl: {tmp_path / 'missing'}: No such file or directory" in result.stderr
@@ -484,12 +550,12 @@ def test_exec_command_not_on_path_exits_127(
     """A name not found on PATH exits 127."""
     monkeypatch.setenv("PATH", str(tmp_path))
 
-    assert 127 == run(daemon, "exec", "no-such-tool-here").exit_code
+    assert 127 == run(daemon, "exec", "--all", "no-such-tool-here").exit_code
 
 
 def test_exec_command_cannot_run_exits_126(daemon: FakeDaemon, tmp_path: Path) -> None:
     """A command that exists but cannot be executed (a directory) exits 126."""
-    result = run(daemon, "exec", "--", str(tmp_path))
+    result = run(daemon, "exec", "--all", "--", str(tmp_path))
 
     assert 126 == result.exit_code
     assert "Permission denied" in result.stderr
@@ -505,7 +571,7 @@ def test_exec_with_exec_failure_reports_nothing_secret(
 
     monkeypatch.setattr(os, "execvpe", refuse)
 
-    result = run(daemon, "exec", "tool")
+    result = run(daemon, "exec", "--all", "tool")
 
     assert 126 == result.exit_code
     assert "helperctl: tool: Exec format error" in result.stderr

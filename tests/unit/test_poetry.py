@@ -461,18 +461,23 @@ def test_store_and_verify_detects_a_lost_write() -> None:
     assert all(secret not in info.value.message for secret in SECRETS)
 
 
-def test_write_back(tmp_path: Path) -> None:
-    """auth.toml is replaced with the new text, 0600, with no temporary file left behind."""
+@pytest.mark.parametrize("mode", [0o600, 0o644, 0o640])
+def test_write_back(tmp_path: Path, mode: int) -> None:
+    """auth.toml is replaced with the new text, keeping its mode whatever the umask, with no
+    temporary file left behind."""
     path = tmp_path / "auth.toml"
     path.write_text(SAMPLE)
-    os.chmod(path, 0o644)
+    os.chmod(path, mode)
     auth = poetry.read_auth(path)
     assert auth is not None
-
-    poetry.write_back(auth, REWRITTEN)
+    old = os.umask(0o077)
+    try:
+        poetry.write_back(auth, REWRITTEN)
+    finally:
+        os.umask(old)
 
     assert REWRITTEN == path.read_text()
-    assert 0o600 == stat.S_IMODE(path.stat().st_mode)
+    assert mode == stat.S_IMODE(path.stat().st_mode)
     assert ["auth.toml"] == sorted(p.name for p in tmp_path.iterdir())
 
 
