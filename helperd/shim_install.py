@@ -8,11 +8,15 @@ marker line of `helperd_client.shim`, and two lines that run the shim.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
 import click
+from helperd_client.errors import HelperdError
 from helperd_client.shim import MARKER
+
+from helperd.durable import write_atomic
 
 __all__ = ["install_shim", "shim_script", "uninstall", "write_shim"]
 
@@ -35,24 +39,30 @@ def shim_script(python: str) -> str:
 
 
 def write_shim(directory: Path, python: str) -> Path:
-    """Write ``directory/keyring`` (0755, ``directory`` created 0755); refuses a foreign file."""
+    """Write ``directory/keyring`` (0755, ``directory`` created 0755); refuses a foreign file.
+
+    The shim is written as every helperd file is (`helperd.durable.write_atomic`): a
+    temporary file with a random name, created with ``O_EXCL`` and ``O_NOFOLLOW`` so that
+    nothing planted in the folder is written through, then renamed over the target. A
+    symbolic link at the target is never ours, so it is refused rather than followed.
+    """
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     target = directory / "keyring"
-    if target.exists() and not _is_ours(target):
+    if os.path.lexists(target) and not _is_ours(target):
         raise click.ClickException(
             f"{target} exists and was not written by helperctl install-shim; move it away first"
         )
-    temporary = directory / ".keyring.helperd-shim.tmp"
-    temporary.write_text(shim_script(python), encoding="utf-8")
-    temporary.chmod(0o755)
-    os.replace(temporary, target)
+    try:
+        write_atomic(target, shim_script(python).encode("utf-8"), mode=0o755)
+    except HelperdError as exc:
+        raise click.ClickException(exc.message) from None
     return target
 
 
 def uninstall(directory: Path) -> Path | None:
     """Remove ``directory/keyring`` if this command wrote it; returns it, or None if absent."""
     target = directory / "keyring"
-    if not target.exists() and not target.is_symlink():
+    if not os.path.lexists(target):
         return None
     if not _is_ours(target):
         raise click.ClickException(
@@ -63,11 +73,13 @@ def uninstall(directory: Path) -> Path | None:
 
 
 def _is_ours(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) holding the shim's marker."""
     try:
-        with path.open("rb") as handle:
-            return MARKER.encode() in handle.read(1024)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return False
+    with os.fdopen(fd, "rb") as handle:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and MARKER.encode() in handle.read(1024)
 
 
 def _first_on_path(name: str) -> str | None:
