@@ -31,7 +31,7 @@ SECRETS = ("acme-pw-Q1", "pypi-token-Z9")
 CHILD = (
     "import json, os, sys;"
     "print(json.dumps({k: v for k, v in os.environ.items()"
-    " if k.startswith(('POETRY_HTTP', 'POETRY_PYPI', 'UV_INDEX', 'TWINE_'))}));"
+    " if k.startswith(('POETRY_HTTP', 'POETRY_PYPI', 'UV_', 'TWINE_'))}));"
     "sys.exit(int(sys.argv[1]))"
 )
 
@@ -45,9 +45,15 @@ def env(key_daemon: Daemon, tmp_path: Path) -> dict[str, str]:
 
 
 def helperctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the helperctl console script."""
+    """Run the helperctl console script with no terminal: stdin is /dev/null."""
     return subprocess.run(
-        [HELPERCTL, *args], env=env, capture_output=True, text=True, timeout=30, check=False
+        [HELPERCTL, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -89,7 +95,8 @@ def test_import_poetry_moves_real_file(key_daemon: Daemon, env: dict[str, str]) 
 
 
 def test_exec_gives_the_child_its_variables(key_daemon: Daemon, env: dict[str, str]) -> None:
-    """The child sees the variables of the chosen repository, and its exit status is helperctl's."""
+    """The child sees the read variables of the chosen repository (no upload variables without
+    --upload), and its exit status is helperctl's."""
     with key_daemon.client() as client:
         client.set("my-repo.x", "pw-exec-1", username="bob", urls=["https://m.test/upload/"])
         client.set("other", "pw-other", username="carol")
@@ -102,9 +109,6 @@ def test_exec_gives_the_child_its_variables(key_daemon: Daemon, env: dict[str, s
         "POETRY_HTTP_BASIC_MY_REPO_X_PASSWORD": "pw-exec-1",
         "UV_INDEX_MY_REPO_X_USERNAME": "bob",
         "UV_INDEX_MY_REPO_X_PASSWORD": "pw-exec-1",
-        "TWINE_USERNAME": "bob",
-        "TWINE_PASSWORD": "pw-exec-1",
-        "TWINE_REPOSITORY_URL": "https://m.test/upload/",
     } == json.loads(result.stdout)
     assert "" == result.stderr
 
@@ -112,8 +116,8 @@ def test_exec_gives_the_child_its_variables(key_daemon: Daemon, env: dict[str, s
 def test_exec_exit_codes(env: dict[str, str], tmp_path: Path) -> None:
     """Unknown repository 125, command not found 127, command not runnable 126."""
     unknown = helperctl(env, "exec", "--repo", "nope", "--", sys.executable, "-c", "")
-    missing = helperctl(env, "exec", "--", str(tmp_path / "no-such-command"))
-    not_runnable = helperctl(env, "exec", "--", str(tmp_path))
+    missing = helperctl(env, "exec", "--all", "--", str(tmp_path / "no-such-command"))
+    not_runnable = helperctl(env, "exec", "--all", "--", str(tmp_path))
 
     assert (125, 127, 126) == (unknown.returncode, missing.returncode, not_runnable.returncode)
     assert "no basic or token record named 'nope'" in unknown.stderr
@@ -124,7 +128,7 @@ def test_exec_without_daemon_exits_125(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     env = {"HELPERD_SOCKET": str(tmp_path / "none.sock"), "PATH": "/usr/bin:/bin"}
 
-    result = helperctl(env, "exec", "--", "touch", str(marker))
+    result = helperctl(env, "exec", "--all", "--", "touch", str(marker))
 
     assert 125 == result.returncode
     assert "not running" in result.stderr
