@@ -141,9 +141,9 @@ def import_poetry(
             err=True,
         )
     count = len(stored)
-    behind = f" {auth.real}, the file behind the link" if auth.is_link else ""
+    behind = f" (behind the link {path})" if auth.is_link else ""
     click.echo(
-        f"rewrote {path}{behind} without {count} secret{'' if count == 1 else 's'};"
+        f"rewrote {auth.real}{behind} without {count} secret{'' if count == 1 else 's'};"
         " the rest is unchanged",
         err=True,
     )
@@ -169,7 +169,8 @@ class _Exposure:
         return cls(auth, len(secrets), tuple(backups), tree)
 
     def tell(self, *, deleting: bool, dry_run: bool) -> None:
-        """Report the link, the git work tree and the backups; end with the advice to rotate."""
+        """Report the link, the git work tree and the backups; then (unless a dry run) delete
+        the backups if ``deleting`` and end with the advice to rotate."""
         from helperd import auth_file  # noqa: PLC0415 - loaded with helperd.poetry already
 
         if not self.count:
@@ -207,7 +208,8 @@ class _Exposure:
                     " or import with --delete-backups",
                     err=True,
                 )
-        click.echo(self._rotate(), err=True)
+        if not dry_run:
+            click.echo(self._rotate(), err=True)
 
     def _rotate(self) -> str:
         why = []
