@@ -133,8 +133,10 @@ def hard_links(auth: AuthFile) -> PoetryFileError | None:
                 there = entry.lstat()
             except OSError:
                 continue
-            if (there.st_dev, there.st_ino) == (me.st_dev, me.st_ino) and entry != auth.real:
-                others.append(entry)
+            same = (there.st_dev, there.st_ino) == (me.st_dev, me.st_ino)
+            # the same name reached through a linked folder is no other link
+            if same and entry.resolve() != auth.real and entry.resolve() not in others:
+                others.append(entry.resolve())
     count = auth.links - 1
     named = f": {', '.join(str(p) for p in others)}" if others else ""
     return PoetryFileError(

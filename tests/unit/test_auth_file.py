@@ -92,3 +92,19 @@ def test_dry_run_reports_backups_and_hard_links(tmp_path: Path) -> None:
     assert 1 == linked.exit_code
     assert "other hard link" in linked.stderr
     assert (SAMPLE, SAMPLE) == (auth.read_text(), (tmp_path / "auth.toml~").read_text())
+
+
+def test_hard_links_through_a_linked_folder(tmp_path: Path) -> None:
+    """Reached through a symlinked folder, the file itself is never named as its other link;
+    the real second link is, once."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "config").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "real" / "auth.toml").write_text(SAMPLE)
+    os.link(tmp_path / "real" / "auth.toml", tmp_path / "real" / "auth.toml.orig")
+
+    refusal = auth_file.hard_links(_auth(tmp_path / "config" / "auth.toml"))
+
+    assert refusal is not None
+    assert f"has 1 other hard link: {tmp_path / 'real' / 'auth.toml.orig'}, which" in (
+        refusal.message
+    )
