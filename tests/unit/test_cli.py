@@ -29,6 +29,7 @@ from helperd_client.errors import (
 
 from helperd import __version__, cli_input
 from helperd.cli import Session, cli, main
+from helperd.daemon import main as helperd_main
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-é-pw"
@@ -1072,3 +1073,11 @@ def test_dash_h_shows_help(command: list[str]) -> None:
     assert 0 == result.exit_code, result.output
     assert result.stdout.startswith(f"Usage: {' '.join(['cli', *command])} ")
     assert result.stdout == CliRunner().invoke(cli, [*command, "--help"]).stdout
+
+
+def test_helperd_dash_h_shows_help() -> None:
+    """``helperd -h`` shows the daemon's help and exits 0, without starting a daemon."""
+    result = CliRunner().invoke(helperd_main, ["-h"])
+
+    assert 0 == result.exit_code, result.output
+    assert "--socket" in result.stdout
