@@ -127,7 +127,7 @@ _pass_session = click.make_pass_decorator(Session, ensure=True)
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--socket",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from helperd import __version__
@@ -253,7 +253,7 @@ def check_key_file(facts: Facts) -> Finding:
 def _plugin_fix(probe: KeyringProbe) -> str:
     if probe.tool == "poetry":
         return (
-            f"poetry self add helperd-client (from a checkout: poetry self add ./client),"
+            'poetry self add helperd-client (from a checkout: poetry self add "$(pwd)/client"),'
             f" or {shlex.quote(str(probe.python))} -m pip install helperd-client"
         )
     return (
@@ -311,9 +311,20 @@ def check_keyring_probe(  # noqa: PLR0911 - one return per verdict
     )
 
 
+# `poetry config pypi-token.NAME` refuses to prompt: the token would go into argv and history.
+_POETRY_ARGV_NOTE = (
+    "store an API token with `helperctl set NAME --token --password-stdin`"
+    " (`poetry config pypi-token.NAME` takes it only as an argument)"
+)
+
+
 def check_poetry(facts: Facts) -> Finding:
-    """The keyring backend Poetry's own interpreter picks."""
-    return check_keyring_probe(facts.poetry, facts, "poetry-keyring")
+    """The keyring backend Poetry's own interpreter picks; when it is helperd, how to store a
+    token without putting it in argv."""
+    found = check_keyring_probe(facts.poetry, facts, "poetry-keyring")
+    if found.status == "ok":
+        return replace(found, message=f"{found.message}; {_POETRY_ARGV_NOTE}")
+    return found
 
 
 def check_keyring_cli(facts: Facts) -> Finding:
@@ -334,8 +345,7 @@ def check_pip(facts: Facts) -> Finding:
             name,
             "warn",
             f"pip --keyring-provider subprocess would find no keyring CLI{skipped}",
-            "put a keyring CLI from another environment on PATH:"
-            " pipx install keyring && pipx inject keyring helperd-client",
+            f"put a keyring CLI from another environment on PATH: {_keyring_cli_fix(facts)}",
         )
     if pip.probe is None:
         return Finding(
@@ -344,6 +354,17 @@ def check_pip(facts: Facts) -> Finding:
     found = check_keyring_probe(pip.probe, facts, name)
     said = f"pip ({pip.pip}) skips {pip.first}, in its own environment, and would run {pip.chosen}"
     return Finding(name, found.status, f"{said}: {found.message}", found.fix)
+
+
+def _keyring_cli_fix(facts: Facts) -> str:
+    """How to install a ``keyring`` CLI with helperd's plugin: pipx only where pipx is."""
+    if facts.pipx:
+        return "pipx install keyring && pipx inject keyring ./client (from a checkout of helperd)"
+    return (
+        "python3 -m venv ~/.local/share/keyring-cli && ~/.local/share/keyring-cli/bin/pip install"
+        " keyring ./client (from a checkout of helperd) && ln -s"
+        " ~/.local/share/keyring-cli/bin/keyring ~/.local/bin/"
+    )
 
 
 def check_shim(facts: Facts) -> Finding:
@@ -359,7 +380,7 @@ def check_shim(facts: Facts) -> Finding:
             "warn",
             f"{found.first} is helperd's shim, with no real keyring behind it on PATH:"
             " set, del and lookups while helperd is down fail",
-            "install a keyring CLI further along PATH: pipx install keyring",
+            f"install a keyring CLI further along PATH: {_keyring_cli_fix(facts)}",
         )
     return Finding(
         name, "ok", f"{found.first} is helperd's shim; it hands other calls to {found.backing}"

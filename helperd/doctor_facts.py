@@ -196,6 +196,7 @@ class Facts:
     pip: PipFacts = field(default_factory=lambda: PipFacts(None))
     auth: AuthFacts | None = None
     shim: ShimFacts = field(default_factory=lambda: ShimFacts(None))
+    pipx: bool = False  # whether pipx is on PATH: fixes suggest it only then
 
 
 def gather(
@@ -234,6 +235,7 @@ def gather(
             pip=pip.result(),
             auth=auth,
             shim=ShimFacts.of(search),
+            pipx=shutil.which("pipx", path=search) is not None,
         )
 
 

@@ -23,7 +23,8 @@ from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 
 __all__ = ["Catalog", "Query", "check_url", "find", "owns", "redact_url", "write_target"]
 
-_POETRY_PREFIX = "poetry-repository-"  # Poetry's keyring service for repository NAME
+# The keyring services tools use for repository NAME: Poetry's, and pdm's for its sources.
+_TOOL_PREFIXES = ("poetry-repository-", "pdm-pypi-")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_PORT = re.compile(
@@ -41,7 +42,7 @@ class Query:
         name: a repository name, compared exactly (case kept, as Poetry does).
         url: an index or upload URL.
         service: a raw keyring service, classified as a name, ``poetry-repository-NAME``,
-            a URL or ``host[:port]`` (see `find`).
+            ``pdm-pypi-NAME``, a URL or ``host[:port]`` (see `find`).
         username: when given, must match the stored username (``__token__`` matches any token).
     """
 
@@ -177,8 +178,9 @@ def find(records: Catalog | Iterable[Record], query: Query, now: datetime) -> Re
 def owns(records: Catalog | Iterable[Record], service: str, now: datetime) -> bool:
     """Whether helperd owns the keyring ``service`` (SPEC.md, "Records").
 
-    It does when ``service`` is a held repository name, ``poetry-repository-<held name>``, or a
-    URL or ``host[:port]`` matching a URL of a held basic or token record.
+    It does when ``service`` is a held repository name, ``poetry-repository-<held name>``,
+    pdm's ``pdm-pypi-<held name>``, or a URL or ``host[:port]`` matching a URL of a held
+    basic or token record.
     An expired record still owns its service, so that ``get`` says it expired rather than
     falling back to a generic entry; ``now`` is taken so that callers pass one clock everywhere.
     """
@@ -191,9 +193,10 @@ def write_target(
 ) -> tuple[str, Kind]:
     """Where a keyring write of (``service``, ``username``) lands: a record name and kind.
 
-    ``poetry-repository-NAME`` always means repository NAME (Poetry's write-through creates
-    it); another owned service means the repository that owns it, expired or not (for a URL,
-    the longest stored prefix); anything else is a generic entry named ``service``.
+    ``poetry-repository-NAME`` and ``pdm-pypi-NAME`` always mean repository NAME (Poetry's
+    write-through creates it); another owned service means the repository that owns it,
+    expired or not (for a URL, the longest stored prefix); anything else is a generic entry
+    named ``service``.
     A repository write is a token when ``username`` is ``__token__``, else basic.
 
     Raises:
@@ -201,7 +204,7 @@ def write_target(
     """
     catalog = _catalog(records)
     kind = Kind.TOKEN if username == TOKEN_USERNAME else Kind.BASIC
-    named = service[len(_POETRY_PREFIX) :] if service.startswith(_POETRY_PREFIX) else None
+    named = _tool_name(service)
     if named and NAME_PATTERN.fullmatch(named):
         return named, kind
     target = _classify(catalog, service)
@@ -223,10 +226,19 @@ def write_target(
     return owners.pop(), kind
 
 
+def _tool_name(service: str) -> str | None:
+    """NAME when ``service`` is a tool's service for repository NAME (`_TOOL_PREFIXES`)."""
+    for prefix in _TOOL_PREFIXES:
+        if service.startswith(prefix):
+            return service[len(prefix) :]
+    return None
+
+
 def _classify(catalog: Catalog, service: str) -> str | _Url | _Host | None:
     """What an owned ``service`` asks for: a name, a URL or a host; None when not owned."""
-    if service.startswith(_POETRY_PREFIX) and catalog.named(service[len(_POETRY_PREFIX) :]):
-        return service[len(_POETRY_PREFIX) :]
+    named = _tool_name(service)
+    if named and catalog.named(named):
+        return named
     if "://" in service:
         url = _parse_url(service)
         return url if url is not None and catalog.under(url) else None
@@ -286,10 +298,10 @@ def redact_url(url: str) -> str:
 
 def _by_name(named: list[Record], name: str, username: str | None, now: datetime) -> Record:
     if not named:
-        raise NotFoundError(f"no repository named {name!r}")
+        raise NotFoundError(f"no record named {name!r}")
     matches = [r for r in named if _username_ok(r, username)]
     if not matches:
-        raise NotFoundError(f"repository {name!r} has no record for username {username!r}")
+        raise NotFoundError(f"no record named {name!r} with username {username!r}")
     return _select(_live(matches, now))
 
 
@@ -298,10 +310,10 @@ def _by_name(named: list[Record], name: str, username: str | None, now: datetime
 
 def _by_url(scored: dict[Record, int], url: str, username: str | None, now: datetime) -> Record:
     if not scored:
-        raise NotFoundError(f"no repository matches URL {_shown(url)}")
+        raise NotFoundError(f"no record matches URL {_shown(url)}")
     matches = [r for r in scored if _username_ok(r, username)]
     if not matches:
-        raise NotFoundError(f"no repository matching URL {_shown(url)} has username {username!r}")
+        raise NotFoundError(f"no record matching URL {_shown(url)} has username {username!r}")
     live = _live(matches, now, lambda: f"URL {_shown(url)}")
     longest = max(scored[r] for r in live)
     return _select([r for r in live if scored[r] == longest])
@@ -309,16 +321,17 @@ def _by_url(scored: dict[Record, int], url: str, username: str | None, now: date
 
 def _by_host(on_host: list[Record], host: str, username: str | None, now: datetime) -> Record:
     if not on_host:
-        raise NotFoundError(f"no repository matches host {_shown(host)}")
+        raise NotFoundError(f"no record matches host {_shown(host)}")
     matches = [r for r in on_host if _username_ok(r, username)]
     if not matches:
-        raise NotFoundError(f"no repository on host {_shown(host)} has username {username!r}")
+        raise NotFoundError(f"no record on host {_shown(host)} has username {username!r}")
     live = _live(matches, now, lambda: f"host {_shown(host)}")
     names = sorted({r.name for r in live})
     if len(names) > 1:
         hint = "give the URL" if username is not None else "give --username or the URL"
         raise NotFoundError(
-            f"ambiguous host {_shown(host)}: repositories {', '.join(names)} match; {hint}"
+            f"no record chosen: host {_shown(host)} is ambiguous, repositories"
+            f" {', '.join(names)} match; {hint}"
         )
     return _select(live)
 
@@ -327,7 +340,7 @@ def _generic(entries: list[Record], service: str, username: str | None, now: dat
     matches = [r for r in entries if username is None or r.username == username]
     if not matches:
         who = "" if username is None else f" with username {username!r}"
-        raise NotFoundError(f"no entry for service {_shown(service)!r}{who}")
+        raise NotFoundError(f"no record for service {_shown(service)!r}{who}")
     return _select(_live(matches, now))
 
 
@@ -351,7 +364,11 @@ def _live(
             f"(username {r.username!r}) expired at {_iso(r.expires_at)}"
             for r in sorted(matches, key=lambda r: r.key)
         )
-        raise NotFoundError(f"{subject()}: {gone}" if subject else gone)
+        raise NotFoundError(
+            f"no record still valid for {subject()}: {gone}"
+            if subject
+            else f"no record still valid: {gone}"
+        )
     return live
 
 

@@ -3,12 +3,15 @@
 #
 #   ./scripts/install.sh
 #
-# As root: a venv in /opt/helperd, links in /usr/local/bin.
+# As root: a venv in /opt/helperd built from a Python every user can run (the first python3 on
+# PATH, else /usr/bin/python3), links in /usr/local/bin.
 # As a user: a venv in ~/.local/share/helperd/venv, links in ~/.local/bin.
+# Where a systemd user manager runs, it also installs the user units (helperctl install-service).
 # Re-running upgrades in place and leaves a running daemon alone.
 #
 # Environment:
-#   PYTHON          the Python to build the venv with (default: python3; 3.11 or newer)
+#   PYTHON          the Python to build the venv with (default: python3, else /usr/bin/python3;
+#                   3.11 or newer, and as root one every user can run)
 #   HELPERD_VENV    where the venv goes
 #   HELPERD_BIN_DIR where the helperd and helperctl links go
 # HELPERD_HOME, HELPERD_SOCKET and HELPERD_STORE reach the daemon and helperctl unchanged.
@@ -36,18 +39,63 @@ else
     default_venv="$HOME/.local/share/helperd/venv"
     default_bin="$HOME/.local/bin"
 fi
+# Root's umask may be 077: the venv and the links must still be readable by every user.
+[[ "$is_root" -eq 1 ]] && umask 022
 venv="${HELPERD_VENV:-$default_venv}"
 bin_dir="${HELPERD_BIN_DIR:-$default_bin}"
 
 # --- 1. a Python 3.11 or newer -------------------------------------------------------------------
-python="${PYTHON:-python3}"
-command -v "$python" >/dev/null 2>&1 ||
-    die "'$python' not found: install Python 3.11 or newer (Debian/Ubuntu: apt-get install python3), or set PYTHON=/path/to/python3.11"
-py_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ||
-    die "'$python' does not run"
-"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' ||
-    die "helperd needs Python 3.11 or newer; '$python' is $py_version (set PYTHON=/path/to/python3.11 or newer)"
-info "Python: $(command -v "$python") ($py_version)"
+# As root the venv serves every user, so its Python must be one every user can run: a pyenv
+# Python under root's 0700 home is not. Then /usr/bin/python3 is the fallback.
+py_is() { # py_is PYTHON CHECK: whether PYTHON runs and passes CHECK (new | shared)
+    "$1" - "$2" >/dev/null 2>&1 <<'PY'
+import os, stat, sys
+if sys.version_info < (3, 11):
+    sys.exit(1)
+if sys.argv[1] == "shared":
+    # Every folder up to the real interpreter and its standard library must let others in,
+    # and the interpreter itself must be readable and runnable by others.
+    exe = os.path.realpath(sys.executable)
+    lib = os.path.realpath(os.path.dirname(os.__file__))
+    for start in (exe, lib):
+        folder = os.path.dirname(start)
+        while True:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                sys.exit(1)
+            if folder == os.path.dirname(folder):
+                break
+            folder = os.path.dirname(folder)
+    mode = os.stat(exe).st_mode
+    sys.exit(0 if mode & stat.S_IROTH and mode & stat.S_IXOTH else 1)
+PY
+}
+py_where() { "$1" -c 'import os, sys; print(os.path.realpath(sys.executable))' 2>/dev/null || echo "$1"; }
+need=new
+[[ "$is_root" -eq 1 ]] && need=shared
+if [[ -n "${PYTHON:-}" ]]; then
+    candidates=("$PYTHON")
+else
+    candidates=(python3 /usr/bin/python3)
+fi
+python=""
+for candidate in "${candidates[@]}"; do
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    if py_is "$candidate" "$need"; then
+        python="$candidate"
+        break
+    fi
+    if py_is "$candidate" new; then
+        warn "$(py_where "$candidate") is not usable by every user (a folder on its way is closed to others, e.g. a 0700 home): not using it for a machine-wide install"
+    fi
+done
+if [[ -z "$python" ]]; then
+    if [[ "$need" == shared ]]; then
+        die "no Python 3.11 or newer that every user can run: tried ${candidates[*]} (Debian/Ubuntu: apt-get install python3; or set PYTHON=/path/to/python3.11 outside any home folder)"
+    fi
+    die "no Python 3.11 or newer: tried ${candidates[*]} (Debian/Ubuntu: apt-get install python3, or set PYTHON=/path/to/python3.11)"
+fi
+py_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+info "Python: $(py_where "$python") ($py_version)"
 
 # --- 2. the venv module (Debian ships it separately) ---------------------------------------------
 has_venv() { "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; }
@@ -69,9 +117,8 @@ if ! has_venv; then
 fi
 
 # --- 3. the venv ----------------------------------------------------------------------------------
-venv_ok() {
-    "$venv/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
-}
+# A venv made earlier from a Python other users cannot run (root's pyenv) is made again.
+venv_ok() { py_is "$venv/bin/python" "$need"; }
 if [[ -e "$venv" && ! -f "$venv/pyvenv.cfg" ]]; then
     if [[ -d "$venv" && -z "$(ls -A "$venv")" ]]; then
         : # an empty folder is fine
@@ -83,7 +130,7 @@ if [[ -f "$venv/pyvenv.cfg" ]] && venv_ok; then
     info "Reusing the venv at $venv"
 else
     if [[ -f "$venv/pyvenv.cfg" ]]; then
-        info "Recreating the broken or outdated venv at $venv"
+        info "Recreating the venv at $venv (broken, older than 3.11, or built from a Python other users cannot run)"
         "$python" -m venv --clear "$venv"
     else
         info "Creating a venv at $venv"
@@ -121,20 +168,25 @@ case ":$PATH:" in
     *) warn "$bin_dir is not on your PATH: add it (e.g. export PATH=\"$bin_dir:\$PATH\" in ~/.profile)" ;;
 esac
 
-# --- 6. the daemon --------------------------------------------------------------------------------
-# When a systemd user manager (or launchd) is usable, `helperctl install-service` is the better way
-# to run the daemon: socket activation, restart on failure, start at login. Until that command
-# exists this script always does the portable thing: start helperd in the background, detached.
+# --- 6. the daemon, now and after a reboot ------------------------------------------------------
+# Where a systemd user manager runs, its units start helperd at each login, on the first
+# connection (socket activation). Elsewhere nothing runs at boot: the keyring plugin, the shim and
+# git-credential-helperd start helperd on demand when none answers. Either way, start one now.
 systemd_user=0
 if command -v systemctl >/dev/null 2>&1 && systemctl --user show-environment >/dev/null 2>&1; then
     systemd_user=1
+fi
+if [[ "$systemd_user" -eq 1 ]]; then
+    info "A systemd user manager runs: installing helperd's user units (helperctl install-service)"
+    "$helperctl" install-service ||
+        warn "'helperctl install-service' failed (see above): helperd will be started on demand instead"
 fi
 
 status_rc=0
 "$helperctl" status >/dev/null 2>&1 || status_rc=$?
 case "$status_rc" in
     0)
-        info "helperd is already running: leaving it alone (stop and start it again to run the new version)"
+        info "helperd answers already: leaving it alone (stop and start it again to run the new version)"
         ;;
     3)
         state_dir="${XDG_STATE_HOME:-$HOME/.local/state}/helperd"
@@ -190,8 +242,10 @@ store="$("$helperctl" status --json 2>/dev/null |
 if [[ "$is_root" -eq 1 && -n "${SUDO_USER:-}" ]]; then
     warn "this daemon belongs to root; each user runs their own: as $SUDO_USER, run helperd (or this script) without sudo"
 fi
-if [[ "$systemd_user" -eq 1 ]]; then
-    echo "A systemd user manager is available: 'helperctl install-service' lets systemd start helperd on demand in every login."
+if [[ "$systemd_user" -eq 0 ]]; then
+    echo "No systemd user manager runs here: no unit was installed. After a reboot, the keyring plugin,"
+    echo "the shim and git-credential-helperd start helperd on demand (HELPERD_AUTOSTART=0 turns that off);"
+    echo "helperctl never starts one: running this script again does (docs/install.md)."
 fi
 echo "Next steps:"
 if [[ "$store" == "keyring" ]]; then

@@ -25,7 +25,7 @@ LOCKED_PASSPHRASE = "e2e passphrase"
 
 @pytest.fixture(scope="session")
 def tools() -> Iterator[Tools]:
-    """Poetry, pip, uv, keyring (newest and oldest) and pypiserver, ready to run."""
+    """Poetry, pip, uv, keyring (newest and oldest), pypiserver, twine, pdm and hatch, ready."""
     with prepared_tools() as ready:
         yield ready
 

@@ -27,7 +27,9 @@ __all__ = ["TOOL_TIMEOUT", "Result", "Sandbox", "files_containing", "run"]
 TOOL_TIMEOUT = 300.0
 """Seconds any one program run may take before it is killed and the test fails."""
 
-_SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+# Not /usr/local/bin: install.sh links helperd and helperctl there as root, and a test must
+# never run what install.sh installed (the plugin's on-demand start looks on PATH).
+_SYSTEM_PATH = ("/usr/bin", "/bin")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Cached virtual environments for the real programs: Poetry, pip, uv, keyring, pypiserver.
+"""Cached virtual environments for the real programs: Poetry, pip, uv, keyring, pypiserver,
+and the publishing tools twine, pdm and hatch.
 
 Creating them costs a minute, so they are built once per machine and reused: each lives in
 ``.e2e/envs/<random>/`` at the repository root (``HELPERD_E2E_CACHE`` moves it) and is
@@ -32,10 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "HATCH_VERSION",
     "KEYRING_VERSION",
+    "PDM_VERSION",
     "PIP_VERSION",
     "POETRY_VERSION",
     "PYPISERVER_VERSION",
+    "TWINE_VERSION",
     "UV_VERSION",
     "Tools",
     "prepared_tools",
@@ -47,6 +51,14 @@ UV_VERSION = "0.13.9"
 KEYRING_VERSION = "25.7.0"
 PYPISERVER_VERSION = "2.4.2"
 PASSLIB_VERSION = "1.7.4"
+# The publishing tools, each with helperd's plugin beside its own keyring. pdm comes with the
+# hishel it was released with (see _specs). pdm and hatch upload wheels the tests build themselves
+# (--no-build, or a named file), so their build backends (pdm-backend, hatchling) are never
+# fetched inside a sandbox.
+TWINE_VERSION = "7.0.0"
+PDM_VERSION = "2.29.4"
+HISHEL_VERSION = "1.4.0"
+HATCH_VERSION = "1.18.2"
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "client"
@@ -83,6 +95,9 @@ class Tools:
     pip_env: Path
     uv_env: Path
     pypiserver_env: Path
+    twine_env: Path
+    pdm_env: Path
+    hatch_env: Path
     build_seconds: float
 
     @property
@@ -132,6 +147,14 @@ def _specs(oldest_keyring: str | None = None) -> dict[str, _Spec]:
         "poetry": _Spec("poetry", POETRY_VERSION, (pip, f"poetry=={POETRY_VERSION}"), True),
         "keyring": _Spec("keyring", KEYRING_VERSION, (pip, f"keyring=={KEYRING_VERSION}"), True),
         "uv": _Spec("uv", UV_VERSION, (pip, f"uv=={UV_VERSION}")),
+        "twine": _Spec("twine", TWINE_VERSION, (pip, f"twine=={TWINE_VERSION}"), True),
+        # hishel 2.0 dropped SyncSqliteStorage, which pdm 2.29 imports: pdm asks for
+        # hishel>=1.4 and would get 2.0. (pdm[locked] pins it too, but also a certifi
+        # that PyPI mirrors may lack.)
+        "pdm": _Spec(
+            "pdm", PDM_VERSION, (pip, f"pdm=={PDM_VERSION}", f"hishel=={HISHEL_VERSION}"), True
+        ),
+        "hatch": _Spec("hatch", HATCH_VERSION, (pip, f"hatch=={HATCH_VERSION}"), True),
         "pypiserver": _Spec(
             "pypiserver",
             PYPISERVER_VERSION,
@@ -300,7 +323,7 @@ def _prepare(root: Path, *, build: bool) -> Tools:
             ready[key] = env
 
         specs = _specs()
-        for key in ("pip", "poetry", "keyring", "uv", "pypiserver"):
+        for key in ("pip", "poetry", "keyring", "uv", "pypiserver", "twine", "pdm", "hatch"):
             ensure(key, specs[key])
         oldest = _oldest_keyring(ready["poetry"])
         ensure("oldest", _specs(oldest)["oldest"])
@@ -315,6 +338,9 @@ def _prepare(root: Path, *, build: bool) -> Tools:
         pip_env=ready["pip"],
         uv_env=ready["uv"],
         pypiserver_env=ready["pypiserver"],
+        twine_env=ready["twine"],
+        pdm_env=ready["pdm"],
+        hatch_env=ready["hatch"],
         build_seconds=time.monotonic() - started,
     )
 

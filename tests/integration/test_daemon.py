@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.integration import wire
 from tests.support.tools import require_root
 
 SECRET = "s3cret-Ω\nsecond line"
+HELPERCTL = (sys.executable, "-c", "from helperd.cli import main; main()")
 
 
 def test_every_op_round_trips(key_daemon: Daemon) -> None:
@@ -84,6 +87,31 @@ def test_expired_record_is_not_served(key_daemon: Daemon) -> None:
             client.get(name="short")
         [listed] = client.list()
         assert listed.expired
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("nosuch", "no record for service 'nosuch'"),
+        ("https://nowhere.example.test/simple/", "no record matches URL"),
+        ("nowhere.example.test", "no record for service 'nowhere.example.test'"),
+    ],
+)
+def test_helperctl_get_of_nothing_says_no_record(
+    key_daemon: Daemon, target: str, message: str
+) -> None:
+    """``helperctl get`` of a name, URL or host that matches nothing exits 4 with a message
+    that starts ``no record``."""
+    done = subprocess.run(
+        [*HELPERCTL, "--socket", str(key_daemon.socket), "get", target],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert 4 == done.returncode, done.stderr
+    assert done.stderr.startswith(f"helperctl: {message}"), done.stderr
 
 
 def test_set_refuses_a_url_with_a_password(key_daemon: Daemon) -> None:

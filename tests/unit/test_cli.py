@@ -29,6 +29,7 @@ from helperd_client.errors import (
 
 from helperd import __version__, cli_input
 from helperd.cli import Session, cli, main
+from helperd.daemon import main as helperd_main
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-é-pw"
@@ -131,7 +132,7 @@ class FakeClient:
                     info.created_at,
                     info.updated_at,
                 )
-        raise NotFoundError("no repository matches")
+        raise NotFoundError("no record matches")
 
     def set(
         self,
@@ -360,7 +361,7 @@ def test_get_not_found_exits_4(fake: FakeClient) -> None:
     result = run(fake, "get", "nope")
 
     assert 4 == result.exit_code
-    assert "helperctl: no repository matches\n" == result.stderr
+    assert "helperctl: no record matches\n" == result.stderr
     assert "" == result.stdout
 
 
@@ -1058,3 +1059,25 @@ def test_import_is_light() -> None:
     ).stdout
 
     assert "[]\n" == out
+
+
+# --- -h ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in sorted(cli.commands))])
+def test_dash_h_shows_help(command: list[str]) -> None:
+    """-h works like --help for helperctl and every subcommand: usage on stdout, exit 0,
+    the daemon never asked."""
+    result = CliRunner().invoke(cli, [*command, "-h"])
+
+    assert 0 == result.exit_code, result.output
+    assert result.stdout.startswith(f"Usage: {' '.join(['cli', *command])} ")
+    assert result.stdout == CliRunner().invoke(cli, [*command, "--help"]).stdout
+
+
+def test_helperd_dash_h_shows_help() -> None:
+    """``helperd -h`` shows the daemon's help and exits 0, without starting a daemon."""
+    result = CliRunner().invoke(helperd_main, ["-h"])
+
+    assert 0 == result.exit_code, result.output
+    assert "--socket" in result.stdout

@@ -295,11 +295,25 @@ def test_pip_skipping_its_own_keyring_for_one_without_plugin_fails() -> None:
 
 
 def test_pip_with_no_other_keyring_warns() -> None:
-    """When pip's own keyring is the only one, pip would find none: a warning with the fix."""
-    found = doctor.check_pip(facts(pip=PipFacts(Path("/a/pip"), Path("/a"), Path("/a/keyring"))))
+    """When pip's own keyring is the only one, pip would find none: a warning with the fix,
+    which suggests pipx only where pipx is installed, else a venv and pip."""
+    alone = PipFacts(Path("/a/pip"), Path("/a"), Path("/a/keyring"))
+    with_pipx = doctor.check_pip(facts(pip=alone, pipx=True))
+    without = doctor.check_pip(facts(pip=alone, pipx=False))
 
-    assert "warn" == found.status
-    assert "pipx" in (found.fix or "")
+    assert ("warn", "warn") == (with_pipx.status, without.status)
+    assert "pipx install keyring && pipx inject keyring ./client" in (with_pipx.fix or "")
+    assert "pipx" not in (without.fix or "")
+    assert "python3 -m venv" in (without.fix or "")
+
+
+def test_poetry_with_helperd_says_how_to_store_a_token() -> None:
+    """When Poetry picks helperd, its line says to store a token with helperctl set --token
+    --password-stdin, since `poetry config pypi-token.NAME` takes the token only as an argument."""
+    found = doctor.check_poetry(facts())
+
+    assert "ok" == found.status
+    assert "helperctl set NAME --token --password-stdin" in found.message
 
 
 # --- auth.toml -----------------------------------------------------------------------------------
@@ -471,6 +485,7 @@ def test_shim_check(tmp_path: Path) -> None:
     alone = doctor.check_shim(facts(shim=doctor_facts.ShimFacts.of(str(first))))
     assert "warn" == alone.status
     assert "no real keyring behind it" in alone.message
+    assert "pipx" not in (alone.fix or "")
     (second / "keyring").write_text("#!/bin/sh\nexit 0\n")
     (second / "keyring").chmod(0o755)
     backed = doctor.check_shim(facts(shim=doctor_facts.ShimFacts.of(f"{first}:{second}")))

@@ -91,6 +91,9 @@ FOUND = [
         ("foo", "__token__"),
         id="service-poetry-prefix-token",
     ),
+    pytest.param(
+        Query(service="pdm-pypi-foo", username="alice"), ("foo", "alice"), id="service-pdm-prefix"
+    ),
     pytest.param(Query(service="foo"), ("foo", "bob"), id="service-held-name-beats-generic"),
     pytest.param(Query(service=PKGS), ("foo", "bob"), id="service-url"),
     pytest.param(Query(service="my-app"), ("my-app", "kim2"), id="generic-latest"),
@@ -187,12 +190,10 @@ def test_finds(query: Query, expected: tuple[str, str]) -> None:
 
 
 NOT_FOUND = [
-    pytest.param(Query(name="nope"), "no repository named 'nope'", id="name-unknown"),
-    pytest.param(Query(name="myrepo"), "no repository named 'myrepo'", id="name-case-sensitive"),
-    pytest.param(Query(name="my-app"), "no repository named", id="name-never-generic"),
-    pytest.param(
-        Query(name="foo", username="zoe"), "no record for username 'zoe'", id="name-user-unknown"
-    ),
+    pytest.param(Query(name="nope"), "no record named 'nope'", id="name-unknown"),
+    pytest.param(Query(name="myrepo"), "no record named 'myrepo'", id="name-case-sensitive"),
+    pytest.param(Query(name="my-app"), "no record named", id="name-never-generic"),
+    pytest.param(Query(name="foo", username="zoe"), "with username 'zoe'", id="name-user-unknown"),
     pytest.param(
         Query(name="local", username="__token__"), "'__token__'", id="basic-never-answers-token"
     ),
@@ -215,40 +216,40 @@ NOT_FOUND = [
     ),
     pytest.param(
         Query(url="https://mixed.example.test/path/"),
-        "no repository matches URL",
+        "no record matches URL",
         id="url-path-case-sensitive",
     ),
     pytest.param(
-        Query(url="http://pkgs.example.test/simple/"), "no repository matches", id="url-scheme"
+        Query(url="http://pkgs.example.test/simple/"), "no record matches", id="url-scheme"
     ),
     pytest.param(
-        Query(url="https://pkgs.example.test:8443/simple/"), "no repository", id="url-other-port"
+        Query(url="https://pkgs.example.test:8443/simple/"), "no record", id="url-other-port"
     ),
     pytest.param(
-        Query(url="https://pkgs.example.test/simplex/"), "no repository", id="url-not-segment"
+        Query(url="https://pkgs.example.test/simplex/"), "no record", id="url-not-segment"
     ),
-    pytest.param(Query(url="https://pkgs.example.test/"), "no repository", id="url-above-stored"),
+    pytest.param(Query(url="https://pkgs.example.test/"), "no record", id="url-above-stored"),
     pytest.param(Query(url=PKGS, username="zoe"), "has username 'zoe'", id="url-username-unknown"),
     pytest.param(
         Query(service="shared.example.test"),
-        "ambiguous host shared.example.test: repositories team-a, team-b match; give --username",
+        "host shared.example.test is ambiguous, repositories team-a, team-b match; give --username",
         id="host-ambiguous",
     ),
     pytest.param(
         Query(service="corp.example.test"), "repositories corp, corp-simple", id="host-ambiguous-2"
     ),
     pytest.param(
-        Query(service="pkgs.example.test:8443"), "no entry for service", id="host-other-port"
+        Query(service="pkgs.example.test:8443"), "no record for service", id="host-other-port"
     ),
     pytest.param(
-        Query(service="ca.example.test"), "no entry for service", id="host-needs-its-port"
+        Query(service="ca.example.test"), "no record for service", id="host-needs-its-port"
     ),
     pytest.param(
-        Query(service="plain.example.test:443"), "no entry for service", id="host-wrong-default"
+        Query(service="plain.example.test:443"), "no record for service", id="host-wrong-default"
     ),
     pytest.param(
         Query(service="foo", username="lee"),
-        "no record for username 'lee'",
+        "no record named 'foo' with username 'lee'",
         id="owned-name-no-generic-fallback",
     ),
     pytest.param(
@@ -258,20 +259,23 @@ NOT_FOUND = [
     ),
     pytest.param(
         Query(service="my-app", username="nobody"),
-        "no entry for service 'my-app' with username",
+        "no record for service 'my-app' with username",
         id="generic-user-unknown",
     ),
     pytest.param(
-        Query(service="poetry-repository-nope"), "no entry for service", id="poetry-prefix-unheld"
+        Query(service="poetry-repository-nope"), "no record for service", id="poetry-prefix-unheld"
+    ),
+    pytest.param(
+        Query(service="pdm-pypi-old"), "expired at", id="pdm-prefix-expired-owned-no-generic"
     ),
     pytest.param(
         Query(service="https://u:hunter2@nowhere.example.test/?token=t0ps3cret"),
-        "no entry for service 'https://nowhere.example.test/'",
+        "no record for service 'https://nowhere.example.test/'",
         id="generic-message-redacted",
     ),
     pytest.param(
         Query(url="https://u:hunter2@nowhere.example.test/x?token=t0ps3cret"),
-        "no repository matches URL https://nowhere.example.test/x",
+        "no record matches URL https://nowhere.example.test/x",
         id="url-message-redacted",
     ),
 ]
@@ -279,9 +283,11 @@ NOT_FOUND = [
 
 @pytest.mark.parametrize(("query", "message"), NOT_FOUND)
 def test_not_found(query: Query, message: str) -> None:
-    """Nothing is served; the message explains why and never shows userinfo or a query."""
+    """Nothing is served; the message starts "no record", explains why and never shows
+    userinfo or a query."""
     with pytest.raises(NotFoundError) as caught:
         find(WORLD, query, NOW)
+    assert caught.value.message.startswith("no record"), caught.value.message
     assert message in caught.value.message
     assert "hunter2" not in caught.value.message
     assert "t0ps3cret" not in caught.value.message
@@ -315,6 +321,8 @@ OWNS = [
     pytest.param("poetry-repository-MyRepo", True, id="poetry-prefix-case"),
     pytest.param("poetry-repository-myrepo", False, id="poetry-prefix-case-differs"),
     pytest.param("poetry-repository-my-app", False, id="poetry-prefix-generic-name"),
+    pytest.param("pdm-pypi-foo", True, id="pdm-prefix"),
+    pytest.param("pdm-pypi-my-app", False, id="pdm-prefix-generic-name"),
     pytest.param("my-app", False, id="generic-name"),
     pytest.param(PKGS + "pkg/", True, id="url"),
     pytest.param("https://files.pythonhosted.org/packages/", False, id="url-unheld"),
@@ -333,7 +341,8 @@ OWNS = [
 
 @pytest.mark.parametrize(("service", "owned"), OWNS)
 def test_owns(service: str, owned: bool) -> None:
-    """helperd owns held names, poetry-repository-NAME and held URLs and hosts, nothing else."""
+    """helperd owns held names, poetry-repository-NAME, pdm-pypi-NAME and held URLs and
+    hosts, nothing else."""
     assert owned == owns(WORLD, service, NOW)
 
 

@@ -224,6 +224,7 @@ def svc_set(service_name: str, username: str, password: str = "pw") -> SetReques
             ("acme", "__token__", Kind.TOKEN),
             id="poetry-token",
         ),
+        pytest.param("pdm-pypi-acme", "alice", ("acme", "alice", Kind.BASIC), id="pdm-basic"),
         pytest.param(
             "https://h.test/simple/pkg/", "bob", ("held", "bob", Kind.BASIC), id="owned-url"
         ),

@@ -237,10 +237,14 @@ def test_user_uninstall_plan() -> None:
     assert Run(("systemctl", "--user", "daemon-reload")) == made.steps[-1]
 
 
-def test_system_plan_installs_the_template_and_says_how_to_provision() -> None:
+def test_system_plan_installs_the_template_and_says_how_to_provision(tmp_path: Path) -> None:
     """--system writes the template into /etc/systemd/system and prints the key, enable and
     HELPERD_SOCKET steps for helperd@alice."""
-    made = plan(system=True, helperd=Path("/opt/helperd/bin/helperd"))
+    # A helperd of our own, never the one install.sh may have put in /opt/helperd: the plan
+    # reads its #! line, and that install's Python is not this test's business.
+    helperd = tmp_path / "helperd"
+    helperd.write_text("#!/usr/bin/python3\nimport sys\n")
+    made = plan(system=True, helperd=helperd)
 
     writes = [s.path for s in made.steps if isinstance(s, WriteFile)]
     assert [
