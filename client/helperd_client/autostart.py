@@ -27,7 +27,14 @@ TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: the keyring shim must not i
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["AUTOSTART_ENV", "LOG_NAME", "autostart_enabled", "find_helperd", "start_daemon"]
+__all__ = [
+    "AUTOSTART_ENV",
+    "INSTALL_LINKS",
+    "LOG_NAME",
+    "autostart_enabled",
+    "find_helperd",
+    "start_daemon",
+]
 
 AUTOSTART_ENV = "HELPERD_AUTOSTART"
 """``HELPERD_AUTOSTART=0`` keeps every client from starting a daemon."""
@@ -50,12 +57,16 @@ def autostart_enabled(env: Mapping[str, str] | None = None) -> bool:
     return env.get(AUTOSTART_ENV, "").strip() != "0"
 
 
+INSTALL_LINKS = ("~/.local/bin/helperd", "/usr/local/bin/helperd")
+"""Where scripts/install.sh links ``helperd``: as a user, and as root."""
+
+
 def find_helperd(env: Mapping[str, str] | None = None) -> str | None:
     """``helperd`` on PATH, else the link install.sh makes for a user or for root, or None."""
     env = os.environ if env is None else env
     home = env.get("HOME") or os.path.expanduser("~")
     candidates = [os.path.join(d or ".", "helperd") for d in env.get("PATH", "").split(os.pathsep)]
-    candidates += [os.path.join(home, ".local", "bin", "helperd"), "/usr/local/bin/helperd"]
+    candidates += [home + link[1:] if link.startswith("~/") else link for link in INSTALL_LINKS]
     for candidate in candidates:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
