@@ -136,7 +136,7 @@ def check_private_dir(directory: Path, *, create: bool = True) -> None:
     problem = folder_problem(info, str(directory))
     if problem is not None:
         fix = f"; run: chmod 700 {directory}" if "written by group" in problem else ""
-        raise StoreUnavailableError(f"refusing to use it: {problem}{fix}")
+        raise StoreUnavailableError(f"{problem}: refusing to use it{fix}")
 
 
 class FileLock:
