@@ -8,6 +8,12 @@ connection: the daemon never closes a connection whose request it has read, so n
 done twice. After a fork the child opens a connection of its own. Every call has a deadline:
 a daemon that is down answers `DaemonUnreachableError` at once, one that hangs answers it
 when the read timeout runs out.
+
+Before a byte is sent, the socket's folder and, after ``connect``, the listener's UID are
+checked (`helperd_client.trust`): a socket that is not the user's own raises
+`UntrustedSocketError`. A `Client` never starts a daemon: nothing listening raises
+`DaemonNotRunningError` (helperctl's exit 3); only the keyring plugin and the shim start
+one on demand (`helperd_client.autostart`).
 """
 
 from __future__ import annotations
