@@ -97,6 +97,7 @@ class HelperdKeyring(KeyringBackend):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._mutex = threading.Lock()
+        self._starting = threading.Lock()
         self._rest_until = 0.0
         self._told_locked = False
         self._told_down = False
@@ -143,8 +144,13 @@ class HelperdKeyring(KeyringBackend):
         try:
             return ask(client)
         except DaemonNotRunningError:
-            start_daemon(str(client.path), client.timeout)
-        result = ask(client)
+            pass
+        with self._starting:  # threads of one tool start one daemon, not one each
+            try:
+                result = ask(client)  # another thread may have started it meanwhile
+            except DaemonNotRunningError:
+                start_daemon(str(client.path), client.timeout)
+                result = ask(client)
         with self._mutex:
             self._rest_until = 0.0  # a daemon answers again
         return result

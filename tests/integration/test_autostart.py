@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,14 @@ def test_shim_starts_a_daemon(on_demand: Path) -> None:
     assert 1 == done.returncode, done.stderr  # not found, from the started daemon
     with Client(on_demand) as client:
         assert [] == client.list()
+
+
+def test_threads_of_one_tool_start_one_daemon(on_demand: Path) -> None:
+    """Several threads of one tool asking at once with no daemon up start one daemon only."""
+    plugin = HelperdKeyring()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda n: plugin.get_password(f"svc-{n}", "u"), range(4)))
+    assert [None] * 4 == answers
+    log = (on_demand.parent / autostart.LOG_NAME).read_text()
+    assert 1 == log.count("listening on"), log
+    assert "already listening" not in log
