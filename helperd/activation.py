@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
+from helperd_client.trust import folder_problem
+
 __all__ = [
     "FD_NAME",
     "SD_LISTEN_FDS_START",
@@ -250,6 +252,16 @@ def socket_problems(sock: socket.socket, *, uid: int | None = None) -> list[str]
         problems.append(
             f"socket {where} belongs to uid {info.st_uid}, not to this daemon's uid {uid};"
             " set SocketUser= in the socket unit"
+        )
+    folder = os.path.dirname(where)
+    try:
+        unsafe = folder_problem(os.lstat(folder), folder, uid)  # the rule every client applies
+    except OSError:
+        unsafe = None
+    if unsafe is not None:
+        problems.append(
+            f"every client refuses socket {where}: {unsafe}; make the folder the user's own,"
+            " 0700 (ExecStartPre=install -d -m 0700 -o USER FOLDER in the socket unit)"
         )
     return problems
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import platformdirs
 from helperd_client.errors import BadRequestError
-from helperd_client.paths import socket_path
+from helperd_client.paths import data_folder, socket_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = ["CONFIG_NAME", "FileConfig", "Settings", "StoreChoice"]
@@ -95,7 +95,7 @@ class Settings:
             config_dir = data_dir = Path(home)
         else:
             config_dir = Path(platformdirs.user_config_dir("helperd", appauthor=False))
-            data_dir = Path(platformdirs.user_data_dir("helperd", appauthor=False))
+            data_dir = Path(data_folder(env))  # one rule with the clients that start a daemon
         file = _read_config(config_dir / CONFIG_NAME)
         defaults = cls(socket_path=Path(), config_dir=config_dir, data_dir=data_dir)
 

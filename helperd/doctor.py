@@ -47,6 +47,7 @@ __all__ = [
     "check_key_file",
     "check_keyring_cli",
     "check_keyring_probe",
+    "check_old_socket",
     "check_pip",
     "check_poetry",
     "check_socket",
@@ -204,6 +205,10 @@ def check_daemon(facts: Facts) -> Finding:
             f"cannot connect to {facts.socket}: {conn.detail}",
             "the socket or its folder is not yours: see the socket checks",
         ),
+        "untrusted": (
+            conn.detail,
+            "every client refuses this socket: see the socket checks, and docs/security.md",
+        ),
     }
     other = (
         f"helperd at {facts.socket} fails: {conn.detail}",
@@ -211,6 +216,30 @@ def check_daemon(facts: Facts) -> Finding:
     )
     message, fix = messages.get(conn.state, other)
     return Finding(name, "fail", message, fix)
+
+
+def check_old_socket(facts: Facts) -> Finding:
+    """A daemon still listening where an older version put the socket (clients look elsewhere)."""
+    name = "old-socket"
+    if not facts.old_sockets:
+        return Finding(name, "ok", "no daemon listens at an older version's socket path")
+    old = facts.old_sockets[0]
+    if old.uid not in (facts.uid, 0, None):
+        return Finding(
+            name,
+            "fail",
+            f"a process of another user (uid {old.uid}) listens at {old.path}",
+            "it is not your helperd: never point HELPERD_SOCKET there",
+        )
+    stop = f"kill {old.pid}" if old.pid else "stop it"
+    return Finding(
+        name,
+        "warn",
+        f"a helperd{f' (pid {old.pid})' if old.pid else ''} still listens at {old.path},"
+        f" where older versions put the socket; clients now look at {facts.socket}",
+        f"{stop}, then start helperd again (`helperd &`, or let a tool start it on demand)"
+        f" so that it listens at {facts.socket}",
+    )
 
 
 def check_store(facts: Facts) -> Finding:
@@ -412,6 +441,7 @@ CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_socket,
     check_stale_socket,
     check_daemon,
+    check_old_socket,
     check_store,
     check_config,
     check_key_file,

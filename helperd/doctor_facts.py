@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 from helperd_client import Client, Hello, Status, shim
-from helperd_client.errors import HelperdError
+from helperd_client.errors import HelperdError, UntrustedSocketError
 from helperd_client.paths import socket_path
+from helperd_client.trust import check_peer, check_socket_folder
 
+from helperd.doctor_moved import OldSocket, old_sockets
 from helperd.units import script_interpreter
 
 __all__ = [
@@ -43,7 +45,7 @@ __all__ = [
     "probe_program",
 ]
 
-ConnectionState = Literal["ok", "missing", "refused", "timeout", "denied", "error"]
+ConnectionState = Literal["ok", "missing", "refused", "timeout", "denied", "untrusted", "error"]
 PROBE_TIMEOUT = 10.0
 """Seconds an interpreter may take to say which keyring backend it picks."""
 
@@ -102,7 +104,8 @@ class PathFacts:
 @dataclass(frozen=True)
 class Connection:
     """How a connection to the socket went: ``state`` is ``ok``, ``missing`` (no socket),
-    ``refused`` (stale), ``timeout``, ``denied`` or ``error``; with ``ok``, what the daemon said."""
+    ``refused`` (stale), ``timeout``, ``denied``, ``untrusted`` (the folder or the listener is
+    not yours: helperd_client.trust) or ``error``; with ``ok``, what the daemon said."""
 
     state: ConnectionState
     detail: str = ""
@@ -197,6 +200,7 @@ class Facts:
     auth: AuthFacts | None = None
     shim: ShimFacts = field(default_factory=lambda: ShimFacts(None))
     pipx: bool = False  # whether pipx is on PATH: fixes suggest it only then
+    old_sockets: tuple[OldSocket, ...] = ()
 
 
 def gather(
@@ -236,6 +240,7 @@ def gather(
             auth=auth,
             shim=ShimFacts.of(search),
             pipx=shutil.which("pipx", path=search) is not None,
+            old_sockets=old_sockets(env, path),
         )
 
 
@@ -252,7 +257,11 @@ def _connect(path: Path, timeout: float) -> Connection:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(timeout)
     try:
+        check_socket_folder(path)  # as every client does, before anything goes there
         probe.connect(str(path))
+        check_peer(probe, path)
+    except UntrustedSocketError as exc:
+        return Connection("untrusted", exc.message)
     except OSError as exc:
         state = next(s for kind, s in _CONNECT_STATES if isinstance(exc, kind))
         detail = f"no connection within {timeout:g} s" if state == "timeout" else exc.strerror

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from helperd_client.errors import StoreUnavailableError
+from helperd_client.trust import folder_problem
 
 __all__ = [
     "FileLock",
@@ -136,17 +137,11 @@ def check_private_dir(directory: Path, *, create: bool = True) -> None:
         info = os.lstat(directory)
     except OSError as exc:
         raise StoreUnavailableError(f"cannot use {directory}: {exc.strerror or exc}") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise StoreUnavailableError(f"{directory} is not a directory (a symlink is refused too)")
-    if info.st_uid != os.getuid():
-        raise StoreUnavailableError(
-            f"{directory} belongs to another user (uid {info.st_uid}): refusing to use it"
-        )
-    if info.st_mode & 0o022:
-        raise StoreUnavailableError(
-            f"{directory} can be written by group or others (mode {stat.S_IMODE(info.st_mode):o}):"
-            f" refusing to use it; run: chmod 700 {directory}"
-        )
+    # The same rule every client applies to the socket's folder (helperd_client.trust).
+    problem = folder_problem(info, str(directory))
+    if problem is not None:
+        fix = f"; run: chmod 700 {directory}" if "written by group" in problem else ""
+        raise StoreUnavailableError(f"{problem}: refusing to use it{fix}")
 
 
 class FileLock:

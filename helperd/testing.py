@@ -72,6 +72,7 @@ def daemon_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
     for name in ("DBUS_SESSION_BUS_ADDRESS", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"):
         env.pop(name, None)
     env.update({"HELPERD_HOME": str(home), "HOME": str(home), "XDG_RUNTIME_DIR": str(home)})
+    env["HELPERD_AUTOSTART"] = "0"  # a test's client never starts a daemon of its own
     env.update(extra or {})
     return env
 

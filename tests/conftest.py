@@ -14,6 +14,13 @@ import pytest
 from helperd.testing import Daemon, start_daemon
 
 
+@pytest.fixture(autouse=True)
+def _no_autostart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No client starts a daemon on demand unless its test asks for it (HELPERD_AUTOSTART=1):
+    a test must never run a helperd found outside the worktree (install.sh's links)."""
+    monkeypatch.setenv("HELPERD_AUTOSTART", "0")
+
+
 @pytest.fixture
 def home() -> Iterator[Path]:
     """A fresh 0700 HELPERD_HOME with a short path (AF_UNIX paths are ~100 bytes at most)."""

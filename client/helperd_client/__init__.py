@@ -12,6 +12,7 @@ from __future__ import annotations
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
+    DaemonNotRunningError,
     DaemonUnreachableError,
     ForbiddenError,
     HelperdError,
@@ -23,6 +24,7 @@ from helperd_client.errors import (
     TooLargeError,
     UnknownOpError,
     UnsupportedVersionError,
+    UntrustedSocketError,
 )
 from helperd_client.paths import socket_path
 
@@ -60,6 +62,7 @@ __all__ = [
     "BadRequestError",
     "Client",
     "Credential",
+    "DaemonNotRunningError",
     "DaemonUnreachableError",
     "ForbiddenError",
     "Hello",
@@ -74,6 +77,7 @@ __all__ = [
     "TooLargeError",
     "UnknownOpError",
     "UnsupportedVersionError",
+    "UntrustedSocketError",
     "__version__",
     "socket_path",
 ]

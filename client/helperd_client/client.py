@@ -8,6 +8,12 @@ connection: the daemon never closes a connection whose request it has read, so n
 done twice. After a fork the child opens a connection of its own. Every call has a deadline:
 a daemon that is down answers `DaemonUnreachableError` at once, one that hangs answers it
 when the read timeout runs out.
+
+Before a byte is sent, the socket's folder and, after ``connect``, the listener's UID are
+checked (`helperd_client.trust`): a socket that is not the user's own raises
+`UntrustedSocketError`. A `Client` never starts a daemon: nothing listening raises
+`DaemonNotRunningError` (helperctl's exit 3); only the keyring plugin and the shim start
+one on demand (`helperd_client.autostart`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from helperd_client.errors import (
+    DaemonNotRunningError,
     DaemonUnreachableError,
     HelperdError,
     ProtocolMismatchError,
@@ -31,6 +38,7 @@ from helperd_client.errors import (
     error_for_code,
 )
 from helperd_client.paths import socket_path as default_socket_path
+from helperd_client.trust import check_peer, check_socket_folder
 from helperd_client.wire import MAX_RESPONSE, PROTOCOL_VERSION, decode_line, encode_line
 
 __all__ = [
@@ -376,6 +384,11 @@ class Client:
     def _connect(self, deadline: float) -> socket.socket:
         if self._sock is not None:
             return self._sock
+        # Before a byte goes out: the socket's folder must be ours (helperd_client.trust).
+        if not check_socket_folder(self.path):
+            raise DaemonNotRunningError(
+                f"helperd is not running (no folder for {self.path}): {START_HINT}"
+            )
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             while True:
@@ -389,7 +402,7 @@ class Client:
                     time.sleep(min(0.01, _remaining(deadline)))
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
-            raise DaemonUnreachableError(
+            raise DaemonNotRunningError(
                 f"helperd is not running (nothing listens on {self.path}): {START_HINT}"
             ) from None
         except TimeoutError:
@@ -402,6 +415,11 @@ class Client:
             raise DaemonUnreachableError(
                 f"cannot connect to helperd at {self.path}: {exc.strerror or exc}"
             ) from None
+        try:
+            check_peer(sock, self.path)
+        except BaseException:
+            sock.close()
+            raise
         self._sock = sock
         self._pid = os.getpid()
         self._buffer = b""

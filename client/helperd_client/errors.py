@@ -15,6 +15,7 @@ __all__ = [
     "WIRE_CODES",
     "BadPassphraseError",
     "BadRequestError",
+    "DaemonNotRunningError",
     "DaemonUnreachableError",
     "ForbiddenError",
     "HelperdError",
@@ -26,6 +27,7 @@ __all__ = [
     "TooLargeError",
     "UnknownOpError",
     "UnsupportedVersionError",
+    "UntrustedSocketError",
     "error_for_code",
 ]
 
@@ -135,6 +137,21 @@ class DaemonUnreachableError(HelperdError):
 
     code = "unreachable"
     exit_code = 3
+
+
+class DaemonNotRunningError(DaemonUnreachableError):
+    """Nothing listens on the socket (no folder, no socket, or a stale one refusing connections).
+
+    Unlike a daemon that hangs, this is the case where a client may start a daemon on demand.
+    """
+
+
+class UntrustedSocketError(ForbiddenError):
+    """The socket's folder, or the process listening on it, is not the caller's own.
+
+    Raised by the client before it sends a byte (SPEC.md, "Security invariants"); never sent
+    on the wire. The message names the path and the owner found.
+    """
 
 
 class ProtocolMismatchError(UnsupportedVersionError):

@@ -1,16 +1,20 @@
 """helperd's `keyring` backend: Poetry, pip, uv and the ``keyring`` CLI ask helperd.
 
 keyring discovers this module through the ``keyring.backends`` entry point. The backend is
-viable only while the daemon's socket exists (a cheap check: ``priority`` never connects), and
-then outranks every other backend, the chainer included, so that no other keyring, and no
-Secret Service unlock prompt, is reached through a tool that has helperd.
+always viable (``priority`` never connects and never raises) and outranks every other backend,
+the chainer included, so that no other keyring, no Secret Service unlock prompt, and no
+plaintext fallback is reached through a tool that has helperd.
 
 It is a translator and nothing more: keyring's calls become requests to the daemon, which
-owns every rule (what a service means, which record answers). It never crashes or hangs the
-tool: a daemon that is down, stale, hung or locked makes reads answer None at once or within
-the client's timeout, and after one timeout the backend rests for `REST_SECONDS` so that a
+owns every rule (what a service means, which record answers). When nothing listens on the
+socket, a daemon is started on demand (`helperd_client.autostart`; ``HELPERD_AUTOSTART=0``
+turns it off) and asked again. It never crashes or hangs the tool: a daemon that is down,
+stale, hung or locked makes reads answer None at once or within the client's timeout, and
+after one failure to reach or start a daemon the backend rests for `REST_SECONDS` so that a
 tool asking for every URL of a run does not wait again and again. Writes that fail raise
-`keyring.errors.PasswordSetError`/`PasswordDeleteError` with the fix in the message.
+`keyring.errors.PasswordSetError`/`PasswordDeleteError` with the fix in the message. A socket
+whose folder or listener is not the user's own (`helperd_client.trust`) makes reads raise
+`keyring.errors.KeyringError` and writes `PasswordSetError`, never a quiet answer.
 
 Each backend instance keeps one `Client`, so a tool that asks many times (Poetry: several
 lookups per source) pays for one connection, not one per call; the client serialises the
@@ -29,13 +33,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyring.backend import KeyringBackend
 from keyring.credentials import SimpleCredential
-from keyring.errors import PasswordDeleteError, PasswordSetError
+from keyring.errors import KeyringError, PasswordDeleteError, PasswordSetError
 
+from helperd_client.autostart import start_daemon
 from helperd_client.errors import (
+    DaemonNotRunningError,
     DaemonUnreachableError,
     HelperdError,
     LockedError,
     NotFoundError,
+    UntrustedSocketError,
 )
 from helperd_client.paths import socket_path
 
@@ -75,9 +82,10 @@ class _ClassProperty:
 
 
 def _priority(cls: type[Any]) -> float:
-    path = socket_path()
-    if not path.exists():
-        raise RuntimeError(f"helperd is not running (no socket at {path})")
+    # Always viable, never raising (also when named in PYTHON_KEYRING_BACKEND), and never
+    # connecting: a plugin that stepped aside while the daemon was down let Poetry fall back
+    # to its plaintext auth.toml. A missing daemon is started on demand instead, and an
+    # untrusted socket makes every call fail loudly.
     return PRIORITY
 
 
@@ -89,6 +97,7 @@ class HelperdKeyring(KeyringBackend):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._mutex = threading.Lock()
+        self._starting = threading.Lock()
         self._rest_until = 0.0
         self._told_locked = False
         self._told_down = False
@@ -112,9 +121,11 @@ class HelperdKeyring(KeyringBackend):
         if username == EMPTY_USERNAME:
             username = ""  # only a record stored without a username answers it
         try:
-            return self._client().get(service=service, username=username)
+            return self._call(lambda client: client.get(service=service, username=username))
         except NotFoundError:
             return None
+        except UntrustedSocketError as exc:
+            raise KeyringError(exc.message) from None  # loud: never a quiet None from an impostor
         except LockedError:
             self._tell_locked()
         except DaemonUnreachableError as exc:
@@ -122,6 +133,27 @@ class HelperdKeyring(KeyringBackend):
         except HelperdError as exc:
             log.debug("helperd could not answer: %s", exc.message)
         return None
+
+    def _call(self, ask: Callable[[Client], T]) -> T:
+        """``ask(client)``; when nothing listens, a daemon is started on demand and asked again.
+
+        Raises:
+            HelperdError: the daemon's answer, or why none could be had.
+        """
+        client = self._client()
+        try:
+            return ask(client)
+        except DaemonNotRunningError:
+            pass
+        with self._starting:  # threads of one tool start one daemon, not one each
+            try:
+                result = ask(client)  # another thread may have started it meanwhile
+            except DaemonNotRunningError:
+                start_daemon(str(client.path), client.timeout)
+                result = ask(client)
+        with self._mutex:
+            self._rest_until = 0.0  # a daemon answers again
+        return result
 
     def _client(self) -> Client:
         """This backend's client, made on first use (its module loads then, not at import),
@@ -158,23 +190,49 @@ class HelperdKeyring(KeyringBackend):
     # --- writes: fail loudly, with the fix ------------------------------------------------
 
     def set_password(self, service: str, username: str, password: str) -> None:
-        """Store the password in helperd (``poetry config http-basic.NAME`` lands here)."""
-        urls = _poetry_urls(service)
+        """Store the password in helperd (``poetry config http-basic.NAME`` lands here).
+
+        Raises:
+            PasswordSetError: helperd could not take it (not running and not startable, locked,
+                untrusted socket); the message says why and what to do. The tool stops there,
+                never writing the password elsewhere.
+        """
+
+        def store(client: Client) -> object:
+            urls = _merged_urls(client, service, username)
+            return client.set(None, password, service=service, username=username, urls=urls)
+
         try:
-            self._client().set(None, password, service=service, username=username, urls=urls)
+            self._call(store)
         except HelperdError as exc:
             raise PasswordSetError(f"helperd could not store the password: {exc.message}") from None
 
     def delete_password(self, service: str, username: str) -> None:
         """Delete the password from helperd (``poetry config --unset`` lands here)."""
         try:
-            self._client().delete(None, username, service=service)
+            self._call(lambda client: client.delete(None, username, service=service))
         except NotFoundError:
             raise PasswordDeleteError(f"helperd holds no password for {service!r}") from None
         except HelperdError as exc:
             raise PasswordDeleteError(
                 f"helperd could not delete the password: {exc.message}"
             ) from None
+
+
+def _merged_urls(client: Client, service: str, username: str) -> list[str] | None:
+    """The URLs to store for a Poetry write: the record's own, then config.toml's new one.
+
+    A record may hold an index URL and an upload URL; ``poetry config http-basic.NAME`` must
+    not drop either for the one URL config.toml gives NAME. None (keep the record's URLs) for
+    every other service, and when config.toml names no URL.
+    """
+    new = _poetry_urls(service)
+    if new is None:
+        return None
+    name = service[len(POETRY_PREFIX) :]
+    # `list` carries no secret, unlike `get`.
+    kept = [u for r in client.list() if (r.name, r.username) == (name, username) for u in r.urls]
+    return kept + [u for u in new if u not in kept]
 
 
 def _poetry_urls(service: str) -> list[str] | None:

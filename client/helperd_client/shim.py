@@ -11,11 +11,15 @@ serves the three lookups pip and uv make (docs/pip-uv.md) straight from helperd,
 Options may come in either ``--opt value`` or ``--opt=value`` form and anywhere among the
 arguments, as argparse allows. Not found, locked or any daemon error: exit 1 at once with no
 output (a locked store also prints the plugin's hint on stderr), as ``keyring`` with helperd's
-plugin does. A daemon that cannot be reached (no socket, refused, no answer within the client
-timeout): the call goes to the real ``keyring``. Every other call (``set``, ``del``,
-``diagnose``, ``--help``, other options) is handed unchanged to the real ``keyring`` further
-along PATH with ``os.execv``, so arguments, stdin and exit status pass through. When there is
-none, the shim says so on stderr and exits 127 (a shell's "command not found").
+plugin does. When nothing listens on the socket, a daemon is started on demand
+(`helperd_client.autostart`; ``HELPERD_AUTOSTART=0`` turns it off) and asked again. A daemon
+that still cannot be reached (no socket, refused, no answer within the client timeout): the
+call goes to the real ``keyring``. A socket whose folder or listener is not the user's own
+(`helperd_client.trust`): exit 1 with the reason on stderr, never handed on. Every other call
+(``set``, ``del``, ``diagnose``, ``--help``, other options) is handed unchanged to the real
+``keyring`` further along PATH with ``os.execv``, so arguments, stdin and exit status pass
+through. When there is none, the shim says so on stderr and exits 127 (a shell's "command not
+found").
 
 Stdlib only, and light: it must start in a few tens of milliseconds.
 """
@@ -24,11 +28,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 
+from helperd_client.autostart import AUTOSTART_ENV, start_daemon
+from helperd_client.errors import (
+    DaemonNotRunningError,
+    DaemonUnreachableError,
+    UntrustedSocketError,
+)
 from helperd_client.paths import socket_file
+from helperd_client.trust import connect
 from helperd_client.wire import PROTOCOL_VERSION, decode_line, encode_line
 
 __all__ = [
@@ -91,8 +101,8 @@ class Lookup:
         return f"Lookup({self.service!r}, {self.username!r}, creds={self.creds}, json={self.json})"
 
 
-class Unreachable(Exception):
-    """The daemon did not answer (no socket, refused, closed, or too slow)."""
+Unreachable = DaemonUnreachableError
+"""The daemon did not answer (closed, or too slow); `DaemonNotRunningError` when nothing listens."""
 
 
 def parse(argv: list[str]) -> Lookup | None:
@@ -139,16 +149,21 @@ def ask(service: str, username: str | None, timeout: float) -> dict[str, object]
     """helperd's answer to ``get`` by keyring service: the result, or None when it has none.
 
     Raises:
+        DaemonNotRunningError: nothing listens on the socket.
         Unreachable: the daemon could not be reached or did not answer within ``timeout``.
+        UntrustedSocketError: the socket's folder or its listener is not the caller's own.
     """
     message: dict[str, object] = {"v": PROTOCOL_VERSION, "id": 1, "op": "get", "service": service}
     if username is not None:
         message["username"] = username
     deadline = time.monotonic() + timeout
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout)
-        sock.connect(socket_file())
+        sock = connect(socket_file(), timeout)  # checks the folder and the listener
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise DaemonNotRunningError(str(exc)) from None
+    except OSError as exc:  # TimeoutError, a full backlog, ...
+        raise Unreachable(str(exc)) from None
+    try:
         sock.sendall(encode_line(message))
         buffer = b""
         while b"\n" not in buffer:
@@ -160,7 +175,7 @@ def ask(service: str, username: str | None, timeout: float) -> dict[str, object]
             if not chunk:
                 raise Unreachable("connection closed")
             buffer += chunk
-    except OSError as exc:  # TimeoutError, FileNotFoundError, ConnectionRefusedError, ...
+    except OSError as exc:
         raise Unreachable(str(exc)) from None
     finally:
         sock.close()
@@ -174,16 +189,31 @@ def ask(service: str, username: str | None, timeout: float) -> dict[str, object]
     return None
 
 
+def ask_starting(service: str, username: str | None, timeout: float) -> dict[str, object] | None:
+    """`ask`; when nothing listens, start a daemon on demand (as the plugin does), ask again."""
+    try:
+        return ask(service, username, timeout)
+    except DaemonNotRunningError:
+        try:
+            start_daemon(socket_file(), timeout)
+        finally:
+            os.environ[AUTOSTART_ENV] = "0"  # a real keyring handed the call need not try
+    return ask(service, username, timeout)
+
+
 def serve(lookup: Lookup) -> int | None:
     """Answer ``lookup`` from helperd: the exit status, or None when the daemon is unreachable."""
     if lookup.service == POETRY_CHECK:
         return NOT_FOUND  # the plugin never answers Poetry's probe
     username = "" if lookup.username == EMPTY_USERNAME else lookup.username
     try:
-        result = ask(lookup.service, username, _timeout())
+        result = ask_starting(lookup.service, username, _timeout())
     except Unreachable:
         return None
-    except Exception:  # a garbled answer is "not found", as in the plugin
+    except Exception as exc:  # a garbled answer is "not found", as in the plugin
+        if isinstance(exc, UntrustedSocketError):
+            # Never handed on: another keyring must not answer in place of an impostor either.
+            print(f"helperd-keyring-shim: {exc.message}", file=sys.stderr)
         return NOT_FOUND
     if result is None:
         return NOT_FOUND

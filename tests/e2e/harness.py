@@ -144,6 +144,7 @@ class Sandbox:
             "XDG_STATE_HOME": str(home / ".local" / "state"),
             "XDG_RUNTIME_DIR": str(self.root / "run"),
             "HELPERD_HOME": str(self.helperd_home),
+            "HELPERD_AUTOSTART": "0",  # never a helperd from outside the worktree
             "POETRY_CONFIG_DIR": str(self.poetry_config),
             "POETRY_CACHE_DIR": str(self.root / "poetry-cache"),
             "POETRY_DATA_DIR": str(self.root / "poetry-data"),

@@ -17,11 +17,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helperd_client import Client
 
 from helperd.testing import Daemon, daemon_env, start_daemon
 from tests.support.tools import require_tool
@@ -248,3 +250,33 @@ def test_ci_recipe_runs_as_written(bin_dir: Path, tmp_path: Path) -> None:
     assert f"{SECRET}\n" == (out / "keyring").read_text()
     assert SECRET not in result.stdout + result.stderr
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_finds_a_daemon_still_at_the_old_path(home: Path, key_file: Path, bin_dir: Path) -> None:
+    """A daemon still listening at ``$TMPDIR/helperd-<uid>/`` (the old fallback) while the
+    rule now picks the home folder: doctor names it, its PID, and how to move."""
+    tmpdir = Path(tempfile.mkdtemp(prefix="hdt", dir="/tmp"))
+    old = tmpdir / f"helperd-{os.getuid()}" / "helperd.sock"
+    env = {"HELPERD_SOCKET": str(old), "HELPERD_KEY_FILE": str(key_file)}
+    daemon = start_daemon(home, "--store", "file", env=env, wait=False)
+    try:
+        deadline = time.monotonic() + 15
+        while not old.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with Client(old, timeout=5) as client:
+            client.hello()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("HELPERD_") and k != "XDG_RUNTIME_DIR"
+        }
+        env.update({"TMPDIR": str(tmpdir), "HOME": str(home), "HELPERD_AUTOSTART": "0"})
+        found = verdicts(doctor(env, bin_dir, "--json"))["old-socket"]
+    finally:
+        daemon.stop()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert "warn" == found["status"]
+    assert f"pid {daemon.process.pid}" in found["message"]
+    assert str(old) in found["message"]
+    assert str(home / ".local/state/helperd" / str(os.getuid()) / "helperd.sock") in found["fix"]
+    assert found["fix"].startswith(f"kill {daemon.process.pid}, then start helperd again")

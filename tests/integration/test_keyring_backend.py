@@ -91,18 +91,56 @@ def test_generic_entries_live_where_keyring_puts_them(keyring_daemon: Daemon) ->
     assert None is native.get_password("older-app", "you")
 
 
-def test_viable_only_while_the_socket_exists(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No socket: priority raises RuntimeError, never connecting; a socket: it beats the chainer."""
+def test_always_viable_never_raising_never_connecting(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No socket, or a listener that never accepts: priority answers PRIORITY, above the
+    chainer, without raising and without connecting (a plugin that stepped aside let Poetry
+    write plaintext)."""
     monkeypatch.setenv("HELPERD_SOCKET", str(home / "helperd.sock"))
-    with pytest.raises(RuntimeError, match="not running"):
-        HelperdKeyring.priority  # noqa: B018
+    assert PRIORITY == HelperdKeyring.priority
+    assert PRIORITY > 10
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(home / "helperd.sock"))
+    listener.listen(1)
+    listener.setblocking(False)
     try:
         assert PRIORITY == HelperdKeyring.priority
-        assert PRIORITY > 10
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
     finally:
         listener.close()
+
+
+def test_named_in_python_keyring_backend_with_the_daemon_down(home: Path) -> None:
+    """PYTHON_KEYRING_BACKEND naming the plugin, no daemon, no autostart: a read is a quiet
+    None (exit 0, no traceback), a write fails with the fix."""
+    code = (
+        "import keyring, sys\n"
+        "print(keyring.get_password('poetry-repository-acme', 'alice'))\n"
+        "try:\n"
+        "    keyring.set_password('poetry-repository-acme', 'alice', 'pw')\n"
+        "except keyring.errors.PasswordSetError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHON_KEYRING_BACKEND": "helperd_client.keyring_backend.HelperdKeyring",
+        "HELPERD_SOCKET": str(home / "helperd.sock"),
+        "HELPERD_AUTOSTART": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (0, "None") == (done.returncode, done.stdout.splitlines()[0]), done.stderr
+    assert "Traceback" not in done.stderr
+    assert "refused: helperd could not store the password" in done.stdout
+    assert "HELPERD_AUTOSTART=0" in done.stdout
 
 
 def test_keyring_picks_the_plugin(plugin_socket: Daemon) -> None:
@@ -156,6 +194,24 @@ def test_poetry_write_through(
         assert "token" == client.get(name="acme", username="__token__").kind
         plugin.delete_password("poetry-repository-acme", "__token__")
         assert ["alice"] == [r.username for r in client.list()]
+
+
+def test_poetry_write_through_merges_urls(
+    plugin_socket: Daemon, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    """A record holding an index and an upload URL keeps both and gains config.toml's URL."""
+    upload = "http://127.0.0.1:8080/upload/"
+    other = "http://127.0.0.1:9090/simple/"
+    with plugin_socket.client() as client:
+        client.set("acme", "old", username="alice", urls=[URL, upload])
+    config = home / "pypoetry"
+    config.mkdir()
+    (config / "config.toml").write_text(f'[repositories.acme]\nurl = "{other}"\n')
+    monkeypatch.setenv("POETRY_CONFIG_DIR", str(config))
+    HelperdKeyring().set_password("poetry-repository-acme", "alice", "new")
+    with plugin_socket.client() as client:
+        record = client.get(name="acme", username="alice")
+    assert ("new", (URL, upload, other)) == (record.password, record.urls)
 
 
 def test_stale_socket_answers_none_at_once(

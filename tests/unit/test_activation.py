@@ -224,8 +224,18 @@ class TestSocketChecks:
         """A socket that belongs to another user is reported."""
         with listener(tmp / "s.sock") as sock:
             os.chmod(tmp / "s.sock", 0o600)
-            [problem] = socket_problems(sock, uid=os.getuid() + 1)
-        assert "SocketUser=" in problem
+            owner, folder = socket_problems(sock, uid=os.getuid() + 1)
+        assert "SocketUser=" in owner
+        assert "every client refuses" in folder
+
+    def test_a_folder_clients_refuse_is_reported(self, tmp: Path) -> None:
+        """A group-writable socket folder is reported: every client would refuse the socket."""
+        with listener(tmp / "s.sock") as sock:
+            os.chmod(tmp / "s.sock", 0o600)
+            os.chmod(tmp, 0o770)
+            [problem] = socket_problems(sock)
+        assert "every client refuses socket" in problem
+        assert "can be written by group or others (mode 770)" in problem
 
     def test_an_abstract_socket_is_reported(self) -> None:
         """An abstract socket has no file permissions: it is named with @ and reported."""

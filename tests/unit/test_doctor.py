@@ -25,6 +25,7 @@ from helperd.doctor import (
     PathFacts,
     PipFacts,
 )
+from helperd.doctor_moved import OldSocket
 
 UID = 1000
 SOCKET = Path("/run/user/1000/helperd/helperd.sock")
@@ -91,6 +92,7 @@ def test_a_healthy_setup_is_all_ok() -> None:
         "socket",
         "stale-socket",
         "daemon",
+        "old-socket",
         "store",
         "config",
         "key-file",
@@ -451,7 +453,7 @@ def test_text_output_and_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     failed = lines.index(f"fail  socket: {SOCKET} is mode 0666: it must be 0600")
     assert f"      fix: chmod 600 {SOCKET}" == lines[failed + 1]
     assert "ok    socket-dir: " in lines[0]
-    assert "1 failed, 0 warnings, 12 checks" in result.stderr
+    assert "1 failed, 0 warnings, 13 checks" in result.stderr
 
 
 def test_json_output(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -460,10 +462,10 @@ def test_json_output(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert 0 == result.exit_code
     data = json.loads(result.stdout)
-    assert 12 == len(data)
+    assert 13 == len(data)
     assert {"name", "status", "message", "fix"} == set(data[0])
     assert {"name": "poetry-keyring", "status": "warn"} == {
-        k: v for k, v in data[7].items() if k in ("name", "status")
+        k: v for k, v in data[8].items() if k in ("name", "status")
     }
 
 
@@ -492,3 +494,27 @@ def test_shim_check(tmp_path: Path) -> None:
     assert "ok" == backed.status
     assert str(second / "keyring") in backed.message
     assert "ok" == doctor.check_shim(facts()).status
+
+
+def test_daemon_at_the_old_path_says_how_to_move() -> None:
+    """A helperd of ours still at an older version's path: warn, stop it by PID, start again."""
+    old = OldSocket(Path("/tmp/helperd-1000/helperd.sock"), pid=4321, uid=UID)
+    found = doctor.check_old_socket(facts(old_sockets=(old,)))
+    assert "warn" == found.status
+    assert (found.fix or "").startswith("kill 4321, then start helperd again")
+    assert str(old.path) in found.message
+    assert str(SOCKET) in found.message
+
+
+def test_another_users_listener_at_the_old_path_fails() -> None:
+    """Another UID listening at an old path is named as not yours."""
+    old = OldSocket(Path("/tmp/helperd-1000/helperd.sock"), pid=4321, uid=65534)
+    found = doctor.check_old_socket(facts(old_sockets=(old,)))
+    assert ("fail", True) == (found.status, "uid 65534" in found.message)
+
+
+def test_untrusted_socket_fails_the_daemon_check() -> None:
+    """A connection refused by the client-side checks fails, quoting them."""
+    detail = "refusing to use the helperd socket /x/helperd.sock: /x belongs to another user"
+    found = doctor.check_daemon(facts(connection=Connection("untrusted", detail)))
+    assert ("fail", detail) == (found.status, found.message)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helperd_client import trust
 
 from helperd import peer, server
 from helperd.server import Server
@@ -27,7 +28,7 @@ def test_linux_peer_uid_is_ours() -> None:
 
 def test_macos_path_fails_closed_when_the_os_cannot_say(monkeypatch: pytest.MonkeyPatch) -> None:
     """The LOCAL_PEERCRED path answers None when the call fails (here: not macOS)."""
-    monkeypatch.setattr(peer.sys, "platform", "darwin")
+    monkeypatch.setattr(trust.sys, "platform", "darwin")
     left, right = socket.socketpair(socket.AF_UNIX)
     with left, right:
         assert None is peer.peer_uid(left)

@@ -284,7 +284,7 @@ def test_launchd_plan() -> None:
     made = plan(platform="darwin", env=env, uid=501)
 
     plist = HOME / "Library/LaunchAgents/com.helperd.agent.plist"
-    assert MakeDir(Path("/var/folders/xy/T/helperd"), 0o700) == made.steps[0]
+    assert MakeDir(Path("/var/folders/xy/T/helperd-501"), 0o700) == made.steps[0]
     write = made.steps[1]
     assert isinstance(write, WriteFile)
     assert plist == write.path
