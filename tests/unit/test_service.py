@@ -168,7 +168,8 @@ def test_wrong_passphrases_close_the_gate_and_a_right_one_resets_it(service: Ser
             waits.append(service.handle(status, now).passphrase_retry_in)  # type: ignore[union-attr]
             with pytest.raises(BadPassphraseError) as refused:
                 service.handle(right, now)  # refused unchecked, even though it is right
-            assert f"too many wrong passphrases: try again in {int(waits[-1])} s" == str(refused.value)
+            message = f"too many wrong passphrases: try again in {int(waits[-1])} s"
+            assert message == str(refused.value)
             now += timedelta(seconds=waits[-1])
         service.handle(right, now)
         assert 0 == service.gate.failures
