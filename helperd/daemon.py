@@ -78,7 +78,7 @@ def check_home(env: Mapping[str, str]) -> None:
     mode = stat.S_IMODE(info.st_mode)
     if mode != 0o700:
         fix = f"chmod 700 {shlex.quote(home)}"
-        raise StartupError(f"HELPERD_HOME {home} has mode {mode:04o}, not 0700: run `{fix}`")
+        raise StartupError(f"{home} has mode {mode:04o}; HELPERD_HOME must be 0700: run `{fix}`")
 
 
 async def run(

@@ -285,7 +285,7 @@ def test_helperd_home_must_be_exactly_0700(home: Path) -> None:
     finally:
         daemon.stop()
     assert 1 == code
-    assert f"HELPERD_HOME {home} has mode 0755, not 0700: run `chmod 700 {home}`" in (
+    assert f"{home} has mode 0755; HELPERD_HOME must be 0700: run `chmod 700 {home}`" in (
         daemon.log.read_text()
     )
     assert not daemon.socket.exists()
