@@ -51,7 +51,9 @@ class GuessGate:
 
     Use: `admit` before the KDF; then exactly one of `wrong` (the passphrase was wrong),
     `right` (it opened the store) or `release` (the check ended otherwise, e.g. a damaged
-    file). Thread-safe: the service calls it from worker threads.
+    file). Thread-safe: the service calls it from worker threads. The state file is written
+    with no lock held, so `retry_in` never waits on the disk; no other check is admitted
+    until it is written.
 
     Args:
         path: where the state is kept (None: in memory only, for unit tests).
@@ -93,20 +95,22 @@ class GuessGate:
     def wrong(self, now: datetime) -> float:
         """Record a wrong passphrase: n rises and the gate closes; returns the interval."""
         with self._lock:
-            self._running = False
             self._failures += 1
             closed_for = interval(self._failures)
             self._opens_at = now.timestamp() + closed_for
-            self._save()
+            state = self._failures, self._opens_at
+        self._save(*state)
+        self.release()
         return closed_for
 
     def right(self) -> None:
         """Record a passphrase that opened the store: n goes back to 0."""
         with self._lock:
-            self._running = False
-            if self._failures or self._opens_at:
-                self._failures, self._opens_at = 0, 0.0
-                self._save()
+            changed = bool(self._failures or self._opens_at)
+            self._failures, self._opens_at = 0, 0.0
+        if changed:
+            self._save(0, 0.0)
+        self.release()
 
     def release(self) -> None:
         """End a check that told nothing about the passphrase (n unchanged)."""
@@ -118,11 +122,14 @@ class GuessGate:
         wait = min(self._opens_at - now.timestamp(), interval(self._failures))
         return round(wait, 3) if wait > 0 else 0.0
 
-    def _save(self) -> None:
-        """Write the state (lock held). A failed write is logged: the gate still holds in memory."""
+    def _save(self, failures: int, opens_at: float) -> None:
+        """Write the state, lock not held: the check stays "running" until it is written.
+
+        A failed write is logged; the gate still holds in memory.
+        """
         if self.path is None:
             return
-        data = {"failures": self._failures, "opens_at": self._opens_at}
+        data = {"failures": failures, "opens_at": opens_at}
         try:
             durable.write_atomic(self.path, json.dumps(data, sort_keys=True).encode("ascii"))
         except HelperdError as exc:

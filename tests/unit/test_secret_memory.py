@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import resource
+
 import pytest
 from helperd_client.errors import LockedError
 
 from helperd.secret_memory import SecretBuffer, memory_locked
 from helperd.stores.keys import key_file_key
+from tests.support.tools import require_root
 
 
 def test_wipe_zeroes_the_buffer() -> None:
@@ -31,3 +36,31 @@ def test_a_wiped_store_key_refuses_to_encrypt() -> None:
 def test_memory_locked_is_a_bool() -> None:
     """Status reports whether mlock held, as a plain bool, before any key exists too."""
     assert isinstance(memory_locked(), bool)
+
+
+def test_memory_locked_is_false_where_mlock_is_not_allowed() -> None:
+    """A process without CAP_IPC_LOCK and with RLIMIT_MEMLOCK 0 (here: nobody) cannot lock key
+    memory: the buffer still works, and memory_locked says False."""
+    require_root("changes to UID nobody")
+    nobody = pwd.getpwnam("nobody").pw_uid
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+            os.setgid(nobody)
+            os.setuid(nobody)
+            buffer = SecretBuffer(32)
+            buffer.view[:] = b"k" * 32
+            buffer.wipe()
+            seen = f"{buffer.locked} {memory_locked()} {bytes(buffer.view) == bytes(32)}"
+            os.write(write, seen.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        seen = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert "False False True" == seen
