@@ -224,20 +224,11 @@ class StoreKey:
         self._aead = AESGCM(self._key.view)
 
     def encrypt(self, nonce: bytes, data: bytes, associated: bytes) -> bytes:
-        """AES-256-GCM encryption with this key.
-
-        Raises:
-            LockedError: the key was wiped.
-        """
+        """AES-256-GCM encryption with this key (`LockedError` once wiped)."""
         return self._cipher().encrypt(nonce, data, associated)
 
     def decrypt(self, nonce: bytes, data: bytes, associated: bytes) -> bytes:
-        """AES-256-GCM decryption with this key.
-
-        Raises:
-            cryptography.exceptions.InvalidTag: the data or the key is not the right one.
-            LockedError: the key was wiped.
-        """
+        """AES-256-GCM decryption (`InvalidTag`: wrong key or data; `LockedError` once wiped)."""
         return self._cipher().decrypt(nonce, data, associated)
 
     def matches(self, check: bytes) -> bool:
