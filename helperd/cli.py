@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,7 +170,7 @@ def status(session: Session, as_json: bool) -> None:
 
     Prints the daemon's version, protocol and process id, the active store (keyring or file)
     and why it was chosen, the lock state, and how many repositories it holds (unknown
-    while locked).
+    while locked); after too many wrong passphrases, when one is checked again.
     Exits 3 when no daemon answers.
 
     \b
@@ -201,6 +202,12 @@ def status(session: Session, as_json: bool) -> None:
     ]
     if state.lockable and state.idle_lock_seconds:
         lines.append(f"auto-lock:    after {state.idle_lock_seconds / 60:g} min without use")
+    if state.passphrase_retry_in > 0:
+        wait = math.ceil(state.passphrase_retry_in)
+        lines.append(f"passphrase:   checked again in {wait} s (too many wrong ones in a row)")
+    if state.lockable:
+        memory = "locked against swap" if state.memory_locked else "not locked (mlock failed)"
+        lines.append(f"key memory:   {memory}")
     if hello.version != __version__:
         lines.append(f"note:         this helperctl is {__version__}")
     click.echo("\n".join(lines))

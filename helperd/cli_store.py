@@ -84,7 +84,8 @@ def unlock(session: Session, passphrase_stdin: bool) -> None:
     """Unlock the file store; it never creates one.
 
     On a terminal it asks once, with hidden input; otherwise give --passphrase-stdin.
-    A wrong passphrase exits 5, and each wrong try in a row waits longer (up to 30 s).
+    A wrong passphrase exits 5. After wrong ones in a row, the daemon checks none for a
+    while (1, 2, 4 ... up to 30 s): unlock then exits 5 at once and says when to try again.
 
     \b
     Examples:

@@ -9,6 +9,8 @@ without reading a file.
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,7 +131,7 @@ def _credential_key(env: Mapping[str, str]) -> Path | None:
 
 def _read_config(path: Path) -> FileConfig:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_own(path).decode("utf-8"))
     except FileNotFoundError:
         return FileConfig()
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -142,3 +144,31 @@ def _read_config(path: Path) -> FileConfig:
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise BadRequestError(f"{path}: {problems}") from None
+
+
+def _read_own(path: Path) -> bytes:
+    """Read config.toml, refusing one that somebody else could have written.
+
+    It can turn the idle lock off or name a key file, so it is trusted only as far as the
+    store itself: owned by this user, not writable by group or others (checked on the open
+    file, so it cannot be swapped in between).
+
+    Raises:
+        BadRequestError: another user owns it, or group or others can write it.
+        OSError: it cannot be read (FileNotFoundError when there is none).
+    """
+    with path.open("rb") as handle:
+        info = os.fstat(handle.fileno())
+        quoted = shlex.quote(str(path))
+        if info.st_uid != os.getuid():
+            raise BadRequestError(
+                f"{path} belongs to another user (uid {info.st_uid}), not to you"
+                f" (uid {os.getuid()}): refusing to read it; run `chown {os.getuid()} {quoted}`"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022:
+            raise BadRequestError(
+                f"{path} can be written by group or others (mode {mode:04o}): refusing to"
+                f" read it; run `chmod go-w {quoted}`"
+            )
+        return handle.read()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import shlex
 import signal
 import socket
+import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -26,27 +29,56 @@ from helperd.activation import (
     socket_problems,
 )
 from helperd.config import LogLevel, Settings, StoreChoice
+from helperd.guess_gate import GATE_FILE, GuessGate
 from helperd.hardening import harden_process, room_for_connections
 from helperd.server import Lifecycle, Server, StartupError, bind_socket
 from helperd.service import Service
 from helperd.stores.base import Store, StoreState
 from helperd.stores.choice import Migrations, build_store
 
-__all__ = ["build_service", "main"]
+__all__ = ["build_service", "check_home", "main"]
 
 log = logging.getLogger("helperd")
 
 
 def build_service(settings: Settings) -> Service:
     """The service for ``settings``, with its store opened."""
-    choice = build_store(settings)
+    choice = build_store(settings)  # makes the data folder, where the gate is kept
     return Service(
         choice.store,
         store_reason=choice.reason,
         idle_lock=settings.idle_lock,
         foreign=choice.foreign,
         migrations=Migrations(settings),
+        gate=GuessGate(settings.data_dir / GATE_FILE),
     )
+
+
+def check_home(env: Mapping[str, str]) -> None:
+    """Refuse a ``HELPERD_HOME`` that exists with another mode than 0700 (SPEC.md).
+
+    Stricter than the data folder's own check (no group/other write): the store, the
+    config and the passphrase gate all sit there, so nobody else may even list it.
+
+    Raises:
+        StartupError: it is not a directory, or its mode is not 0700; the message names
+            the ``chmod 700`` to run.
+    """
+    home = env.get("HELPERD_HOME")
+    if not home:
+        return
+    try:
+        info = os.lstat(home)
+    except FileNotFoundError:
+        return  # created 0700 when the store opens
+    except OSError as exc:
+        raise StartupError(f"cannot use HELPERD_HOME {home}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise StartupError(f"HELPERD_HOME {home} is not a directory (a symlink is refused too)")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode != 0o700:
+        fix = f"chmod 700 {shlex.quote(home)}"
+        raise StartupError(f"{home} has mode {mode:04o}; HELPERD_HOME must be 0700: run `{fix}`")
 
 
 async def run(
@@ -254,6 +286,9 @@ def main(
     to helperctl, Poetry, pip and uv over a Unix socket that only your user can use.
     Service managers run it this way; stop it with SIGTERM or Ctrl-C.
     """
+    # Every file and folder the daemon makes is private from the start, whatever path
+    # makes it (logs, a store written by a library, a socket bound elsewhere).
+    os.umask(0o077)
     try:
         settings = Settings.resolve(socket=socket, store=store, log_level=log_level)
     except HelperdError as exc:
@@ -265,6 +300,7 @@ def main(
     )
     harden_process()  # no core dumps, no ptrace by other processes: secrets live in memory
     try:
+        check_home(os.environ)
         policy = IdleExit(idle_exit, while_unlocked=idle_exit_unlocked) if idle_exit else None
         again = functools.partial(Settings.resolve, socket=socket, store=store, log_level=log_level)
         asyncio.run(run(settings, idle_exit=policy, reload=again))

@@ -241,6 +241,12 @@ class StatusResult(_Model):
     repositories: int | None
     records: int | None
     idle_lock_seconds: float | None
+    kdf_runs: int = 0
+    """Argon2id runs on a passphrase since the daemon started."""
+    passphrase_retry_in: float = 0.0
+    """Seconds until a passphrase is checked again (0 when the gate is open)."""
+    memory_locked: bool = False
+    """Whether the key's memory is locked against swap (mlock)."""
 
 
 class RecordInfo(_Model):

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Literal
 
 from helperd_client.errors import (
-    BadPassphraseError,
     ForbiddenError,
     HelperdError,
     InternalError,
@@ -322,10 +321,6 @@ class Server:
                 )
             log.debug("%s ok", request.op)
             return render_ok(request_id, result)
-        except BadPassphraseError as exc:
-            # Slow down guessing without holding a worker thread or other clients.
-            await asyncio.sleep(exc.delay)
-            return render_error(request_id, exc)
         except HelperdError as exc:
             log.info("%s failed: %s", request.op, exc.code)
             return render_error(request_id, exc)

@@ -1,8 +1,9 @@
 """The core: serves one validated request against a store. No sockets, no clock.
 
-Time is a parameter (``now``), so expiry, idle auto-lock and the passphrase penalty are
+Time is a parameter (``now``), so expiry, idle auto-lock and the passphrase gate are
 tested without a running event loop. The service is called from worker threads; its own
-small state (failures, last use) is guarded by a lock, and each store guards its own.
+small state (last use) is guarded by a lock, the passphrase gate guards its own, and each
+store guards its own.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -24,6 +26,7 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
+from helperd.guess_gate import GuessGate
 from helperd.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.migration import MigrationMarker, copy_verified
 from helperd.protocol import (
@@ -51,21 +54,13 @@ from helperd.protocol import (
     UnlockRequest,
 )
 from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.secret_memory import memory_locked
 from helperd.stores.base import Store, StoreState
+from helperd.stores.keys import kdf_runs
 
-__all__ = ["ForeignKeyring", "Migrations", "Service", "penalty"]
+__all__ = ["ForeignKeyring", "Migrations", "Service"]
 
 log = logging.getLogger(__name__)
-
-MAX_PENALTY = 30.0
-"""Longest wait, in seconds, before answering a wrong passphrase."""
-
-
-def penalty(failures: int) -> float:
-    """Seconds to wait before answering the n-th wrong passphrase in a row: min(2^(n-1), 30)."""
-    if failures <= 0:
-        return 0.0
-    return min(2.0 ** (failures - 1), MAX_PENALTY)
 
 
 class _WouldBlock(Exception):
@@ -117,6 +112,7 @@ class Service:
         idle_lock: lock a passphrase store after this long without use (None: never).
         foreign: where to look for generic entries helperd does not hold (None: nowhere).
         migrations: how to open another store for ``migrate`` (None: not offered).
+        gate: the daemon-wide gate on passphrase guesses (None: a fresh one, in memory).
     """
 
     def __init__(
@@ -127,6 +123,7 @@ class Service:
         idle_lock: timedelta | None = None,
         foreign: ForeignKeyring | None = None,
         migrations: Migrations | None = None,
+        gate: GuessGate | None = None,
     ) -> None:
         self.store = store
         self.store_reason = store_reason
@@ -136,7 +133,7 @@ class Service:
         self._mutex = threading.Lock()
         # Writes wait while a migration copies, so that none lands in the store being left.
         self._writes = threading.Lock()
-        self._failures = 0
+        self.gate = GuessGate() if gate is None else gate
         self._last_use: datetime | None = None
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
@@ -148,8 +145,7 @@ class Service:
         """Serve ``request`` at time ``now``; with ``blocking`` False, never reach the OS keyring.
 
         Raises:
-            HelperdError: the error to answer with. A `BadPassphraseError` carries the
-                delay the server must wait before answering.
+            HelperdError: the error to answer with.
         """
         self.tick(now)
         if not isinstance(request, HelloRequest | StatusRequest):
@@ -159,7 +155,7 @@ class Service:
             case HelloRequest():
                 return HelloResult(version=__version__, ops=list(OPS))
             case StatusRequest():
-                return self._status()
+                return self._status(now)
             case GetRequest():
                 return self._get(request, now, blocking)
             case SetRequest():
@@ -170,7 +166,7 @@ class Service:
                     return self._delete(request)
             case MigrateRequest():
                 with self._writes:
-                    return self._migrate(request)
+                    return self._migrate(request, now)
             case ListRequest():
                 if self.store.state is StoreState.LOCKED:  # the keyring index stays readable
                     raise LockedError("the store is locked: run `helperctl unlock`")
@@ -186,11 +182,13 @@ class Service:
             case UnlockRequest():
                 if self.store.needs_passphrase and request.passphrase is None:
                     raise BadRequestError("unlock needs the store's passphrase")
-                self._guarded(lambda: self.store.unlock(request.passphrase))
+                self._guarded(lambda: self.store.unlock(request.passphrase), self.store, now)
                 return self._succeeded()
             case PasswdRequest():
                 self._require_passphrase(request.new)
-                self._guarded(lambda: self.store.change_passphrase(request.old, request.new))
+                self._guarded(
+                    lambda: self.store.change_passphrase(request.old, request.new), self.store, now
+                )
                 return self._succeeded()
         raise BadRequestError("unhandled request")  # pragma: no cover - the union is closed
 
@@ -226,7 +224,7 @@ class Service:
         log.info("store locked after %s without use", self.idle_lock)
         return True
 
-    def _status(self) -> StatusResult:
+    def _status(self, now: datetime) -> StatusResult:
         state = self.store.state
         records: Sequence[Record] | None = None
         if state is StoreState.UNLOCKED:
@@ -248,6 +246,9 @@ class Service:
             repositories=repositories,
             records=None if records is None else len(records),
             idle_lock_seconds=None if self.idle_lock is None else self.idle_lock.total_seconds(),
+            kdf_runs=kdf_runs(),
+            passphrase_retry_in=self.gate.retry_in(now),
+            memory_locked=memory_locked(),
         )
 
     def _current_catalog(self) -> Catalog:
@@ -389,7 +390,7 @@ class Service:
             return False
         return self._foreign is not None and self._foreign.foreign_delete(request.service, username)
 
-    def _migrate(self, request: MigrateRequest) -> MigrateResult:
+    def _migrate(self, request: MigrateRequest, now: datetime) -> MigrateResult:
         """Move every record to the other store; see helperd.migration for the safety."""
         if self._migrations is None:
             raise BadRequestError("this daemon cannot migrate its store")
@@ -406,7 +407,7 @@ class Service:
                 target.store.create(request.passphrase)
             elif target.store.state is StoreState.LOCKED:
                 passphrase = request.passphrase
-                self._guarded(lambda: target.store.unlock(passphrase))
+                self._guarded(lambda: target.store.unlock(passphrase), target.store, now)
             moved = copy_verified(self.store, target.store)
             self.store.discard()
         except BaseException:
@@ -421,17 +422,30 @@ class Service:
         if self.store.needs_passphrase and not (passphrase and passphrase.get_secret_value()):
             raise BadRequestError("a passphrase is required and must not be empty")
 
-    def _guarded(self, action: Callable[[], None]) -> None:
-        """Run a passphrase check; count failures and attach the penalty to the error."""
+    def _guarded(self, action: Callable[[], None], store: Store, now: datetime) -> None:
+        """Run a passphrase check through the daemon-wide gate (see helperd.guess_gate).
+
+        The gate is asked before the KDF runs: a refusal costs nothing and leaves the count
+        alone. A wrong passphrase is answered as soon as its check ends, and closes the gate.
+        A store that takes no passphrase (a key file, the OS keyring) is not gated.
+        """
+        if not store.needs_passphrase:
+            action()
+            return
+        self.gate.admit(now)
+        started = time.monotonic()
         try:
             action()
-        except BadPassphraseError as exc:
-            with self._mutex:
-                self._failures += 1
-                delay = penalty(self._failures)
-            raise BadPassphraseError(exc.message, delay=delay) from None
+        except BadPassphraseError:
+            # The interval runs from the answer, that is from the end of the KDF.
+            ended = now + timedelta(seconds=time.monotonic() - started)
+            closed_for = self.gate.wrong(ended)
+            log.warning("wrong passphrase: no passphrase is checked for %g s", closed_for)
+            raise
+        except BaseException:
+            self.gate.release()
+            raise
+        self.gate.right()
 
     def _succeeded(self) -> Ack:
-        with self._mutex:
-            self._failures = 0
         return Ack(locked=self.store.state is not StoreState.UNLOCKED)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from helperd_client import Client, DaemonUnreachableError
 
-__all__ = ["Daemon", "running_daemon", "start_daemon"]
+__all__ = ["Daemon", "running_daemon", "start_daemon", "wait_for_gate"]
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
@@ -143,3 +143,9 @@ def running_daemon(
     finally:
         if own_home:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_for_gate(client: Client) -> None:
+    """Sleep until the daemon checks passphrases again (after a wrong one, it waits a while)."""
+    while (wait := client.status().passphrase_retry_in) > 0:
+        time.sleep(wait)

@@ -55,7 +55,7 @@ DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take, connect and answer included (override: HELPERD_TIMEOUT)."""
 
 PASSPHRASE_TIMEOUT = 90.0
-"""Seconds for calls that carry a passphrase: the KDF plus up to 30 s of penalty delay."""
+"""Seconds for calls that carry a passphrase: long enough for the KDF on a slow machine."""
 
 START_HINT = (
     "start it with `helperd &`, or `systemctl --user start helperd.socket` where it is"
@@ -143,6 +143,10 @@ class Status:
     repositories: int | None
     records: int | None
     idle_lock_seconds: float | None
+    # Defaults: a daemon older than these fields still answers status.
+    kdf_runs: int = 0
+    passphrase_retry_in: float = 0.0
+    memory_locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ class Client:
     def status(self) -> Status:
         """The daemon's state: store, why it was chosen, lock state, counts."""
         r = self.request("status")
-        return Status(**{k: r[k] for k in Status.__dataclass_fields__})
+        return Status(**{k: r[k] for k in Status.__dataclass_fields__ if k in r})
 
     def get(
         self,

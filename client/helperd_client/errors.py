@@ -94,18 +94,14 @@ class LockedError(HelperdError):
 
 
 class BadPassphraseError(LockedError):
-    """The passphrase did not open the store; the store stays locked.
+    """The passphrase did not open the store, or none is checked for now; it stays locked.
 
-    Attributes:
-        delay: seconds the daemon waits before answering (wrong passphrases are slowed down).
+    After too many wrong passphrases in a row, the daemon refuses every passphrase for a while
+    without checking it: the message says how long.
     """
 
     code = "bad_passphrase"
     exit_code = 5
-
-    def __init__(self, message: str, *, delay: float = 0.0) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 class ForbiddenError(HelperdError):

@@ -238,7 +238,8 @@ class FileStore(Store):
             spec, raw = self._current_spec()
             key = self._passphrase_key(secret, spec)
             if raw is None:
-                return  # already unlocked: the passphrase was only checked
+                key.wipe()  # already unlocked: the passphrase was only checked
+                return
             header, entries = self._decrypt(key, raw)
             with self._lock:
                 self._check_not_closed()
@@ -256,7 +257,7 @@ class FileStore(Store):
                 " as no passphrase could unlock it"
             )
         with self._lock:
-            self._key = self._header = self._entries = None
+            self._forget()
 
     def change_passphrase(self, old: SecretStr, new: SecretStr) -> None:
         """Re-encrypt the store under ``new`` with a new salt, atomically; it ends up unlocked.
@@ -305,11 +306,17 @@ class FileStore(Store):
     def close(self) -> None:
         """Forget every secret and release the store's OS lock."""
         with self._lock:
-            self._key = self._header = self._entries = None
+            self._forget()
             self._closed = True
             self._file_lock.release()
 
     # Internals. Those touching _key/_header/_entries run with self._lock held.
+
+    def _forget(self) -> None:
+        """Zero the key (see helperd.secret_memory) and drop every decrypted secret."""
+        if self._key is not None:
+            self._key.wipe()
+        self._key = self._header = self._entries = None
 
     def _check_not_closed(self) -> None:
         if self._closed:
@@ -378,6 +385,7 @@ class FileStore(Store):
             )
         key = passphrase_key(secret, spec.salt, spec.kdf)
         if not key.matches(spec.check):
+            key.wipe()
             raise BadPassphraseError(f"wrong passphrase for the store at {self.path}")
         return key
 
@@ -404,7 +412,7 @@ class FileStore(Store):
             key, spec, generation = self._key, self._header.spec, self._header.generation + 1
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
         line = header.encode()
-        ciphertext = key.aead.encrypt(header.nonce, _encode_records(entries), line)
+        ciphertext = key.encrypt(header.nonce, _encode_records(entries), line)
         durable.write_atomic(self.path, line + b"\n" + ciphertext)
         self._key, self._header, self._entries = key, header, entries
         return entries
@@ -430,7 +438,7 @@ class FileStore(Store):
     def _decrypt(self, key: StoreKey, raw: bytes) -> tuple[_Header, _Entries]:
         header, line, ciphertext = self._parse(raw)
         try:
-            entries = _decode_records(key.aead.decrypt(header.nonce, ciphertext, line))
+            entries = _decode_records(key.decrypt(header.nonce, ciphertext, line))
         except (InvalidTag, ValueError, TypeError, KeyError, RecursionError):
             # Never chain or quote: JSON and pydantic errors quote the decrypted input.
             raise StoreUnavailableError(

@@ -7,7 +7,8 @@ that encrypts the records, and a 16-byte *check* value kept in the file header, 
 wrong passphrase (or key file) apart from a damaged file. `KeySpec` is how a file header
 records the derivation (source, salt, Argon2id cost, check). docs/file-format.md has the details.
 
-Python cannot wipe memory: "dropping" a key here means dropping every reference to it.
+Keys live in `helperd.secret_memory.SecretBuffer` pages, derived into them in place, never
+as ``bytes``: `StoreKey.wipe` zeroes them (docs/security.md, "Memory").
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hmac
 import os
 import shlex
 import stat
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from helperd_client.errors import BadRequestError, StoreUnavailableError
+from helperd_client.errors import BadRequestError, LockedError, StoreUnavailableError
 from pydantic import SecretStr
+
+from helperd.secret_memory import SecretBuffer
 
 __all__ = [
     "CHECK_BYTES",
@@ -46,6 +50,7 @@ __all__ = [
     "KeySpec",
     "StoreKey",
     "decode_b64",
+    "kdf_runs",
     "key_file_key",
     "passphrase_key",
     "read_key_file",
@@ -190,27 +195,70 @@ def decode_b64(value: object, size: int, what: str) -> bytes:
 class StoreKey:
     """What a master key opens: the records' AEAD and the header's check value.
 
+    The AEAD key is ``HKDF(master, info=b"helperd file store v1 aead")``; it lives in a
+    `SecretBuffer` of its own, and so does the master key while the subkeys are derived (it
+    is zeroed right after). The AES-GCM object keeps a reference to that buffer, not a copy;
+    OpenSSL expands the key into a cipher context that it clears when the object goes.
+    `wipe` drops the object and zeroes the buffer.
+
+    Args:
+        master: a buffer holding the master key; zeroed here once the subkeys are made.
+
     Attributes:
-        aead: AES-256-GCM keyed with ``HKDF(master, info=b"helperd file store v1 aead")``.
         check: ``HKDF(master, info=b"helperd file store v1 check")``, 16 bytes; not secret
             (it is in the file header) but it proves the master key is the right one.
     """
 
-    __slots__ = ("aead", "check")
+    __slots__ = ("_aead", "_key", "check")
 
-    aead: AESGCM
+    _aead: AESGCM | None
     check: bytes
 
-    def __init__(self, master: bytes) -> None:
-        self.aead = AESGCM(_hkdf(master, salt=None, info=INFO_AEAD, length=KEY_BYTES))
-        self.check = _hkdf(master, salt=None, info=INFO_CHECK, length=CHECK_BYTES)
+    def __init__(self, master: SecretBuffer) -> None:
+        self._key = SecretBuffer(KEY_BYTES)
+        try:
+            _hkdf_into(master.view, salt=None, info=INFO_AEAD, out=self._key.view)
+            self.check = _hkdf(master.view, salt=None, info=INFO_CHECK, length=CHECK_BYTES)
+        finally:
+            master.wipe()
+        self._aead = AESGCM(self._key.view)
+
+    def encrypt(self, nonce: bytes, data: bytes, associated: bytes) -> bytes:
+        """AES-256-GCM encryption with this key (`LockedError` once wiped)."""
+        return self._cipher().encrypt(nonce, data, associated)
+
+    def decrypt(self, nonce: bytes, data: bytes, associated: bytes) -> bytes:
+        """AES-256-GCM decryption (`InvalidTag`: wrong key or data; `LockedError` once wiped)."""
+        return self._cipher().decrypt(nonce, data, associated)
 
     def matches(self, check: bytes) -> bool:
         """Whether this key is the one a header's ``check`` was made with (constant time)."""
         return hmac.compare_digest(self.check, check)
 
+    def wipe(self) -> None:
+        """Forget the key: drop the cipher (OpenSSL clears its context) and zero the buffer."""
+        self._aead = None
+        self._key.wipe()
+
+    def _cipher(self) -> AESGCM:
+        aead = self._aead
+        if aead is None:
+            raise LockedError("the store is locked: run `helperctl unlock`")
+        return aead
+
     def __repr__(self) -> str:
         return "StoreKey(<hidden>)"
+
+
+_Bytes = bytes | bytearray | memoryview
+
+_runs_lock = threading.Lock()
+_runs = 0
+
+
+def kdf_runs() -> int:
+    """How many times Argon2id ran on a passphrase in this process."""
+    return _runs
 
 
 def passphrase_key(passphrase: SecretStr, salt: bytes, params: KdfParams) -> StoreKey:
@@ -223,6 +271,7 @@ def passphrase_key(passphrase: SecretStr, salt: bytes, params: KdfParams) -> Sto
         BadRequestError: the passphrase is not encodable text (a lone surrogate).
         StoreUnavailableError: this build of cryptography has no Argon2id.
     """
+    global _runs  # noqa: PLW0603 - a counter for status
     text = unicodedata.normalize("NFC", passphrase.get_secret_value())
     try:
         material = text.encode("utf-8")
@@ -241,15 +290,27 @@ def passphrase_key(passphrase: SecretStr, salt: bytes, params: KdfParams) -> Sto
             "this build of the cryptography library has no Argon2id (it needs OpenSSL 3.2"
             " or later): upgrade cryptography, or use a key file (HELPERD_KEY_FILE)"
         ) from None
-    return StoreKey(kdf.derive(material))
+    with _runs_lock:
+        _runs += 1
+    master = SecretBuffer(KEY_BYTES)
+    kdf.derive_into(material, master.view)
+    return StoreKey(master)
 
 
 def key_file_key(material: bytes, salt: bytes) -> StoreKey:
     """Derive a store's key from a key file's bytes with HKDF-SHA256 (fast)."""
-    return StoreKey(_hkdf(material, salt=salt, info=INFO_KEY_FILE, length=KEY_BYTES))
+    master = SecretBuffer(KEY_BYTES)
+    _hkdf_into(material, salt=salt, info=INFO_KEY_FILE, out=master.view)
+    return StoreKey(master)
 
 
-def _hkdf(material: bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
+def _hkdf_into(material: _Bytes, *, salt: bytes | None, info: bytes, out: memoryview) -> None:
+    HKDF(algorithm=hashes.SHA256(), length=len(out), salt=salt, info=info).derive_into(
+        material, out
+    )
+
+
+def _hkdf(material: _Bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(material)
 
 
@@ -287,8 +348,12 @@ def read_key_file(path: Path) -> bytes:
             raise StoreUnavailableError(f"key file {path} is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
         # Newer systemd hands credentials over as root:root 0440 plus an ACL for the service's
-        # user: readable by root (out of scope) and by us only, so accept exactly that shape.
-        systemd_credential = info.st_uid == 0 and info.st_gid == 0 and not mode & 0o237
+        # user: readable by root (out of scope) and by us only, so accept exactly that shape,
+        # and only where systemd puts credentials (elsewhere, root:root 0440 may be readable
+        # by others through an ACL nobody checked).
+        systemd_credential = (
+            info.st_uid == 0 and info.st_gid == 0 and not mode & 0o237 and _in_credentials_dir(path)
+        )
         if info.st_uid != os.getuid() and not systemd_credential:
             raise StoreUnavailableError(
                 f"key file {path} belongs to another user (uid {info.st_uid}), not to the"
@@ -317,6 +382,14 @@ def read_key_file(path: Path) -> bytes:
             f" a key needs: fill it with random bytes, e.g. `{create_hint}`"
         )
     return data
+
+
+def _in_credentials_dir(path: Path) -> bool:
+    """Whether ``path`` sits in ``$CREDENTIALS_DIRECTORY`` (systemd's ``LoadCredential=``)."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return False
+    return os.path.realpath(path.parent) == os.path.realpath(directory)
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

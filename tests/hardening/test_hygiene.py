@@ -45,7 +45,7 @@ from pydantic import AwareDatetime, BaseModel, SecretStr
 
 from helperd import protocol
 from helperd.record import Kind
-from helperd.testing import Daemon
+from helperd.testing import Daemon, wait_for_gate
 from tests.hardening import NOBODY, Figures, Spawn, require_root, sized, stop_process, timeout_for
 
 pytestmark = pytest.mark.timeout(timeout_for(180, 600))
@@ -137,6 +137,7 @@ def every_op_through_the_client(client: Client, seen: Seen) -> None:
     client.lock()
     expect_error(seen, "get while locked", LockedError, lambda: client.get(name="acme"))
     expect_error(seen, "unlock wrong", BadPassphraseError, lambda: client.unlock(secret("wrong")))
+    wait_for_gate(client)
     client.unlock(secret("passphrase"))
     expect_error(
         seen,
@@ -144,6 +145,7 @@ def every_op_through_the_client(client: Client, seen: Seen) -> None:
         BadPassphraseError,
         lambda: client.passwd(secret("wrong-old"), secret("never-set")),
     )
+    wait_for_gate(client)
     client.passwd(secret("passphrase"), secret("passphrase-2"))
     expect_error(
         seen, "migrate to file", BadRequestError, lambda: client.migrate("file", secret("m1"))
@@ -232,6 +234,9 @@ def every_helperctl_path(daemon: Daemon, seen: Seen) -> None:
         done = helperctl(daemon, *args, stdin=stdin)
         label = "helperctl " + " ".join(a if NEEDLE not in a else "<secret>" for a in args)
         assert code == done.returncode, f"{label}: {done.stderr}"
+        if args[0] == "unlock" and code:
+            with Client(daemon.socket) as client:
+                wait_for_gate(client)
         seen.add(f"{label}: stderr", done.stderr)
         if stdout_clean:
             seen.add(f"{label}: stdout", done.stdout)
@@ -331,33 +336,42 @@ def test_no_model_shows_a_secret(model: type[BaseModel]) -> None:
         assert NEEDLE not in str(instance.model_dump(mode="json"))
 
 
-def test_wrong_passphrases_slow_down_exponentially(spawn: Spawn, figures: Figures) -> None:
-    """The n-th wrong passphrase in a row waits 2^(n-1) s (CI: n <= 3; full: up to the 30 s cap).
-
-    A right one resets the count. The waits are measured from the client's side.
+def test_wrong_passphrases_close_the_gate_exponentially(spawn: Spawn, figures: Figures) -> None:
+    """After the n-th wrong passphrase in a row, none is checked for 2^(n-1) s (CI: n <= 3;
+    full: up to the 30 s cap): the wrong one is answered after its KDF alone, a retry before
+    the gate opens is refused unchecked, one after it is checked. A right one resets n.
     """
     tries = sized(3, 6)
     daemon = spawn(key=False)
     with Client(daemon.socket, timeout=10.0, passphrase_timeout=90.0) as client:
         client.init("right")
         client.lock()
-        waits = []
+        answers, closed = [], []
         for _ in range(tries):
+            wait_for_gate(client)
+            runs = client.status().kdf_runs
             started = time.monotonic()
-            with pytest.raises(BadPassphraseError):
+            with pytest.raises(BadPassphraseError, match=r"^wrong passphrase"):
                 client.unlock("wrong")
-            waits.append(time.monotonic() - started)
+            answers.append(time.monotonic() - started)
+            status = client.status()
+            closed.append(status.passphrase_retry_in)
+            assert runs + 1 == status.kdf_runs
+            with pytest.raises(BadPassphraseError, match=r"^too many wrong passphrases"):
+                client.unlock("right")  # refused unchecked, though right
+            assert runs + 1 == client.status().kdf_runs
+        wait_for_gate(client)
         client.unlock("right")
-        started = time.monotonic()
-        with pytest.raises(BadPassphraseError):
+        client.lock()
+        with pytest.raises(BadPassphraseError, match=r"^wrong passphrase"):
             client.unlock("wrong")
-        after_reset = time.monotonic() - started
-    figures("waits for wrong passphrases 1..n", " ".join(f"{w:.1f}" for w in waits), "s")
-    figures("wait after a right one reset the count", after_reset, "s")
-    for n, wait in enumerate(waits, start=1):
-        expected = min(2 ** (n - 1), 30)
-        assert expected <= wait < expected + 2.0, f"try {n} waited {wait:.2f} s"
-    assert 1.0 <= after_reset < 3.0
+        after_reset = client.status().passphrase_retry_in
+    figures("answers to wrong passphrases 1..n", " ".join(f"{a:.1f}" for a in answers), "s")
+    figures("gate closed after them for", " ".join(f"{c:.1f}" for c in closed), "s")
+    figures("gate after a right one reset the count", after_reset, "s")
+    for n, wait in enumerate(closed, start=1):
+        assert wait <= min(2 ** (n - 1), 30), f"try {n}: the gate stays closed {wait:.2f} s"
+    assert after_reset <= 1.0
 
 
 def proc_limit(pid: int, name: str) -> tuple[str, str]:

@@ -61,10 +61,18 @@ def test_other_uid_asking_for_a_secret_gets_forbidden_only(spawn: Spawn, gid: in
 
 UNSAFE = [
     pytest.param("chown", "belongs to another user (uid 65534)", id="owned-by-nobody"),
-    pytest.param(0o777, "can be written by group or others (mode 777)", id="world-writable"),
-    pytest.param(0o1777, "can be written by group or others (mode 1777)", id="sticky-like-tmp"),
-    pytest.param(0o770, "can be written by group or others (mode 770)", id="group-writable"),
-    pytest.param(0o702, "can be written by group or others (mode 702)", id="others-write"),
+    # HELPERD_HOME must be exactly 0700 (SPEC.md): readable by others is refused too.
+    *(
+        pytest.param(mode, f"has mode {mode:04o}; HELPERD_HOME must be 0700: run `chmod", id=name)
+        for mode, name in [
+            (0o777, "world-writable"),
+            (0o1777, "sticky-like-tmp"),
+            (0o770, "group-writable"),
+            (0o702, "others-write"),
+            (0o755, "others-read"),
+            (0o750, "group-read"),
+        ]
+    ),
 ]
 
 

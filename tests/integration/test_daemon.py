@@ -302,3 +302,32 @@ def test_locked_store_reports_exit_code_five(daemon: Daemon) -> None:
     """Before init, a set says which command creates the store."""
     with daemon.client() as client, pytest.raises(LockedError, match="helperctl init"):
         client.set("foo", "pw", username="u")
+
+
+def test_helperd_home_must_be_exactly_0700(home: Path) -> None:
+    """A HELPERD_HOME of 0755 stops the daemon at start: exit 1, naming `chmod 700 PATH`."""
+    home.chmod(0o755)
+    daemon = start_daemon(home, "--store", "file", wait=False)
+    try:
+        code = daemon.process.wait(60)
+    finally:
+        daemon.stop()
+    assert 1 == code
+    assert f"{home} has mode 0755; HELPERD_HOME must be 0700: run `chmod 700 {home}`" in (
+        daemon.log.read_text()
+    )
+    assert not daemon.socket.exists()
+
+
+def test_the_daemon_runs_with_umask_077(home: Path, key_file: Path) -> None:
+    """Started with umask 022 (a common default), the daemon runs with 0077."""
+    previous = os.umask(0o022)
+    try:
+        daemon = start_daemon(home, "--store", "file", env={"HELPERD_KEY_FILE": str(key_file)})
+    finally:
+        os.umask(previous)
+    try:
+        status = Path(f"/proc/{daemon.process.pid}/status").read_text()
+    finally:
+        daemon.stop()
+    assert "Umask:\t0077" in status.splitlines()

@@ -247,6 +247,21 @@ def test_status_states(state: Status, expected: str, count: str) -> None:
     assert f"repositories: {count}" in result.stdout
 
 
+def test_status_shows_the_passphrase_gate_and_key_memory() -> None:
+    """A closed gate shows when a passphrase is checked again (whole seconds, rounded up);
+    the key memory line says whether mlock held; --json carries the raw fields."""
+    state = Status(**{**LOCKED.__dict__, "passphrase_retry_in": 3.2, "kdf_runs": 4})
+    result = run(FakeClient(state), "status")
+    assert "passphrase:   checked again in 4 s (too many wrong ones in a row)" in result.stdout
+    assert "key memory:   not locked (mlock failed)" in result.stdout
+    shown = json.loads(run(FakeClient(state), "status", "--json").stdout)
+    assert (4, 3.2, False) == (
+        shown["kdf_runs"],
+        shown["passphrase_retry_in"],
+        shown["memory_locked"],
+    )
+
+
 def test_status_notes_version_difference() -> None:
     """A daemon of another version than helperctl is pointed out."""
     client = FakeClient()

@@ -206,3 +206,24 @@ def test_a_kept_connection_on_a_high_descriptor_is_reused(
         assert [2] == seen
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_status_of_a_daemon_older_than_the_gate_fields(home: Path, listener: socket.socket) -> None:
+    """A status answer without kdf_runs, passphrase_retry_in and memory_locked still parses."""
+    old = {
+        "version": "0.1.0",
+        "protocol": 1,
+        "pid": 42,
+        "store": "file",
+        "store_reason": "r",
+        "initialized": True,
+        "locked": True,
+        "lockable": True,
+        "repositories": None,
+        "records": None,
+        "idle_lock_seconds": 900.0,
+    }
+    thread = serve_once(listener, {"v": 1, "ok": True, "result": old})
+    status = Client(home / "hung.sock", timeout=2).status()
+    thread.join(5)
+    assert (0, 0.0, False) == (status.kdf_runs, status.passphrase_retry_in, status.memory_locked)

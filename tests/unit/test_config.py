@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from helperd_client.errors import BadRequestError
 
 from helperd.config import Settings
+from tests.support.tools import require_root
 
 
 def test_defaults_under_helperd_home(home: Path) -> None:
@@ -87,3 +90,29 @@ def test_socket_flag_wins(home: Path) -> None:
     """--socket beats the environment rule."""
     flag = home / "x.sock"
     assert flag == Settings.resolve(env={"HELPERD_HOME": str(home)}, socket=flag).socket_path
+
+
+def test_group_writable_config_is_refused(home: Path) -> None:
+    """A config.toml that group or others can write is refused, naming the chmod that fixes it."""
+    config = home / "config.toml"
+    config.write_text("idle_lock_seconds = 0\n")
+    config.chmod(0o664)
+    with pytest.raises(BadRequestError) as refused:
+        Settings.resolve(env={"HELPERD_HOME": str(home)})
+    assert (
+        f"{config} can be written by group or others (mode 0664): refusing to read it;"
+        f" run `chmod go-w {config}`"
+    ) == refused.value.message
+
+
+def test_config_owned_by_another_user_is_refused(home: Path) -> None:
+    """A config.toml another user owns (here nobody) is refused, naming the owner found."""
+    require_root("gives a file to nobody")
+    config = home / "config.toml"
+    config.write_text("idle_lock_seconds = 0\n")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    os.chown(config, nobody, -1)
+    with pytest.raises(BadRequestError) as refused:
+        Settings.resolve(env={"HELPERD_HOME": str(home)})
+    assert f"{config} belongs to another user (uid {nobody})" in refused.value.message
+    assert f"run `chown {os.getuid()} {config}`" in refused.value.message

@@ -84,7 +84,7 @@ def test_key_file_key_follows_the_documented_derivation() -> None:
     key = key_file_key(material, SALT)
 
     assert expected_check == key.check
-    sealed = key.aead.encrypt(bytes(12), b"hello", b"ad")
+    sealed = key.encrypt(bytes(12), b"hello", b"ad")
     assert AESGCM(aead_key).decrypt(bytes(12), sealed, b"ad") == b"hello"
 
 
@@ -183,10 +183,13 @@ def test_read_key_file_accepts_read_only_owner_mode(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("mode", "accepted"), [(0o440, True), (0o400, True), (0o444, False)])
-def test_read_key_file_systemd_credential_shape(tmp_path: Path, mode: int, accepted: bool) -> None:
-    """A root:root read-only credential (newer systemd, with an ACL for us) is accepted; one that
-    others can read is not."""
+def test_read_key_file_systemd_credential_shape(
+    tmp_path: Path, mode: int, accepted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root:root read-only credential (newer systemd, with an ACL for us) in
+    $CREDENTIALS_DIRECTORY is accepted; one that others can read is not."""
     require_root("creates a root-owned file")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     path = write_key(tmp_path / "k", b"x" * 32, mode)
     os.chown(path, 0, 0)
     if accepted:
@@ -194,6 +197,26 @@ def test_read_key_file_systemd_credential_shape(tmp_path: Path, mode: int, accep
     else:
         with pytest.raises(StoreUnavailableError, match="open to group or others"):
             read_key_file(path)
+
+
+@pytest.mark.parametrize("credentials", [None, "elsewhere"])
+def test_read_key_file_refuses_root_credential_shape_outside_credentials_directory(
+    tmp_path: Path, credentials: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """root:root 0440 is systemd's shape only in $CREDENTIALS_DIRECTORY: elsewhere it is refused."""
+    require_root("creates a root-owned file")
+    if credentials is None:
+        monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    else:
+        (tmp_path / credentials).mkdir()
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / credentials))
+    path = write_key(tmp_path / "k", b"x" * 32, 0o440)
+    os.chown(path, 0, 0)
+
+    with pytest.raises(StoreUnavailableError) as info:
+        read_key_file(path)
+
+    assert f"key file {path} is open to group or others (mode 0440)" in info.value.message
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o601])

@@ -1,4 +1,4 @@
-"""The pure core with an in-memory store: set semantics, idle lock, passphrase penalty."""
+"""The pure core with an in-memory store: set semantics, idle lock, passphrase gate."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from helperd.protocol import (
     UnlockRequest,
 )
 from helperd.record import Kind, Record
-from helperd.service import Service, penalty
+from helperd.service import Service
 from helperd.stores.base import Store, StoreState
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -153,29 +153,30 @@ def test_list_is_sorted_and_has_no_secret(service: Service) -> None:
     assert "topsecret" not in result.model_dump_json()
 
 
-@pytest.mark.parametrize(
-    ("failures", "delay"), [(0, 0), (1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (60, 30)]
-)
-def test_penalty_doubles_up_to_thirty_seconds(failures: int, delay: float) -> None:
-    """The n-th wrong passphrase in a row waits min(2^(n-1), 30) seconds."""
-    assert delay == penalty(failures)
-
-
-def test_failures_count_up_and_reset_on_success(service: Service) -> None:
-    """Each wrong passphrase raises the delay; a right one resets it."""
+def test_wrong_passphrases_close_the_gate_and_a_right_one_resets_it(service: Service) -> None:
+    """Wrong unlocks close the gate for 1, 2, 4 s; refusals meanwhile leave n; success resets n."""
     service.store.lock()
     wrong = UnlockRequest.model_validate({"v": 1, "id": 1, "op": "unlock", "passphrase": "no"})
     right = UnlockRequest.model_validate({"v": 1, "id": 1, "op": "unlock", "passphrase": "right"})
-    delays = []
-    for _ in range(3):
-        with pytest.raises(BadPassphraseError) as caught:
-            service.handle(wrong, T0)
-        delays.append(caught.value.delay)
-    service.handle(right, T0)
-    service.store.lock()
-    with pytest.raises(BadPassphraseError) as caught:
-        service.handle(wrong, T0)
-    assert [1, 2, 4, 1] == [*delays, caught.value.delay]
+    status = StatusRequest(v=1, id=1, op="status")
+    waits = []
+    now = T0
+    with freeze_time(T0):
+        for _ in range(3):
+            with pytest.raises(BadPassphraseError):
+                service.handle(wrong, now)
+            waits.append(service.handle(status, now).passphrase_retry_in)  # type: ignore[union-attr]
+            with pytest.raises(BadPassphraseError) as refused:
+                service.handle(right, now)  # refused unchecked, even though it is right
+            message = f"too many wrong passphrases: try again in {int(waits[-1])} s"
+            assert message == str(refused.value)
+            now += timedelta(seconds=waits[-1])
+        service.handle(right, now)
+        assert 0 == service.gate.failures
+        service.store.lock()
+        with pytest.raises(BadPassphraseError):
+            service.handle(wrong, now)
+    assert [1.0, 2.0, 4.0, 1.0] == [*waits, service.gate.retry_in(now)]
 
 
 def test_idle_store_locks_after_the_configured_time(service: Service) -> None:
