@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from helperd.stores.base import Store, StoreState
+from helperd.core.store import Store, StoreState
 
 __all__ = ["Store", "StoreState"]

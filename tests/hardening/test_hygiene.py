@@ -43,8 +43,8 @@ from helperd_client import (
 from helperd_client.wire import MAX_LINE
 from pydantic import AwareDatetime, BaseModel, SecretStr
 
-from helperd import protocol
-from helperd.record import Kind
+from helperd.core import protocol
+from helperd.core.record import Kind
 from helperd.testing import Daemon
 from tests.hardening import NOBODY, Figures, Spawn, require_root, sized, stop_process, timeout_for
 
@@ -385,7 +385,7 @@ def dumpable_by_owner(pid: int, gid: int) -> bool:
 def test_core_dumps_off_and_not_dumpable(spawn: Spawn, figures: Figures) -> None:
     """/proc shows RLIMIT_CORE 0 and a non-dumpable daemon, though started with core dumps on.
 
-    Fails until the daemon calls `helperd.hardening.harden_process` at start.
+    Fails until the daemon calls `helperd.daemon.hardening.harden_process` at start.
     """
     require_root("runs the daemon with group nobody to read dumpability from /proc")
     _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)

@@ -27,8 +27,9 @@ from helperd_client.errors import (
     StoreUnavailableError,
 )
 
-from helperd import __version__, cli_input
-from helperd.cli import Session, cli, main
+from helperd import __version__
+from helperd.ctl import cli_input
+from helperd.ctl.main import Session, cli, main
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-é-pw"
@@ -1047,9 +1048,9 @@ def test_version(fake: FakeClient) -> None:
 
 
 def test_import_is_light() -> None:
-    """Importing helperd.cli loads neither pydantic nor asyncio: helperctl starts fast."""
+    """Importing helperd.ctl.main loads neither pydantic nor asyncio: helperctl starts fast."""
     code = (
-        "import sys, helperd.cli; "
+        "import sys, helperd.ctl.main; "
         "print(sorted(m for m in ('pydantic', 'asyncio', 'cryptography') if m in sys.modules))"
     )
 

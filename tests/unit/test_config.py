@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helperd_client.errors import BadRequestError
 
-from helperd.config import Settings
+from helperd.core.config import Settings
 
 
 def test_defaults_under_helperd_home(home: Path) -> None:

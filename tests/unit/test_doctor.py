@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from helperd_client import Hello, Status, shim
 
-from helperd import __version__, doctor, doctor_facts
-from helperd.cli import cli
-from helperd.doctor import (
+from helperd import __version__
+from helperd.ctl import doctor, doctor_facts
+from helperd.ctl.doctor import (
     AuthFacts,
     Connection,
     Facts,
@@ -25,6 +25,7 @@ from helperd.doctor import (
     PathFacts,
     PipFacts,
 )
+from helperd.ctl.main import cli
 
 UID = 1000
 SOCKET = Path("/run/user/1000/helperd/helperd.sock")

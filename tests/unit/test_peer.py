@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from helperd import peer, server
-from helperd.server import Server
-from helperd.service import Service
+from helperd.core.service import Service
+from helperd.daemon import peer, server
+from helperd.daemon.server import Server
 from tests.unit.test_service import MemoryStore
 
 

@@ -1,4 +1,4 @@
-"""helperd.poetry: finding Poetry's files, planning the move, rewriting auth.toml, storing."""
+"""integrations.poetry: finding Poetry's files, planning the move, rewriting auth.toml, storing."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from helperd_client import Credential, Hello, RecordInfo, Status
 from helperd_client.errors import HelperdError, LockedError, NotFoundError, StoreUnavailableError
 
-from helperd import poetry
-from helperd.poetry import Move, PoetryFileError, Skip
+from helperd.integrations import poetry
+from helperd.integrations.poetry import Move, PoetryFileError, Skip
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ACME_URL = "https://pkgs.acme.test/simple/"

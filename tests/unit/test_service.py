@@ -14,7 +14,7 @@ from helperd_client.errors import (
 )
 from pydantic import SecretStr
 
-from helperd.protocol import (
+from helperd.core.protocol import (
     DeleteRequest,
     GetRequest,
     HelloRequest,
@@ -23,9 +23,9 @@ from helperd.protocol import (
     StatusRequest,
     UnlockRequest,
 )
-from helperd.record import Kind, Record
-from helperd.service import Service, penalty
-from helperd.stores.base import Store, StoreState
+from helperd.core.record import Kind, Record
+from helperd.core.service import Service, penalty
+from helperd.core.store import Store, StoreState
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

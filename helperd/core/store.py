@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from helperd_client.errors import BadRequestError
 from pydantic import SecretStr
 
-from helperd.record import Record, RecordKey
+from helperd.core.record import Record, RecordKey
 
 __all__ = ["RecordMap", "Store", "StoreState"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from helperd_client.errors import StoreUnavailableError
 
-from helperd.durable import fsync_dir, read_private, write_atomic
-from helperd.stores.base import Store
+from helperd.core.store import Store
+from helperd.stores.durable import fsync_dir, read_private, write_atomic
 
 __all__ = ["MigrationMarker", "copy_verified"]
 

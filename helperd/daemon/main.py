@@ -16,7 +16,10 @@ import click
 from helperd_client.errors import HelperdError
 
 from helperd import __version__
-from helperd.activation import (
+from helperd.core.config import LogLevel, Settings, StoreChoice
+from helperd.core.service import Service
+from helperd.core.store import Store, StoreState
+from helperd.daemon.activation import (
     ActivationError,
     IdleExit,
     Notifier,
@@ -25,11 +28,8 @@ from helperd.activation import (
     socket_address,
     socket_problems,
 )
-from helperd.config import LogLevel, Settings, StoreChoice
-from helperd.hardening import harden_process, room_for_connections
-from helperd.server import Lifecycle, Server, StartupError, bind_socket
-from helperd.service import Service
-from helperd.stores.base import Store, StoreState
+from helperd.daemon.hardening import harden_process, room_for_connections
+from helperd.daemon.server import Lifecycle, Server, StartupError, bind_socket
 from helperd.stores.choice import Migrations, build_store
 
 __all__ = ["build_service", "main"]

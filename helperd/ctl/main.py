@@ -1,7 +1,7 @@
 """``helperctl``: the command line of helperd (SPEC.md, "Commands").
 
 It starts on every call and scripts call it often, so it loads click and helperd_client only:
-``helperd.lookup`` (which brings pydantic) is imported where a URL must be checked or redacted.
+``helperd.core.lookup`` (which brings pydantic) is imported where a URL must be checked or redacted.
 Standard output carries only what was asked for (a password, a listing, a status, JSON);
 confirmations, prompts and errors go to stderr.
 
@@ -22,17 +22,10 @@ import click
 from helperd_client import Client, Credential, Hello, RecordInfo, Status
 from helperd_client.errors import HelperdError, LockedError
 
-from helperd import __version__, cli_input
-from helperd.cli_input import fail
-from helperd.cli_output import (
-    NO_STORE,
-    emit_json,
-    iso,
-    printable,
-    record_json,
-    shown_url,
-    when,
-)
+from helperd import __version__
+from helperd.ctl import cli_input
+from helperd.ctl.cli_input import fail
+from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
 
 __all__ = ["DaemonClient", "Session", "cli", "connect", "main"]
 
@@ -386,12 +379,12 @@ def main(args: Sequence[str] | None = None, *, obj: Session | None = None) -> No
 
 # Last, so that the command modules find this one complete; they do not import it back at
 # run time (only for type checking).
-from helperd.cli_tools import exec_command, import_poetry  # noqa: E402
+from helperd.ctl.cli_tools import exec_command, import_poetry  # noqa: E402
 
 cli.add_command(import_poetry)
 cli.add_command(exec_command)
 
-from helperd.cli_store import init, lock, migrate, passwd, unlock  # noqa: E402
+from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock  # noqa: E402
 
 cli.add_command(init)
 cli.add_command(lock)
@@ -399,11 +392,11 @@ cli.add_command(unlock)
 cli.add_command(passwd)
 cli.add_command(migrate)
 
-from helperd.cli_admin import doctor, install_service  # noqa: E402
+from helperd.ctl.cli_admin import doctor, install_service  # noqa: E402
 
 cli.add_command(install_service)
 cli.add_command(doctor)
 
-from helperd.shim_install import install_shim  # noqa: E402
+from helperd.integrations.shim_install import install_shim  # noqa: E402
 
 cli.add_command(install_shim)

@@ -1,9 +1,8 @@
 """``helperctl import-poetry`` and ``helperctl exec``: secrets in from Poetry, out to tools.
 
-Registered on the ``helperctl`` group at the end of `helperd.cli`. This module never imports
-`helperd.cli` at run time (that would be a cycle): the commands get the `helperd.cli.Session`
-from click's context object, which the group sets.
-`helperd.poetry` (tomlkit, pydantic) is imported only when ``import-poetry`` runs.
+Registered on the ``helperctl`` group by `helperd.ctl.main`: the commands get the
+`helperd.ctl.main.Session` from click's context object, which the group sets.
+`helperd.integrations.poetry` (tomlkit, pydantic) is imported only when ``import-poetry`` runs.
 """
 
 from __future__ import annotations
@@ -21,12 +20,12 @@ import click
 from helperd_client import Credential, RecordInfo
 from helperd_client.errors import BadRequestError, HelperdError, LockedError, NotFoundError
 
-from helperd.cli_input import fail
-from helperd.cli_output import printable
+from helperd.ctl.cli_input import fail
+from helperd.ctl.cli_output import printable
 
 if TYPE_CHECKING:
-    from helperd.cli import DaemonClient, Session
-    from helperd.poetry import Plan
+    from helperd.ctl.main import DaemonClient, Session
+    from helperd.integrations.poetry import Plan
 
 __all__ = [
     "EXEC_FAILED",
@@ -84,7 +83,9 @@ def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> No
       helperctl import-poetry
       helperctl import-poetry --auth-toml ~/old-poetry/auth.toml
     """
-    from helperd import poetry  # noqa: PLC0415 - brings tomlkit and pydantic: load on demand
+    from helperd.integrations import (  # noqa: PLC0415 - brings tomlkit and pydantic: load on demand
+        poetry,
+    )
 
     path = auth_toml if auth_toml is not None else poetry.auth_toml_path()
     auth = poetry.read_auth(path)
@@ -136,7 +137,7 @@ def _show_plan(plan: Plan) -> None:
     if not plan.moves:
         click.echo("nothing to import: no password or token to move", err=True)
         return
-    from helperd.lookup import redact_url  # noqa: PLC0415 - loaded by helperd.poetry already
+    from helperd.core.lookup import redact_url  # noqa: PLC0415 - loaded by helperd.integrations.poetry already
 
     rows = [("NAME", "USERNAME", "KIND", "URL", "FROM")]
     rows.extend(

@@ -24,9 +24,8 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
-from helperd.lookup import Catalog, Query, check_url, find, owns, write_target
-from helperd.migration import MigrationMarker, copy_verified
-from helperd.protocol import (
+from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
+from helperd.core.protocol import (
     Ack,
     DeleteRequest,
     DeleteResult,
@@ -50,8 +49,9 @@ from helperd.protocol import (
     StatusResult,
     UnlockRequest,
 )
-from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
-from helperd.stores.base import Store, StoreState
+from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.core.store import Store, StoreState
+from helperd.stores.migration import MigrationMarker, copy_verified
 
 __all__ = ["ForeignKeyring", "Migrations", "Service", "penalty"]
 
@@ -390,7 +390,7 @@ class Service:
         return self._foreign is not None and self._foreign.foreign_delete(request.service, username)
 
     def _migrate(self, request: MigrateRequest) -> MigrateResult:
-        """Move every record to the other store; see helperd.migration for the safety."""
+        """Move every record to the other store; see helperd.stores.migration for the safety."""
         if self._migrations is None:
             raise BadRequestError("this daemon cannot migrate its store")
         if request.to == self.store.kind:

@@ -27,12 +27,12 @@ from helperd_client.errors import (
 )
 from tomlkit.exceptions import TOMLKitError
 
-from helperd.durable import write_atomic
-from helperd.lookup import check_url
-from helperd.record import NAME_PATTERN, TOKEN_USERNAME
+from helperd.core.lookup import check_url
+from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME
+from helperd.stores.durable import write_atomic
 
 if TYPE_CHECKING:
-    from helperd.cli import DaemonClient
+    from helperd.ctl.main import DaemonClient
 
 __all__ = [
     "BASIC",
