@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from helperd import __version__
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
+from helperd.core.migration import Marker, copy_verified
 from helperd.core.protocol import (
     Ack,
     DeleteRequest,
@@ -50,10 +51,9 @@ from helperd.core.protocol import (
     UnlockRequest,
 )
 from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
-from helperd.core.store import Store, StoreState
-from helperd.stores.migration import MigrationMarker, copy_verified
+from helperd.core.store import ForeignKeyring, Store, StoreState
 
-__all__ = ["ForeignKeyring", "Migrations", "Service", "penalty"]
+__all__ = ["Migrations", "Service", "penalty"]
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +72,6 @@ class _WouldBlock(Exception):
     """Answering needs a blocking call: `Service.answer_now` hands the request to a thread."""
 
 
-class ForeignKeyring(Protocol):
-    """Reads OS keyring entries that helperd does not hold (SPEC.md's generic fallback)."""
-
-    def foreign_password(
-        self, service: str, username: str | None
-    ) -> tuple[str, SecretStr] | None:  # pragma: no cover - protocol
-        """The (username, password) stored under ``service``, or None; bounded in time."""
-        ...
-
-    def foreign_delete(self, service: str, username: str) -> bool:  # pragma: no cover
-        """Delete the entry (``service``, ``username``); False when it was absent."""
-        ...
-
-
 class Opened(Protocol):
     """A store opened for a migration, with why and its generic fallback."""
 
@@ -101,7 +87,7 @@ class Migrations(Protocol):
     """Opens the target store of a migration and keeps the marker of one under way."""
 
     @property
-    def marker(self) -> MigrationMarker: ...  # pragma: no cover - protocol
+    def marker(self) -> Marker: ...  # pragma: no cover - protocol
 
     def open(self, kind: str) -> Opened:  # pragma: no cover - protocol
         """Open the ``kind`` store."""
@@ -390,7 +376,7 @@ class Service:
         return self._foreign is not None and self._foreign.foreign_delete(request.service, username)
 
     def _migrate(self, request: MigrateRequest) -> MigrateResult:
-        """Move every record to the other store; see helperd.stores.migration for the safety."""
+        """Move every record to the other store; see helperd.core.migration for the safety."""
         if self._migrations is None:
             raise BadRequestError("this daemon cannot migrate its store")
         if request.to == self.store.kind:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from helperd.ctl.main import Session
+    from helperd.ctl.session import Session
     from helperd.integrations.units import Plan
 
 __all__ = ["doctor", "install_service"]

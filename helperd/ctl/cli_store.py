@@ -1,6 +1,6 @@
 """``helperctl init``, ``lock``, ``unlock``, ``passwd`` and ``migrate``: the store itself.
 
-Registered on the ``helperctl`` group at the end of `helperd.ctl.main`; the `Session` comes from
+Registered on the ``helperctl`` group by `helperd.ctl.main`; the `Session` comes from
 click's context object, which the group sets. Passphrases come from a hidden prompt or from
 stdin, never from arguments.
 """
@@ -16,7 +16,7 @@ from helperd.ctl import cli_input
 from helperd.ctl.cli_output import NO_STORE
 
 if TYPE_CHECKING:
-    from helperd.ctl.main import Session
+    from helperd.ctl.session import Session
 
 __all__ = ["init", "lock", "migrate", "passwd", "unlock"]
 

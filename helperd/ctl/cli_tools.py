@@ -1,7 +1,7 @@
 """``helperctl import-poetry`` and ``helperctl exec``: secrets in from Poetry, out to tools.
 
 Registered on the ``helperctl`` group by `helperd.ctl.main`: the commands get the
-`helperd.ctl.main.Session` from click's context object, which the group sets.
+`helperd.ctl.session.Session` from click's context object, which the group sets.
 `helperd.integrations.poetry` (tomlkit, pydantic) is imported only when ``import-poetry`` runs.
 """
 
@@ -24,7 +24,7 @@ from helperd.ctl.cli_input import fail
 from helperd.ctl.cli_output import printable
 
 if TYPE_CHECKING:
-    from helperd.ctl.main import DaemonClient, Session
+    from helperd.ctl.session import DaemonClient, Session
     from helperd.integrations.poetry import Plan
 
 __all__ = [
@@ -83,9 +83,9 @@ def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> No
       helperctl import-poetry
       helperctl import-poetry --auth-toml ~/old-poetry/auth.toml
     """
-    from helperd.integrations import (  # noqa: PLC0415 - brings tomlkit and pydantic: load on demand
-        poetry,
-    )
+    # Both bring tomlkit and pydantic: load them on demand.
+    from helperd.ctl.poetry_store import store_and_verify  # noqa: PLC0415
+    from helperd.integrations import poetry  # noqa: PLC0415
 
     path = auth_toml if auth_toml is not None else poetry.auth_toml_path()
     auth = poetry.read_auth(path)
@@ -109,7 +109,7 @@ def import_poetry(session: Session, auth_toml: Path | None, dry_run: bool) -> No
     client = session.client()
     _require_open(client)
     try:
-        stored = poetry.store_and_verify(client, plan.moves)
+        stored = store_and_verify(client, plan.moves)
     except HelperdError as exc:
         _add_context(exc, f"{path} was not changed, and running import-poetry again is safe")
         raise

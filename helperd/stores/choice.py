@@ -17,8 +17,7 @@ from helperd_client.errors import LockedError, StoreUnavailableError
 from keyring.backend import KeyringBackend
 
 from helperd.core.config import Settings
-from helperd.core.service import ForeignKeyring
-from helperd.core.store import Store
+from helperd.core.store import ForeignKeyring, Store
 from helperd.stores.durable import check_private_dir
 from helperd.stores.file_store import FileStore
 from helperd.stores.keyring_store import ForeignEntries, KeyringStore

@@ -1,9 +1,9 @@
-"""Moving every record from one store to another, losing nothing on the way.
+"""The marker file of a migration from one store to another, so that none loses a record.
 
-`copy_verified` copies and then reads every record back from the target, comparing facts
-and password, before anything is deleted. The daemon wraps it in a marker file
-(`MigrationMarker`): while the marker names a target and the source still exists, the store
-choice at start-up keeps the source, which is complete until the copy is verified. So a
+`helperd.core.migration.copy_verified` copies and then reads every record back from the
+target, comparing facts and password, before anything is deleted. The daemon wraps it in a
+marker file (`MigrationMarker`): while the marker names a target and the source still exists,
+the store choice at start-up keeps the source, which is complete until the copy is verified. So a
 ``kill -9`` or a power cut at any point of a migration loses nothing.
 """
 
@@ -12,38 +12,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from helperd_client.errors import StoreUnavailableError
-
-from helperd.core.store import Store
 from helperd.stores.durable import fsync_dir, read_private, write_atomic
 
-__all__ = ["MigrationMarker", "copy_verified"]
-
-
-def copy_verified(source: Store, target: Store) -> int:
-    """Copy every record of ``source`` into ``target`` and verify each; return the count.
-
-    Raises:
-        StoreUnavailableError: a record did not read back identical; the source is intact.
-        HelperdError: either store failed; the source is intact.
-    """
-    records = source.records()
-    for record in records:
-        target.put(record, source.password(record))
-    copied = {r.key: r for r in target.records()}
-    for record in records:
-        same_facts = copied.get(record.key) == record
-        same_secret = (
-            same_facts
-            and target.password(record).get_secret_value()
-            == source.password(record).get_secret_value()
-        )
-        if not same_secret:
-            raise StoreUnavailableError(
-                f"record {record.name!r} (username {record.username!r}) did not read back"
-                f" identical from the {target.kind} store; nothing was deleted"
-            )
-    return len(records)
+__all__ = ["MigrationMarker"]
 
 
 class MigrationMarker:

@@ -29,7 +29,8 @@ from helperd_client.errors import (
 
 from helperd import __version__
 from helperd.ctl import cli_input
-from helperd.ctl.main import Session, cli, main
+from helperd.ctl.main import cli, main
+from helperd.ctl.session import Session
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-é-pw"

@@ -20,7 +20,8 @@ from helperd_client.errors import (
 
 from helperd.ctl import cli_tools
 from helperd.ctl.cli_tools import RepoCredentials, credential_env, env_name
-from helperd.ctl.main import Session, cli
+from helperd.ctl.main import cli
+from helperd.ctl.session import Session
 from helperd.integrations import poetry
 from tests.unit.test_poetry import ACME_URL, REWRITTEN, SAMPLE, SECRETS, UNLOCKED, FakeDaemon
 
