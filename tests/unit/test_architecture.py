@@ -197,7 +197,10 @@ def _fake(name: str, source: str) -> Module:
         ("helperd.stores.fake", "from helperd.core.service import Service\n"),
         ("helperd.stores.fake", "def f():\n    from helperd.daemon import server\n"),
         ("helperd.core.fake", "from helperd.stores import file_store\n"),
-        ("helperd.daemon.fake", "if TYPE_CHECKING:\n    from helperd.ctl.session import Session\n"),
+        (
+            "helperd.daemon.server",
+            "if TYPE_CHECKING:\n    from helperd.ctl.session import Session\n",
+        ),
         ("helperd.ctl.fake", "import helperd.daemon.server\n"),
         ("helperd.integrations.fake", "from helperd.ctl.session import DaemonClient\n"),
         ("helperd_client.fake", "from helperd.core import lookup\n"),
