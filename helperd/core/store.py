@@ -4,6 +4,7 @@ A store keeps `Record`s and their passwords. It is synchronous and may block (di
 KDF, D-Bus): the server calls it from worker threads, and a store is responsible for its own
 thread safety. Stores raise only `helperd_client.errors.HelperdError` subclasses, mapping OS
 and library errors where the I/O happens, with messages that never contain a secret.
+`ForeignKeyring` is what the service needs of the OS keyring for entries helperd does not hold.
 """
 
 from __future__ import annotations
