@@ -21,7 +21,7 @@ from typing import Any
 from bench import machine, report
 from bench.process import BENCH, REPO, compile_c, helperd_daemon, new_key_file, scratch
 from bench.store import Layout, build_store
-from helperd.shim_install import write_shim
+from helperd.integrations.shim_install import write_shim
 from helperd.testing import daemon_env
 
 __all__ = ["Budget", "main"]
@@ -348,9 +348,10 @@ def _processes(
             Path(sys.executable),
             SECRET.encode(),
             cli.format(
-                argv=["helperctl", "get", SERVICE, "--username", USERNAME], module="helperd.cli"
+                argv=["helperctl", "get", SERVICE, "--username", USERNAME],
+                module="helperd.ctl.main",
             ),
-            "import helperd.cli",
+            "import helperd.ctl.main",
         ),
     ]
     if ss_env is not None:

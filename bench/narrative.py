@@ -156,7 +156,7 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
         json_kept = row(r["latency"]["rows"], server="floor_json", mode="kept")
         if kept["p50_ratio"] > 2.0:
             found.append(
-                "**helperd/server.py: the kept-connection `get` costs"
+                "**helperd/daemon/server.py: the kept-connection `get` costs"
                 f" {x(kept['p50_ratio'])} the floor ({us(kept['us']['p50'])}),** against"
                 f" {x(json_kept['p50_ratio'])} for the floor that parses and renders JSON."
                 + (
@@ -281,7 +281,7 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " request; unlock is the `unlock` op on a passphrase store of the same size (Argon2id"
         " with the default cost, then decrypt and parse); a durable `set` replaces one"
         " record, which rewrites and fsyncs the whole file, shown beside"
-        " `helperd.durable.write_atomic` of the same number of bytes.\n"
+        " `helperd.stores.durable.write_atomic` of the same number of bytes.\n"
     )
     out.append(tables["scale"])
     out.append(
@@ -302,7 +302,7 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
     out.append(
         "## 8. The `keyring` shim for pip and uv\n\n"
         "The shim's per-call process time is in the table of section 3: it is written by"
-        " `helperd.shim_install.write_shim` for the e2e keyring venv's Python (where"
+        " `helperd.integrations.shim_install.write_shim` for the e2e keyring venv's Python (where"
         " `helperd_client` is installed as a user installs it, not editable), so it shares"
         " its `python -c pass` baseline with `keyring get`.\n\n"
         f"Here `uv lock` resolves a project that needs {r.get('uv', {}).get('packages', 10)}"
@@ -325,7 +325,7 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " only keyring's own OS backends may hold secrets (keyrings.cryptfile won the choice"
         " and would have prompted on the terminal). Then, for item 5: stores hand out one"
         " sorted tuple of records per version instead of sorting a copy per request, and the"
-        " service keeps a lookup catalog per version (`helperd.lookup.Catalog`: names, URL"
+        " service keeps a lookup catalog per version (`helperd.core.lookup.Catalog`: names, URL"
         " origins and hosts as dict keys, URLs parsed once and reused by the next version's"
         " catalog), with message text built only when a lookup fails; and the keyring"
         " plugin keeps one connection per backend instance instead of one per call (the"

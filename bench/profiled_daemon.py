@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     """Serve until SIGTERM, then write the two profiles."""
     prefix, args = argv[0], argv[1:]
     threading.Thread.run = _profiled_run  # type: ignore[method-assign]
-    from helperd.daemon import main as helperd_main
+    from helperd.daemon.main import main as helperd_main
 
     profile = cProfile.Profile()
     profile.enable()

@@ -20,8 +20,8 @@ from typing import Any
 
 from bench.process import BENCH, new_key_file, run_load, stop
 from bench.store import USERNAME, Layout, build_store
-from helperd.protocol import parse_request, render_ok
-from helperd.service import Service
+from helperd.core.protocol import parse_request, render_ok
+from helperd.core.service import Service
 from helperd.stores.file_store import FileStore
 from helperd.testing import daemon_env
 
@@ -41,24 +41,24 @@ PARTS: tuple[tuple[str, str, str, str], ...] = (
     (
         "whole request on the event loop (`Server._respond`)",
         "main",
-        "helperd/server.py",
+        "helperd/daemon/server.py",
         "_respond",
     ),
-    ("parse_request (JSON + pydantic)", "main", "helperd/protocol.py", "parse_request"),
-    ("render_ok (model_dump + json.dumps)", "main", "helperd/protocol.py", "render_ok"),
+    ("parse_request (JSON + pydantic)", "main", "helperd/core/protocol.py", "parse_request"),
+    ("render_ok (model_dump + json.dumps)", "main", "helperd/core/protocol.py", "render_ok"),
     ("run_in_executor (hand-off to a worker)", "main", "asyncio/base_events.py", "run_in_executor"),
     ("asyncio.wait_for (a task + a timer each)", "main", "asyncio/tasks.py", "wait_for"),
     ("socket recv", "main", "~", "<method 'recv' of '_socket.socket' objects>"),
     ("socket send", "main", "~", "<method 'send' of '_socket.socket' objects>"),
-    ("Service.handle", "both", "helperd/service.py", "handle"),
+    ("Service.handle", "both", "helperd/core/service.py", "handle"),
     ("FileStore.records (one tuple per store version)", "both", "file_store.py", "records"),
     (
         "Service._current_catalog (the lookup index, rebuilt after a change)",
         "both",
-        "helperd/service.py",
+        "helperd/core/service.py",
         "_current_catalog",
     ),
-    ("lookup.find", "both", "helperd/lookup.py", "find"),
+    ("lookup.find", "both", "helperd/core/lookup.py", "find"),
     ("GetResult model validation", "both", "pydantic/main.py", "__init__"),
     (
         "waking the loop (call_soon_threadsafe)",

@@ -4,7 +4,7 @@ For each size: the store is built in one commit (`bench.store`), then a daemon o
 from ``Popen`` to its first ``hello`` (start-up), to its first ``get`` (the key-file store
 opens then: read, decrypt, parse every record), ``list``, and durable ``set`` (each one
 rewrites and fsyncs the whole file); beside each ``set``, the same number of bytes written
-by `helperd.durable.write_atomic` alone (the disk's share). A passphrase store of the same
+by `helperd.stores.durable.write_atomic` alone (the disk's share). A passphrase store of the same
 size is unlocked too (Argon2id + parse).
 
 ``get`` latency, by Poetry's service and by pip's URL, is measured with one daemon per size
@@ -28,7 +28,7 @@ from helperd_client import Client, DaemonUnreachableError
 from bench.process import exchange, new_key_file, run_load, stop
 from bench.stats import ratio, summarize
 from bench.store import PASSWORD, USERNAME, Layout, build_store
-from helperd.durable import write_atomic
+from helperd.stores.durable import write_atomic
 from helperd.testing import daemon_env
 
 __all__ = ["scale"]

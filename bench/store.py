@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from helperd.record import Kind, Record
+from helperd.core.record import Kind, Record
 from helperd.stores.file_store import FileStore
 
 __all__ = ["PASSWORD", "USERNAME", "Layout", "build_store"]

@@ -25,7 +25,7 @@ from helperd_client import Client
 
 from bench.process import helperd_daemon, new_key_file
 from bench.stats import summarize
-from helperd.shim_install import write_shim
+from helperd.integrations.shim_install import write_shim
 from tests.e2e.harness import Sandbox
 from tests.e2e.index import Index, build_wheel, running_index
 from tests.e2e.toolenv import UV_VERSION, Tools

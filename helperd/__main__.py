@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from helperd.daemon import main
+from helperd.daemon.main import main
 
 main()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrite the JSON Schema block of docs/protocol.md from the pydantic models.
 
-Run after changing helperd/protocol.py: `python scripts/sync_protocol_doc.py`.
+Run after changing helperd/core/protocol.py: `python scripts/sync_protocol_doc.py`.
 tests/unit/test_protocol_doc.py fails while the doc and the models disagree.
 """
 
@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from helperd.protocol import json_schema
+from helperd.core.protocol import json_schema
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 BLOCK = re.compile(r"(<!-- schema:start -->\n```json\n)(.*?)(```\n<!-- schema:end -->)", re.S)

@@ -1,7 +1,1 @@
-"""Where secrets live: the OS keyring or an encrypted file."""
-
-from __future__ import annotations
-
-from helperd.stores.base import Store, StoreState
-
-__all__ = ["Store", "StoreState"]
+"""Where secrets live: the OS keyring or an encrypted file (the `Store` interface is in core)."""

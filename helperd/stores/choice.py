@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from helperd_client.errors import LockedError, StoreUnavailableError
 from keyring.backend import KeyringBackend
 
-from helperd.config import Settings
-from helperd.durable import check_private_dir
-from helperd.migration import MigrationMarker
-from helperd.service import ForeignKeyring
-from helperd.stores.base import Store
+from helperd.core.config import Settings
+from helperd.core.store import ForeignKeyring, Store
+from helperd.stores.durable import check_private_dir
 from helperd.stores.file_store import FileStore
 from helperd.stores.keyring_store import ForeignEntries, KeyringStore
+from helperd.stores.migration import MigrationMarker
 from helperd.stores.os_keyring import PROBE_SERVICE, BoundedKeyring, pick_backend
 
 __all__ = ["Choice", "Migrations", "build_store"]
@@ -80,7 +79,7 @@ def build_store(settings: Settings) -> Choice:  # noqa: PLR0911 - one return per
 
 
 class Migrations:
-    """Opens the store a migration moves to, and keeps its marker (see helperd.migration)."""
+    """Opens the store a migration moves to, and keeps its marker (see helperd.stores.migration)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings

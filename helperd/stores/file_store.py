@@ -37,9 +37,9 @@ from helperd_client.errors import (
 )
 from pydantic import SecretStr
 
-from helperd import durable
-from helperd.record import Record, RecordKey
-from helperd.stores.base import RecordMap, Store, StoreState
+from helperd.core.record import Record, RecordKey
+from helperd.core.store import RecordMap, Store, StoreState
+from helperd.stores import durable
 from helperd.stores.keys import (
     KEY_FILE,
     PASSPHRASE,

@@ -33,7 +33,9 @@ from helperd_client.errors import (
 )
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from helperd.durable import (
+from helperd.core.record import Kind, Record
+from helperd.core.store import RecordMap, Store, StoreState
+from helperd.stores.durable import (
     FileLock,
     check_private_dir,
     fsync_dir,
@@ -41,8 +43,6 @@ from helperd.durable import (
     remove_stale_temps,
     write_atomic,
 )
-from helperd.record import Kind, Record
-from helperd.stores.base import RecordMap, Store, StoreState
 from helperd.stores.os_keyring import LOCKED_MESSAGE, BoundedKeyring
 
 __all__ = ["SERVICE_PREFIX", "ForeignEntries", "KeyringStore", "location"]

@@ -19,7 +19,7 @@ NO_KEYRING = {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
 
 def _helperctl_exec(sandbox: Sandbox, *command: str | Path, cwd: Path | None = None) -> Result:
     """Run ``helperctl exec --repo acme -- COMMAND`` in the sandbox, with keyring disabled."""
-    helperctl = [sys.executable, "-c", "from helperd.cli import main; main()"]
+    helperctl = [sys.executable, "-c", "from helperd.ctl.main import main; main()"]
     return sandbox.run(
         [*helperctl, "exec", "--repo", "acme", "--", *command], cwd=cwd, extra_env=NO_KEYRING
     )

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from helperd import protocol
-from helperd.protocol import RequestError, parse_request, render_error, render_ok
+from helperd.core import protocol
+from helperd.core.protocol import RequestError, parse_request, render_error, render_ok
 from tests.hardening import Figures, Spawn, fd_count, rss_kib, sized, timeout_for
 
 pytestmark = pytest.mark.timeout(timeout_for(120, 3600))

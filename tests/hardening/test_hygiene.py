@@ -399,7 +399,7 @@ def dumpable_by_owner(pid: int, gid: int) -> bool:
 def test_core_dumps_off_and_not_dumpable(spawn: Spawn, figures: Figures) -> None:
     """/proc shows RLIMIT_CORE 0 and a non-dumpable daemon, though started with core dumps on.
 
-    Fails until the daemon calls `helperd.hardening.harden_process` at start.
+    Fails until the daemon calls `helperd.daemon.hardening.harden_process` at start.
     """
     require_root("runs the daemon with group nobody to read dumpability from /proc")
     _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)

@@ -30,7 +30,7 @@ from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-HELPERCTL = [sys.executable, "-c", "from helperd.cli import main; main()"]
+HELPERCTL = [sys.executable, "-c", "from helperd.ctl.main import main; main()"]
 SECRET = "pw-that-never-shows-7Q"
 
 

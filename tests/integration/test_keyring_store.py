@@ -28,9 +28,9 @@ from keyring.backends import SecretService as SecretServiceBackend
 from keyring.backends import fail, null
 from pydantic import SecretStr
 
-from helperd.record import Kind, Record
+from helperd.core.record import Kind, Record
+from helperd.core.store import StoreState
 from helperd.stores import keyring_store
-from helperd.stores.base import StoreState
 from helperd.stores.keyring_store import KeyringStore, location
 from helperd.stores.os_keyring import BoundedKeyring, pick_backend, probe
 from tests.support.secret_service import SecretService
@@ -514,7 +514,7 @@ CHILD = """
 import json, os, signal, sys
 from pydantic import SecretStr
 from keyring.backends import SecretService
-from helperd.record import Record
+from helperd.core.record import Record
 from helperd.stores import keyring_store
 from helperd.stores.keyring_store import KeyringStore
 from helperd.stores.os_keyring import BoundedKeyring

@@ -12,7 +12,7 @@ import pytest
 from helperd_client import Client, LockedError
 from keyring.backends import SecretService as SecretServiceBackend
 
-from helperd.migration import MigrationMarker
+from helperd.stores.migration import MigrationMarker
 from helperd.testing import Daemon, start_daemon
 from tests.support.secret_service import SecretService
 
@@ -23,7 +23,7 @@ NEEDLE = "Zq8-keyring-secret"
 def helperctl(daemon: Daemon, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """Run the real helperctl against ``daemon``."""
     return subprocess.run(
-        [sys.executable, "-c", "from helperd.cli import main; main()", *args],
+        [sys.executable, "-c", "from helperd.ctl.main import main; main()", *args],
         input=stdin,
         capture_output=True,
         text=True,

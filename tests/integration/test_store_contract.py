@@ -12,8 +12,8 @@ from helperd_client.errors import NotFoundError
 from keyring.backends import SecretService as SecretServiceBackend
 from pydantic import SecretStr
 
-from helperd.record import Kind, Record
-from helperd.stores.base import Store, StoreState
+from helperd.core.record import Kind, Record
+from helperd.core.store import Store, StoreState
 from helperd.stores.file_store import FileStore
 from helperd.stores.keyring_store import KeyringStore
 from helperd.stores.keys import KdfParams

@@ -22,8 +22,8 @@ import pytest
 from helperd_client import Client
 from helperd_client.paths import socket_path
 
-from helperd import units
-from helperd.config import Settings
+from helperd.core.config import Settings
+from helperd.integrations import units
 from helperd.testing import daemon_env, start_daemon
 from tests.support.tools import require_tool
 
@@ -63,7 +63,7 @@ def values(path: Path, section: str, key: str) -> list[str]:
 
 def render(name: str, folder: Path, instance: str | None = None) -> Path:
     """Write the unit ``name`` into ``folder`` as install-service renders it, with this
-    venv's ``helperd`` (`helperd.units.render_unit`)."""
+    venv's ``helperd`` (`helperd.integrations.units.render_unit`)."""
     text = units.render_unit(name, units.helperd_executable())
     target = folder / (name.replace("@.", f"@{instance}.") if instance else name)
     target.write_text(text)

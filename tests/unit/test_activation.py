@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helperd.activation import (
+from helperd.daemon.activation import (
     SD_LISTEN_FDS_START,
     ActivationError,
     IdleExit,
@@ -291,7 +291,7 @@ class TestNotifier:
         self, tmp: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A notification that cannot be delivered is a warning: the daemon goes on."""
-        with caplog.at_level(logging.WARNING, logger="helperd.activation"):
+        with caplog.at_level(logging.WARNING, logger="helperd.daemon.activation"):
             assert not Notifier(str(tmp / "nobody-listens")).ready("x")
         assert "could not notify systemd" in caplog.text
 
@@ -299,7 +299,7 @@ class TestNotifier:
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
         """An address that is not a Unix socket (say vsock:) is reported and ignored."""
-        with caplog.at_level(logging.WARNING, logger="helperd.activation"):
+        with caplog.at_level(logging.WARNING, logger="helperd.daemon.activation"):
             notifier = Notifier("vsock:2:1234")
         assert not notifier.enabled
         assert not notifier.ready()

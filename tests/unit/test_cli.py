@@ -1063,9 +1063,9 @@ def test_version(fake: FakeClient) -> None:
 
 
 def test_import_is_light() -> None:
-    """Importing helperd.cli loads neither pydantic nor asyncio: helperctl starts fast."""
+    """Importing helperd.ctl.main loads neither pydantic nor asyncio: helperctl starts fast."""
     code = (
-        "import sys, helperd.cli; "
+        "import sys, helperd.ctl.main; "
         "print(sorted(m for m in ('pydantic', 'asyncio', 'cryptography') if m in sys.modules))"
     )
 

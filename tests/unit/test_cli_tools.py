@@ -18,9 +18,11 @@ from helperd_client.errors import (
     StoreUnavailableError,
 )
 
-from helperd import cli_tools, poetry
-from helperd.cli import Session, cli
-from helperd.cli_tools import RepoCredentials, credential_env, env_name
+from helperd.ctl import cli_tools
+from helperd.ctl.cli_tools import RepoCredentials, credential_env, env_name
+from helperd.ctl.main import cli
+from helperd.ctl.session import Session
+from helperd.integrations import poetry
 from tests.unit.test_poetry import ACME_URL, REWRITTEN, SAMPLE, SECRETS, UNLOCKED, FakeDaemon
 
 TOKEN = "pypi-tok-9"

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from helperd_client import Hello, Status, shim
 
-from helperd import __version__, doctor, doctor_facts
-from helperd.cli import cli
-from helperd.doctor import (
+from helperd import __version__
+from helperd.ctl import doctor, doctor_facts
+from helperd.ctl.doctor import (
     AuthFacts,
     Connection,
     Facts,

@@ -26,9 +26,9 @@ from helperd_client.errors import (
 )
 from pydantic import SecretStr
 
-from helperd.record import Kind, Record
+from helperd.core.record import Kind, Record
+from helperd.core.store import StoreState
 from helperd.stores import file_store
-from helperd.stores.base import StoreState
 from helperd.stores.file_store import FileStore
 from helperd.stores.keys import KdfParams, StoreKey, passphrase_key
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helperd_client.errors import BadRequestError, NotFoundError
 
-from helperd import lookup
-from helperd.lookup import Catalog, Query, check_url, find, owns, redact_url
-from helperd.record import TOKEN_USERNAME, Kind, Record
+from helperd.core import lookup
+from helperd.core.lookup import Catalog, Query, check_url, find, owns, redact_url
+from helperd.core.record import TOKEN_USERNAME, Kind, Record
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)

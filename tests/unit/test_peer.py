@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from helperd_client import trust
 
-from helperd import peer, server
-from helperd.server import Server
-from helperd.service import Service
+from helperd.core.service import Service
+from helperd.daemon import peer, server
+from helperd.daemon.server import Server
 from tests.unit.test_service import MemoryStore
 
 

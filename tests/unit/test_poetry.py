@@ -1,4 +1,4 @@
-"""helperd.poetry: finding Poetry's files, planning the move, rewriting auth.toml, storing."""
+"""integrations.poetry and ctl.poetry_store: Poetry's files, the plan, the rewrite, storing."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 from helperd_client import Credential, Hello, RecordInfo, Status
 from helperd_client.errors import HelperdError, LockedError, NotFoundError, StoreUnavailableError
 
-from helperd import poetry
-from helperd.poetry import Move, PoetryFileError, Skip
+from helperd.ctl.poetry_store import store_and_verify
+from helperd.integrations import poetry
+from helperd.integrations.poetry import Move, PoetryFileError, Skip
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ACME_URL = "https://pkgs.acme.test/simple/"
@@ -420,7 +421,7 @@ def test_store_and_verify_new_records() -> None:
     daemon = FakeDaemon()
     plan = poetry.plan_import(SAMPLE, {"acme": ACME_URL})
 
-    stored = poetry.store_and_verify(daemon, plan.moves)
+    stored = store_and_verify(daemon, plan.moves)
 
     assert ["new", "new", "new"] == [s.outcome for s in stored]
     assert {
@@ -438,7 +439,7 @@ def test_store_and_verify_existing_records() -> None:
     daemon.hold("my-repo", "bob", "staging-pw", urls=["https://staging.test/simple/"])
     plan = poetry.plan_import(SAMPLE, {"acme": ACME_URL})
 
-    stored = poetry.store_and_verify(daemon, plan.moves)
+    stored = store_and_verify(daemon, plan.moves)
 
     assert ["replaced", "same", "new"] == [s.outcome for s in stored]
     assert ("basic", "acme-s3cret", ("https://upload.acme.test/", ACME_URL)) == held(daemon)[
@@ -456,7 +457,7 @@ def test_store_and_verify_detects_a_lost_write() -> None:
     plan = poetry.plan_import(SAMPLE, {})
 
     with pytest.raises(StoreUnavailableError, match=r"http-basic\.acme") as info:
-        poetry.store_and_verify(daemon, plan.moves)
+        store_and_verify(daemon, plan.moves)
 
     assert all(secret not in info.value.message for secret in SECRETS)
 

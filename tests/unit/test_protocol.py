@@ -8,7 +8,7 @@ import pytest
 from helperd_client.errors import NotFoundError
 from pydantic import SecretStr
 
-from helperd.protocol import (
+from helperd.core.protocol import (
     GetRequest,
     GetResult,
     RequestError,
@@ -17,7 +17,7 @@ from helperd.protocol import (
     render_error,
     render_ok,
 )
-from helperd.record import Kind
+from helperd.core.record import Kind
 
 
 def line(**message: object) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helperd_client.wire import OPS
 
-from helperd.protocol import (
+from helperd.core.protocol import (
     Ack,
     DeleteResult,
     GetResult,

@@ -14,7 +14,7 @@ from helperd_client.errors import (
 )
 from pydantic import SecretStr
 
-from helperd.protocol import (
+from helperd.core.protocol import (
     DeleteRequest,
     GetRequest,
     HelloRequest,

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from helperd_client import shim
 from helperd_client.shim import MARKER, Lookup, find_real_keyring, format_answer, parse
 
-from helperd import shim_install
-from helperd.cli import cli
+from helperd.ctl.main import cli
+from helperd.integrations import shim_install
 
 # --- parsing: the served forms ---------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helperd import units
-from helperd.cli import cli
-from helperd.units import MakeDir, Plan, RemoveFile, Run, ServiceError, WriteFile
+from helperd.ctl.main import cli
+from helperd.integrations import units
+from helperd.integrations.units import MakeDir, Plan, RemoveFile, Run, ServiceError, WriteFile
 from tests.support.tools import require_tool
 
 HELPERD = units.helperd_executable()

@@ -67,20 +67,6 @@ class _WouldBlock(Exception):
     """Answering needs a blocking call: `Service.answer_now` hands the request to a thread."""
 
 
-class ForeignKeyring(Protocol):
-    """Reads OS keyring entries that helperd does not hold (SPEC.md's generic fallback)."""
-
-    def foreign_password(
-        self, service: str, username: str | None
-    ) -> tuple[str, SecretStr] | None:  # pragma: no cover - protocol
-        """The (username, password) stored under ``service``, or None; bounded in time."""
-        ...
-
-    def foreign_delete(self, service: str, username: str) -> bool:  # pragma: no cover
-        """Delete the entry (``service``, ``username``); False when it was absent."""
-        ...
-
-
 class Opened(Protocol):
     """A store opened for a migration, with why and its generic fallback."""
 
@@ -96,7 +82,7 @@ class Migrations(Protocol):
     """Opens the target store of a migration and keeps the marker of one under way."""
 
     @property
-    def marker(self) -> MigrationMarker: ...  # pragma: no cover - protocol
+    def marker(self) -> Marker: ...  # pragma: no cover - protocol
 
     def open(self, kind: str) -> Opened:  # pragma: no cover - protocol
         """Open the ``kind`` store."""

@@ -1,6 +1,6 @@
 """``helperctl doctor``: what is wrong with this helperd setup, and how to fix it.
 
-Facts are gathered once, by `helperd.doctor_facts.gather` (re-exported here; every probe is
+Facts are gathered once, by `helperd.ctl.doctor_facts.gather` (re-exported here; every probe is
 bounded in time and writes nothing); the checks are small pure functions of those facts
 (`CHECKS`), each returning a `Finding`: ok, warn or fail, a message, and the fix. Tests build
 `Facts` by hand, or gather them from deliberately broken setups.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from helperd import __version__
-from helperd.doctor_facts import (
+from helperd.ctl.doctor_facts import (
     PROBE_TIMEOUT,
     AuthFacts,
     Connection,

@@ -40,7 +40,7 @@ MAX_STDIN = 60_000
 PROMPT_ATTEMPTS = 3
 """Tries at a hidden prompt before giving up (an empty entry or a mismatch uses one)."""
 
-_NAME = re.compile(r"[A-Za-z0-9._-]+")  # helperd.record.NAME_PATTERN, without pydantic
+_NAME = re.compile(r"[A-Za-z0-9._-]+")  # helperd.core.record.NAME_PATTERN, without pydantic
 _DURATION = re.compile(r"(?:[0-9]+[smhdw])+", re.IGNORECASE)
 _PART = re.compile(r"([0-9]+)([smhdw])", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -62,7 +62,7 @@ def repository_name(ctx: click.Context, param: click.Parameter, value: str) -> s
 
 
 def index_urls(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
-    """Click callback: http(s) URLs without a password (`helperd.lookup.check_url`).
+    """Click callback: http(s) URLs without a password (`helperd.core.lookup.check_url`).
 
     The message never quotes the URL, which may hold a password.
     """
@@ -70,7 +70,7 @@ def index_urls(ctx: click.Context, param: click.Parameter, value: Sequence[str])
         return ()
     from helperd_client.errors import BadRequestError  # noqa: PLC0415 - light, but only here
 
-    from helperd.lookup import check_url  # noqa: PLC0415 - it brings pydantic: load on demand
+    from helperd.core.lookup import check_url  # noqa: PLC0415 - it brings pydantic: load on demand
 
     try:
         return tuple(check_url(url) for url in value)

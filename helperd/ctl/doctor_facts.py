@@ -4,7 +4,7 @@ Every probe is bounded in time and writes nothing: a connection to the socket an
 daemon's ``hello``/``status``, the settings and the key file (read by the daemon's own rules,
 its bytes dropped at once), Poetry's and the ``keyring`` CLI's own Pythons asked which keyring
 backend they pick, the ``keyring`` pip's subprocess provider would run, helperd's keyring
-shim, and Poetry's auth.toml (counted, never quoted). The verdicts are in `helperd.doctor`.
+shim, and Poetry's auth.toml (counted, never quoted). The verdicts are in `helperd.ctl.doctor`.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def _connect(path: Path, timeout: float) -> Connection:
 
 
 def _key_facts(env: Mapping[str, str]) -> tuple[str | None, Path | None, str | None]:
-    from helperd.config import Settings  # noqa: PLC0415 - pydantic: only doctor needs it here
+    from helperd.core.config import Settings  # noqa: PLC0415 - pydantic: only doctor needs it here
     from helperd.stores.keys import read_key_file  # noqa: PLC0415
 
     try:
@@ -295,7 +295,7 @@ def _key_facts(env: Mapping[str, str]) -> tuple[str | None, Path | None, str | N
 
 
 def auth_facts(env: Mapping[str, str]) -> AuthFacts:
-    from helperd import poetry  # noqa: PLC0415 - tomlkit and pydantic: load on demand
+    from helperd.integrations import poetry  # noqa: PLC0415 - tomlkit and pydantic: load on demand
 
     path = poetry.auth_toml_path(env)
     try:

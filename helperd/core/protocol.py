@@ -41,7 +41,7 @@ from pydantic import (
     field_serializer,
 )
 
-from helperd.record import Kind, Record
+from helperd.core.record import Kind, Record
 
 __all__ = [
     "Ack",

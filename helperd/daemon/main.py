@@ -19,7 +19,10 @@ import click
 from helperd_client.errors import HelperdError
 
 from helperd import __version__
-from helperd.activation import (
+from helperd.core.config import LogLevel, Settings, StoreChoice
+from helperd.core.service import Service
+from helperd.core.store import Store, StoreState
+from helperd.daemon.activation import (
     ActivationError,
     IdleExit,
     Notifier,

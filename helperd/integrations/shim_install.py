@@ -1,7 +1,7 @@
 """``helperctl install-shim``: put helperd's fast ``keyring`` shim first on PATH (opt-in).
 
-Registered on the ``helperctl`` group at the end of `helperd.cli`; this module never imports
-`helperd.cli`. The file it writes holds no secret: a shebang naming this install's Python, the
+Registered on the ``helperctl`` group by `helperd.ctl.main`; this module never imports helperctl's
+modules. The file it writes holds no secret: a shebang naming this install's Python, the
 marker line of `helperd_client.shim`, and two lines that run the shim.
 """
 

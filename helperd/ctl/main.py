@@ -1,110 +1,41 @@
 """``helperctl``: the command line of helperd (SPEC.md, "Commands").
 
 It starts on every call and scripts call it often, so it loads click and helperd_client only:
-``helperd.lookup`` (which brings pydantic) is imported where a URL must be checked or redacted.
+``helperd.core.lookup`` (which brings pydantic) is imported where a URL must be checked or redacted.
 Standard output carries only what was asked for (a password, a listing, a status, JSON);
 confirmations, prompts and errors go to stderr.
 
-Tests inject a client through `Session`: ``runner.invoke(cli, args, obj=Session(make_client=f))``.
+The group and the record commands live here; the other command families, each in its own
+module, are registered on the group at the end. Tests inject a client through `Session`
+(`helperd.ctl.session`): ``runner.invoke(cli, args, obj=Session(make_client=f))``.
 """
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import click
-from helperd_client import Client, Credential, Hello, RecordInfo, Status
 from helperd_client.errors import HelperdError, LockedError
 
-from helperd import __version__, cli_input
-from helperd.cli_input import fail
-from helperd.cli_output import (
-    NO_STORE,
-    emit_json,
-    iso,
-    printable,
-    record_json,
-    shown_url,
-    when,
-)
+from helperd import __version__
+from helperd.ctl import cli_input
+from helperd.ctl.cli_admin import doctor, install_service
+from helperd.ctl.cli_input import fail
+from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
+from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock
+from helperd.ctl.cli_tools import exec_command, import_poetry
+from helperd.ctl.session import Session
+from helperd.integrations.shim_install import install_shim
 
-__all__ = ["DaemonClient", "Session", "cli", "connect", "main"]
+__all__ = ["cli", "main"]
 
 TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
-
-
-class DaemonClient(Protocol):
-    """What helperctl needs of `helperd_client.Client` (tests pass a fake)."""
-
-    @property
-    def path(self) -> Path: ...
-    def hello(self) -> Hello: ...
-    def status(self) -> Status: ...
-    def get(
-        self,
-        *,
-        name: str | None = None,
-        url: str | None = None,
-        service: str | None = None,
-        username: str | None = None,
-    ) -> Credential: ...
-    def set(
-        self,
-        name: str,
-        password: str,
-        *,
-        username: str | None = None,
-        kind: str = "basic",
-        urls: builtins.list[str] | tuple[str, ...] | None = None,
-        expires_at: datetime | None = None,
-    ) -> RecordInfo: ...
-    def delete(self, name: str, username: str | None = None) -> int: ...
-    def list(self) -> builtins.list[RecordInfo]: ...
-    def init(self, passphrase: str | None) -> None: ...
-    def lock(self) -> None: ...
-    def unlock(self, passphrase: str | None) -> None: ...
-    def passwd(self, old: str, new: str) -> None: ...
-    def migrate(self, to: str, passphrase: str | None = None) -> tuple[int, str]: ...
-    def close(self) -> None: ...
-
-
-def connect(socket: Path | None, timeout: float | None) -> DaemonClient:
-    """The real client: `Session.make_client` unless a test replaces it."""
-    return Client(socket, timeout=timeout)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Session:
-    """The click context object: how to reach the daemon, and the clock.
-
-    Attributes:
-        make_client: builds the client from ``--socket`` and ``--timeout``.
-        clock: the current time, for relative ``--expires-at``.
-    """
-
-    make_client: Callable[[Path | None, float | None], DaemonClient] = connect
-    clock: Callable[[], datetime] = _utcnow
-    socket: Path | None = None
-    timeout: float | None = None
-    _client: DaemonClient | None = field(default=None, repr=False)
-
-    def client(self) -> DaemonClient:
-        """The client, made on first use and closed when the command ends."""
-        if self._client is None:
-            self._client = self.make_client(self.socket, self.timeout)
-            click.get_current_context().find_root().call_on_close(self._client.close)
-        return self._client
 
 
 class _Group(click.Group):
@@ -391,26 +322,13 @@ def main(args: Sequence[str] | None = None, *, obj: Session | None = None) -> No
     cli.main(args=args, prog_name="helperctl", obj=obj)
 
 
-# Last, so that the command modules find this one complete; they do not import it back at
-# run time (only for type checking).
-from helperd.cli_tools import exec_command, import_poetry  # noqa: E402
-
 cli.add_command(import_poetry)
 cli.add_command(exec_command)
-
-from helperd.cli_store import init, lock, migrate, passwd, unlock  # noqa: E402
-
 cli.add_command(init)
 cli.add_command(lock)
 cli.add_command(unlock)
 cli.add_command(passwd)
 cli.add_command(migrate)
-
-from helperd.cli_admin import doctor, install_service  # noqa: E402
-
 cli.add_command(install_service)
 cli.add_command(doctor)
-
-from helperd.shim_install import install_shim  # noqa: E402
-
 cli.add_command(install_shim)

@@ -59,6 +59,6 @@ def shown_url(url: str) -> str:
     """``url`` without userinfo: SPEC.md says userinfo is never printed."""
     if "@" not in url:
         return url  # nothing to redact: spare the import
-    from helperd.lookup import redact_url  # noqa: PLC0415 - it brings pydantic: load on demand
+    from helperd.core.lookup import redact_url  # noqa: PLC0415 - it brings pydantic: load on demand
 
     return redact_url(url)

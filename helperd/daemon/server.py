@@ -35,10 +35,10 @@ from helperd_client.errors import (
 )
 from helperd_client.wire import MAX_LINE
 
-from helperd.durable import check_private_dir
-from helperd.peer import peer_uid
-from helperd.protocol import RequestError, parse_request, render_error, render_ok
-from helperd.service import Service
+from helperd.core.protocol import RequestError, parse_request, render_error, render_ok
+from helperd.core.service import Service
+from helperd.daemon.peer import peer_uid
+from helperd.stores.durable import check_private_dir
 
 __all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
 

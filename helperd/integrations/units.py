@@ -98,7 +98,7 @@ def template_dir() -> Path:
     Raises:
         ServiceError: neither has the templates.
     """
-    candidates = (Path(sys.prefix) / "share" / "helperd", Path(__file__).resolve().parents[1])
+    candidates = (Path(sys.prefix) / "share" / "helperd", Path(__file__).resolve().parents[2])
     for folder in candidates:
         if (folder / "systemd" / "helperd.service").is_file():
             return folder

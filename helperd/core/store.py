@@ -4,6 +4,7 @@ A store keeps `Record`s and their passwords. It is synchronous and may block (di
 KDF, D-Bus): the server calls it from worker threads, and a store is responsible for its own
 thread safety. Stores raise only `helperd_client.errors.HelperdError` subclasses, mapping OS
 and library errors where the I/O happens, with messages that never contain a secret.
+`ForeignKeyring` is what the service needs of the OS keyring for entries helperd does not hold.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from helperd_client.errors import BadRequestError
 from pydantic import SecretStr
 
-from helperd.record import Record, RecordKey
+from helperd.core.record import Record, RecordKey
 
-__all__ = ["RecordMap", "Store", "StoreState"]
+__all__ = ["ForeignKeyring", "RecordMap", "Store", "StoreState"]
 
 _Entry = TypeVar("_Entry")
 
@@ -147,3 +148,17 @@ class RecordMap(dict[RecordKey, _Entry]):
         if self._sorted is None:
             self._sorted = tuple(record(self[key]) for key in sorted(self))
         return self._sorted
+
+
+class ForeignKeyring(Protocol):
+    """Reads OS keyring entries that helperd does not hold (SPEC.md's generic fallback)."""
+
+    def foreign_password(
+        self, service: str, username: str | None
+    ) -> tuple[str, SecretStr] | None:  # pragma: no cover - protocol
+        """The (username, password) stored under ``service``, or None; bounded in time."""
+        ...
+
+    def foreign_delete(self, service: str, username: str) -> bool:  # pragma: no cover
+        """Delete the entry (``service``, ``username``); False when it was absent."""
+        ...

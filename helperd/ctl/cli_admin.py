@@ -1,8 +1,8 @@
 """``helperctl install-service`` and ``helperctl doctor``: set helperd up, and say what is wrong.
 
-Registered on the ``helperctl`` group at the end of `helperd.cli`, like `helperd.cli_tools`;
-this module never imports `helperd.cli` at run time. `helperd.units` and `helperd.doctor` are
-imported when their command runs, so that every other command starts as fast as before.
+Registered on the ``helperctl`` group by `helperd.ctl.main`, like `helperd.ctl.cli_tools`.
+`helperd.integrations.units` and `helperd.ctl.doctor` are imported when their command runs,
+so that every other command starts as fast as before.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from helperd.cli import Session
-    from helperd.units import Plan
+    from helperd.ctl.session import Session
+    from helperd.integrations.units import Plan
 
 __all__ = ["doctor", "install_service"]
 
@@ -55,7 +55,7 @@ def install_service(system: bool, dry_run: bool, uninstall: bool) -> None:
       sudo "$(command -v helperctl)" install-service --system
       helperctl install-service --uninstall
     """
-    from helperd import units  # noqa: PLC0415 - only this command needs it
+    from helperd.integrations import units  # noqa: PLC0415 - only this command needs it
 
     user = units.current_user()
     plan = units.plan_service(
@@ -140,7 +140,7 @@ def doctor(session: Session, as_json: bool) -> None:
       helperctl doctor
       helperctl doctor --json | jq -r '.[] | select(.status != "ok") | .name'
     """
-    from helperd import doctor as checks  # noqa: PLC0415 - only this command needs it
+    from helperd.ctl import doctor as checks  # noqa: PLC0415 - only this command needs it
 
     timeout = session.timeout if session.timeout is not None else 2.0
     facts = checks.gather(socket=session.socket, timeout=timeout)

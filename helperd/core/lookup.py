@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from helperd_client.errors import BadRequestError, NotFoundError
 
-from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 
 __all__ = ["Catalog", "Query", "check_url", "find", "owns", "redact_url", "write_target"]
 

@@ -1,23 +1,19 @@
 """Moving every record from one store to another, losing nothing on the way.
 
-`copy_verified` copies and then reads every record back from the target, comparing facts
-and password, before anything is deleted. The daemon wraps it in a marker file
-(`MigrationMarker`): while the marker names a target and the source still exists, the store
-choice at start-up keeps the source, which is complete until the copy is verified. So a
-``kill -9`` or a power cut at any point of a migration loses nothing.
+`copy_verified` is the copy rule, over the `Store` interface alone; `Marker` is what the
+service needs of the durable marker file (`helperd.stores.migration.MigrationMarker`), which
+says a migration has begun and not yet finished, so that start-up keeps the complete source.
 """
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
+from typing import Protocol
 
 from helperd_client.errors import StoreUnavailableError
 
-from helperd.durable import fsync_dir, read_private, write_atomic
-from helperd.stores.base import Store
+from helperd.core.store import Store
 
-__all__ = ["MigrationMarker", "copy_verified"]
+__all__ = ["Marker", "copy_verified"]
 
 
 def copy_verified(source: Store, target: Store) -> int:
@@ -46,23 +42,13 @@ def copy_verified(source: Store, target: Store) -> int:
     return len(records)
 
 
-class MigrationMarker:
-    """The file that says a migration to a store kind has begun and not yet finished."""
+class Marker(Protocol):
+    """Records, durably, that a migration to a store kind has begun, and then that it ended."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def begin(self, kind: str) -> None:
+    def begin(self, kind: str) -> None:  # pragma: no cover - protocol
         """Record, durably, that a migration to ``kind`` starts now."""
-        write_atomic(self.path, kind.encode() + b"\n")
+        ...
 
-    def target(self) -> str | None:
-        """The store kind an unfinished migration was moving to, or None."""
-        data = read_private(self.path)
-        return None if data is None else data.decode(errors="replace").strip()
-
-    def end(self) -> None:
+    def end(self) -> None:  # pragma: no cover - protocol
         """The migration is complete: forget it."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-            fsync_dir(self.path.parent)
+        ...

@@ -123,7 +123,7 @@ def import_poetry(
     client = session.client()
     _require_open(client)
     try:
-        stored = poetry.store_and_verify(client, plan.moves)
+        stored = store_and_verify(client, plan.moves)
     except HelperdError as exc:
         _add_context(exc, f"{path} was not changed, and running import-poetry again is safe")
         raise
@@ -234,7 +234,7 @@ def _show_plan(plan: Plan) -> None:
     if not plan.moves:
         click.echo("nothing to import: no password or token to move", err=True)
         return
-    from helperd.lookup import redact_url  # noqa: PLC0415 - loaded by helperd.poetry already
+    from helperd.core.lookup import redact_url  # noqa: PLC0415 - loaded by helperd.integrations.poetry already
 
     rows = [("NAME", "USERNAME", "KIND", "URL", "FROM")]
     rows.extend(

@@ -1,6 +1,6 @@
 """``helperctl init``, ``lock``, ``unlock``, ``passwd`` and ``migrate``: the store itself.
 
-Registered on the ``helperctl`` group at the end of `helperd.cli`; the `Session` comes from
+Registered on the ``helperctl`` group by `helperd.ctl.main`; the `Session` comes from
 click's context object, which the group sets. Passphrases come from a hidden prompt or from
 stdin, never from arguments.
 """
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import click
 from helperd_client.errors import BadRequestError, LockedError
 
-from helperd import cli_input
-from helperd.cli_output import NO_STORE
+from helperd.ctl import cli_input
+from helperd.ctl.cli_output import NO_STORE
 
 if TYPE_CHECKING:
-    from helperd.cli import Session
+    from helperd.ctl.session import Session
 
 __all__ = ["init", "lock", "migrate", "passwd", "unlock"]
 

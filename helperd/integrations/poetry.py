@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomlkit
-from helperd_client import Credential
 from helperd_client.errors import (
     BadRequestError,
     NotFoundError,
@@ -51,7 +50,6 @@ __all__ = [
     "read_repository_urls",
     "repository_urls",
     "rewrite",
-    "store_and_verify",
     "write_back",
 ]
 

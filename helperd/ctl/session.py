@@ -1,0 +1,87 @@
+"""What every helperctl command shares: the `Session` (click's context object) and the client.
+
+The command modules take `Session` and `DaemonClient` from here, and `helperd.ctl.main`
+registers them on the group, so no module imports the one that registers it.
+Tests inject a client through `Session`: ``runner.invoke(cli, args, obj=Session(make_client=f))``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import click
+from helperd_client import Client, Credential, Hello, RecordInfo, Status
+
+__all__ = ["DaemonClient", "Session", "connect"]
+
+
+class DaemonClient(Protocol):
+    """What helperctl needs of `helperd_client.Client` (tests pass a fake)."""
+
+    @property
+    def path(self) -> Path: ...
+    def hello(self) -> Hello: ...
+    def status(self) -> Status: ...
+    def get(
+        self,
+        *,
+        name: str | None = None,
+        url: str | None = None,
+        service: str | None = None,
+        username: str | None = None,
+    ) -> Credential: ...
+    def set(
+        self,
+        name: str,
+        password: str,
+        *,
+        username: str | None = None,
+        kind: str = "basic",
+        urls: builtins.list[str] | tuple[str, ...] | None = None,
+        expires_at: datetime | None = None,
+    ) -> RecordInfo: ...
+    def delete(self, name: str, username: str | None = None) -> int: ...
+    def list(self) -> builtins.list[RecordInfo]: ...
+    def init(self, passphrase: str | None) -> None: ...
+    def lock(self) -> None: ...
+    def unlock(self, passphrase: str | None) -> None: ...
+    def passwd(self, old: str, new: str) -> None: ...
+    def migrate(self, to: str, passphrase: str | None = None) -> tuple[int, str]: ...
+    def close(self) -> None: ...
+
+
+def connect(socket: Path | None, timeout: float | None) -> DaemonClient:
+    """The real client: `Session.make_client` unless a test replaces it."""
+    return Client(socket, timeout=timeout)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Session:
+    """The click context object: how to reach the daemon, and the clock.
+
+    Attributes:
+        make_client: builds the client from ``--socket`` and ``--timeout``.
+        clock: the current time, for relative ``--expires-at``.
+    """
+
+    make_client: Callable[[Path | None, float | None], DaemonClient] = connect
+    clock: Callable[[], datetime] = _utcnow
+    socket: Path | None = None
+    timeout: float | None = None
+    _client: DaemonClient | None = field(default=None, repr=False)
+
+    def client(self) -> DaemonClient:
+        """The client, made on first use and closed when the command ends."""
+        if self._client is None:
+            self._client = self.make_client(self.socket, self.timeout)
+            click.get_current_context().find_root().call_on_close(self._client.close)
+        return self._client
