@@ -26,10 +26,10 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
-from helperd.guess_gate import GuessGate
-from helperd.lookup import Catalog, Query, check_url, find, owns, write_target
-from helperd.migration import MigrationMarker, copy_verified
-from helperd.protocol import (
+from helperd.core.gate import GuessGate
+from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
+from helperd.core.migration import Marker, copy_verified
+from helperd.core.protocol import (
     Ack,
     DeleteRequest,
     DeleteResult,
@@ -53,12 +53,10 @@ from helperd.protocol import (
     StatusResult,
     UnlockRequest,
 )
-from helperd.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
-from helperd.secret_memory import memory_locked
-from helperd.stores.base import Store, StoreState
-from helperd.stores.keys import kdf_runs
+from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.core.store import ForeignKeyring, Store, StoreState
 
-__all__ = ["ForeignKeyring", "Migrations", "Service"]
+__all__ = ["KeyFacts", "Migrations", "Service"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +74,18 @@ class Opened(Protocol):
     def reason(self) -> str: ...  # pragma: no cover - protocol
     @property
     def foreign(self) -> ForeignKeyring | None: ...  # pragma: no cover - protocol
+
+
+class KeyFacts(Protocol):
+    """What the stores' key handling tells ``status`` (the daemon hands it in)."""
+
+    def kdf_runs(self) -> int:
+        """Passphrase key derivations run since start."""
+        ...  # pragma: no cover - protocol
+
+    def memory_locked(self) -> bool:
+        """Whether key memory is locked against swap."""
+        ...  # pragma: no cover - protocol
 
 
 class Migrations(Protocol):
@@ -99,6 +109,8 @@ class Service:
         foreign: where to look for generic entries helperd does not hold (None: nowhere).
         migrations: how to open another store for ``migrate`` (None: not offered).
         gate: the daemon-wide gate on passphrase guesses (None: a fresh one, in memory).
+        key_facts: what ``status`` says of key derivation and key memory (None: nothing
+            derived, nothing locked).
     """
 
     def __init__(
@@ -110,6 +122,7 @@ class Service:
         foreign: ForeignKeyring | None = None,
         migrations: Migrations | None = None,
         gate: GuessGate | None = None,
+        key_facts: KeyFacts | None = None,
     ) -> None:
         self.store = store
         self.store_reason = store_reason
@@ -120,6 +133,7 @@ class Service:
         # Writes wait while a migration copies, so that none lands in the store being left.
         self._writes = threading.Lock()
         self.gate = GuessGate() if gate is None else gate
+        self._key_facts = key_facts
         self._last_use: datetime | None = None
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
@@ -232,9 +246,9 @@ class Service:
             repositories=repositories,
             records=None if records is None else len(records),
             idle_lock_seconds=None if self.idle_lock is None else self.idle_lock.total_seconds(),
-            kdf_runs=kdf_runs(),
+            kdf_runs=0 if self._key_facts is None else self._key_facts.kdf_runs(),
             passphrase_retry_in=self.gate.retry_in(now),
-            memory_locked=memory_locked(),
+            memory_locked=self._key_facts is not None and self._key_facts.memory_locked(),
         )
 
     def _current_catalog(self) -> Catalog:
@@ -377,7 +391,7 @@ class Service:
         return self._foreign is not None and self._foreign.foreign_delete(request.service, username)
 
     def _migrate(self, request: MigrateRequest, now: datetime) -> MigrateResult:
-        """Move every record to the other store; see helperd.migration for the safety."""
+        """Move every record to the other store; see helperd.stores.migration for the safety."""
         if self._migrations is None:
             raise BadRequestError("this daemon cannot migrate its store")
         if request.to == self.store.kind:
@@ -409,7 +423,7 @@ class Service:
             raise BadRequestError("a passphrase is required and must not be empty")
 
     def _guarded(self, action: Callable[[], None], store: Store, now: datetime) -> None:
-        """Run a passphrase check through the daemon-wide gate (see helperd.guess_gate).
+        """Run a passphrase check through the daemon-wide gate (see helperd.core.gate).
 
         The gate is asked before the KDF runs: a refusal costs nothing and leaves the count
         alone. A wrong passphrase is answered as soon as its check ends, and closes the gate.

@@ -1,10 +1,10 @@
 """``helperctl import-poetry`` and ``helperctl exec``: secrets in from Poetry, out to tools.
 
-Registered on the ``helperctl`` group at the end of `helperd.cli`; ``exec`` lives in
-`helperd.cli_exec` and is re-exported here. This module never imports
-`helperd.cli` at run time (that would be a cycle): the commands get the `helperd.cli.Session`
-from click's context object, which the group sets.
-`helperd.poetry` (tomlkit, pydantic) is imported only when ``import-poetry`` runs.
+Registered on the ``helperctl`` group at the end of `helperd.ctl.main`; ``exec`` lives in
+`helperd.ctl.cli_exec` and is re-exported here. This module never imports
+`helperd.ctl.main` at run time (that would be a cycle): the commands get the
+`helperd.ctl.session.Session` from click's context object, which the group sets.
+`helperd.integrations.poetry` (tomlkit, pydantic) is imported only when ``import-poetry`` runs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 from helperd_client.errors import HelperdError, LockedError, NotFoundError
 
-from helperd.cli_exec import (
+from helperd.ctl.cli_exec import (
     EXEC_FAILED,
     FAMILIES,
     Choice,
@@ -26,12 +26,12 @@ from helperd.cli_exec import (
     env_name,
     exec_command,
 )
-from helperd.cli_output import printable
+from helperd.ctl.cli_output import printable
 
 if TYPE_CHECKING:
-    from helperd.auth_file import AuthFile
-    from helperd.cli import DaemonClient, Session
-    from helperd.poetry import Plan
+    from helperd.ctl.session import DaemonClient, Session
+    from helperd.integrations.auth_file import AuthFile
+    from helperd.integrations.poetry import Plan
 
 __all__ = [
     "EXEC_FAILED",
@@ -93,7 +93,8 @@ def import_poetry(
       helperctl import-poetry --delete-backups
       helperctl import-poetry --auth-toml ~/old-poetry/auth.toml
     """
-    from helperd import auth_file, poetry  # noqa: PLC0415 - tomlkit and pydantic: on demand
+    from helperd.ctl.poetry_store import store_and_verify  # noqa: PLC0415 - with poetry, on demand
+    from helperd.integrations import auth_file, poetry  # noqa: PLC0415 - tomlkit and pydantic: on demand
 
     path = auth_toml if auth_toml is not None else poetry.auth_toml_path()
     auth = poetry.read_auth(path)
@@ -161,7 +162,7 @@ class _Exposure:
 
     @classmethod
     def of(cls, auth: AuthFile, plan: Plan) -> _Exposure:
-        from helperd import auth_file  # noqa: PLC0415 - loaded with helperd.poetry already
+        from helperd.integrations import auth_file  # noqa: PLC0415 - loaded with helperd.integrations.poetry already
 
         secrets = [m.password for m in plan.moves]
         backups = auth_file.backups_holding(auth, secrets) if secrets else []
@@ -171,7 +172,7 @@ class _Exposure:
     def tell(self, *, deleting: bool, dry_run: bool) -> None:
         """Report the link, the git work tree and the backups; then (unless a dry run) delete
         the backups if ``deleting`` and end with the advice to rotate."""
-        from helperd import auth_file  # noqa: PLC0415 - loaded with helperd.poetry already
+        from helperd.integrations import auth_file  # noqa: PLC0415 - loaded with helperd.integrations.poetry already
 
         if not self.count:
             return

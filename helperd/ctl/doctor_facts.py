@@ -27,8 +27,8 @@ from helperd_client.errors import HelperdError, UntrustedSocketError
 from helperd_client.paths import socket_path
 from helperd_client.trust import check_peer, check_socket_folder
 
-from helperd.doctor_moved import OldSocket, old_sockets
-from helperd.units import script_interpreter
+from helperd.ctl.doctor_moved import OldSocket, old_sockets
+from helperd.integrations.units import script_interpreter
 
 __all__ = [
     "PROBE_TIMEOUT",

@@ -20,6 +20,7 @@ from helperd_client.errors import HelperdError
 
 from helperd import __version__
 from helperd.core.config import LogLevel, Settings, StoreChoice
+from helperd.core.gate import GuessGate
 from helperd.core.service import Service
 from helperd.core.store import Store, StoreState
 from helperd.daemon.activation import (
@@ -31,13 +32,11 @@ from helperd.daemon.activation import (
     socket_address,
     socket_problems,
 )
-from helperd.config import LogLevel, Settings, StoreChoice
-from helperd.guess_gate import GATE_FILE, GuessGate
-from helperd.hardening import harden_process, room_for_connections
-from helperd.server import Lifecycle, Server, StartupError, bind_socket
-from helperd.service import Service
-from helperd.stores.base import Store, StoreState
+from helperd.daemon.hardening import harden_process, room_for_connections
+from helperd.daemon.server import Lifecycle, Server, StartupError, bind_socket
+from helperd.stores import keys, secret_memory
 from helperd.stores.choice import Migrations, build_store
+from helperd.stores.guess_gate import GATE_FILE, GateFile
 
 __all__ = ["build_service", "check_home", "main"]
 
@@ -53,8 +52,19 @@ def build_service(settings: Settings) -> Service:
         idle_lock=settings.idle_lock,
         foreign=choice.foreign,
         migrations=Migrations(settings),
-        gate=GuessGate(settings.data_dir / GATE_FILE),
+        gate=GuessGate(GateFile(settings.data_dir / GATE_FILE)),
+        key_facts=_KeyFacts(),
     )
+
+
+class _KeyFacts:
+    """`helperd.core.service.KeyFacts` from the stores' key handling."""
+
+    def kdf_runs(self) -> int:
+        return keys.kdf_runs()
+
+    def memory_locked(self) -> bool:
+        return secret_memory.memory_locked()
 
 
 def check_home(env: Mapping[str, str]) -> None:

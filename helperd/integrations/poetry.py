@@ -1,8 +1,8 @@
 """Poetry's plaintext credentials: find ``auth.toml``, plan their move into helperd, rewrite it.
 
 `plan_import` and `rewrite` are pure (text in, values out); `read_repository_urls` reads a
-file, and `helperd.auth_file` (re-exported here: `read_auth`, `write_back`) owns auth.toml on
-disk; `store_and_verify` talks to the daemon through a client.
+file, and `helperd.integrations.auth_file` (re-exported here: `read_auth`, `write_back`) owns
+auth.toml on disk; `helperd.ctl.poetry_store` talks to the daemon.
 The order that keeps a secret from being lost: plan (the new text included), store every
 secret, read every one back, and only then replace ``auth.toml``, atomically.
 Nothing here ever writes a secret to disk, and no message holds one.
@@ -16,22 +16,17 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tomlkit
 from helperd_client.errors import (
     BadRequestError,
-    NotFoundError,
-    StoreUnavailableError,
 )
 from tomlkit.exceptions import TOMLKitError
 
-from helperd.auth_file import AuthFile, PoetryFileError, read_auth, write_back
-from helperd.lookup import check_url
-from helperd.record import NAME_PATTERN, TOKEN_USERNAME
-
-if TYPE_CHECKING:
-    from helperd.cli import DaemonClient
+from helperd.core.lookup import check_url
+from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME
+from helperd.integrations.auth_file import AuthFile, PoetryFileError, read_auth, write_back
 
 __all__ = [
     "BASIC",
@@ -332,45 +327,3 @@ def _check_rewrite(data: dict[str, Any], rewritten: str, moves: Sequence[Move]) 
             "the rewritten auth.toml would differ in more than its secrets (please report this);"
             " nothing was changed"
         )
-
-
-# --- storing and writing -------------------------------------------------------------------------
-
-
-def store_and_verify(client: DaemonClient, moves: Sequence[Move]) -> list[Stored]:
-    """Store every move in helperd, then read each back and compare.
-
-    A record helperd holds already for the same (name, username) is replaced: auth.toml is
-    what Poetry uses today, so its secret is the current one. Its URLs are kept, and
-    config.toml's URL is added to them.
-
-    Raises:
-        HelperdError: a call failed (records stored before it stay stored);
-            `StoreUnavailableError` when a secret read back differs.
-    """
-    done: list[Stored] = []
-    for move in moves:
-        held = _held(client, move)
-        if held is None:
-            outcome, urls = "new", [move.url] if move.url else None
-        else:
-            outcome = "same" if held.password == move.password else "replaced"
-            known = list(held.urls)
-            urls = [*known, move.url] if move.url and move.url not in known else known
-        client.set(move.name, move.password, username=move.username, kind=move.kind, urls=urls)
-        done.append(Stored(move, outcome))
-    for move in moves:
-        back = _held(client, move)
-        if back is None or back.password != move.password or back.kind != move.kind:
-            raise StoreUnavailableError(
-                f"helperd did not give back the secret of {move.where} that was just stored"
-            )
-    return done
-
-
-def _held(client: DaemonClient, move: Move) -> Credential | None:
-    try:
-        found = client.get(name=move.name, username=move.username)
-    except NotFoundError:
-        return None
-    return found if found.username == move.username else None

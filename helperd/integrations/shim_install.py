@@ -16,7 +16,7 @@ import click
 from helperd_client.errors import HelperdError
 from helperd_client.shim import MARKER
 
-from helperd.durable import write_atomic
+from helperd.stores.durable import write_atomic
 
 __all__ = ["install_shim", "shim_script", "uninstall", "write_shim"]
 
@@ -41,7 +41,7 @@ def shim_script(python: str) -> str:
 def write_shim(directory: Path, python: str) -> Path:
     """Write ``directory/keyring`` (0755, ``directory`` created 0755); refuses a foreign file.
 
-    The shim is written as every helperd file is (`helperd.durable.write_atomic`): a
+    The shim is written as every helperd file is (`helperd.stores.durable.write_atomic`): a
     temporary file with a random name, created with ``O_EXCL`` and ``O_NOFOLLOW`` so that
     nothing planted in the folder is written through, then renamed over the target. A
     symbolic link at the target is never ours, so it is refused rather than followed.

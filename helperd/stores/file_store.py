@@ -313,7 +313,7 @@ class FileStore(Store):
     # Internals. Those touching _key/_header/_entries run with self._lock held.
 
     def _forget(self) -> None:
-        """Zero the key (see helperd.secret_memory) and drop every decrypted secret."""
+        """Zero the key (see helperd.stores.secret_memory) and drop every decrypted secret."""
         if self._key is not None:
             self._key.wipe()
         self._key = self._header = self._entries = None

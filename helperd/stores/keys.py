@@ -7,7 +7,7 @@ that encrypts the records, and a 16-byte *check* value kept in the file header, 
 wrong passphrase (or key file) apart from a damaged file. `KeySpec` is how a file header
 records the derivation (source, salt, Argon2id cost, check). docs/file-format.md has the details.
 
-Keys live in `helperd.secret_memory.SecretBuffer` pages, derived into them in place, never
+Keys live in `helperd.stores.secret_memory.SecretBuffer` pages, derived into them in place, never
 as ``bytes``: `StoreKey.wipe` zeroes them (docs/security.md, "Memory").
 """
 
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from helperd_client.errors import BadRequestError, LockedError, StoreUnavailableError
 from pydantic import SecretStr
 
-from helperd.secret_memory import SecretBuffer
+from helperd.stores.secret_memory import SecretBuffer
 
 __all__ = [
     "CHECK_BYTES",

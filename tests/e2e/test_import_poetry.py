@@ -16,7 +16,7 @@ from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-HELPERCTL = [sys.executable, "-c", "from helperd.cli import main; main()"]
+HELPERCTL = [sys.executable, "-c", "from helperd.ctl.main import main; main()"]
 
 
 def test_poetry_authenticates_after_import(

@@ -29,7 +29,7 @@ NAME = "private"
 def _helperctl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> Result:
     """This checkout's helperctl, run in the sandbox (so it reaches the test's daemon)."""
     return sandbox.run(
-        [sys.executable, "-c", "from helperd.cli import main; main()", *args], stdin=stdin
+        [sys.executable, "-c", "from helperd.ctl.main import main; main()", *args], stdin=stdin
     )
 
 

@@ -43,8 +43,8 @@ from helperd_client import (
 from helperd_client.wire import MAX_LINE
 from pydantic import AwareDatetime, BaseModel, SecretStr
 
-from helperd import protocol
-from helperd.record import Kind
+from helperd.core import protocol
+from helperd.core.record import Kind
 from helperd.testing import Daemon, wait_for_gate
 from tests.hardening import NOBODY, Figures, Spawn, require_root, sized, stop_process, timeout_for
 

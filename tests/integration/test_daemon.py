@@ -20,7 +20,7 @@ from tests.integration import wire
 from tests.support.tools import require_root
 
 SECRET = "s3cret-Ω\nsecond line"
-HELPERCTL = (sys.executable, "-c", "from helperd.cli import main; main()")
+HELPERCTL = (sys.executable, "-c", "from helperd.ctl.main import main; main()")
 
 
 def test_every_op_round_trips(key_daemon: Daemon) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helperd_client import BadPassphraseError, Client, HelperdError
 
-from helperd.guess_gate import interval
+from helperd.core.gate import interval
 from helperd.testing import Daemon, start_daemon, wait_for_gate
 
 PASSPHRASE = "correct horse battery staple"

@@ -1,4 +1,4 @@
-"""helperd.auth_file: the other places a moved secret of auth.toml can still sit."""
+"""helperd.integrations.auth_file: the other places a moved secret of auth.toml can still sit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from helperd import auth_file
-from helperd.cli import cli
+from helperd.ctl.main import cli
+from helperd.integrations import auth_file
 from tests.unit.test_poetry import SAMPLE, SECRETS
 
 

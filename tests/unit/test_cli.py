@@ -27,9 +27,11 @@ from helperd_client.errors import (
     StoreUnavailableError,
 )
 
-from helperd import __version__, cli_input
-from helperd.cli import Session, cli, main
-from helperd.daemon import main as helperd_main
+from helperd import __version__
+from helperd.ctl import cli_input
+from helperd.ctl.main import cli, main
+from helperd.ctl.session import Session
+from helperd.daemon.main import main as helperd_main
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-é-pw"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helperd_client.errors import BadRequestError
 
-from helperd.config import Settings
+from helperd.core.config import Settings
 from tests.support.tools import require_root
 
 

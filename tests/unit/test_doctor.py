@@ -25,7 +25,8 @@ from helperd.ctl.doctor import (
     PathFacts,
     PipFacts,
 )
-from helperd.doctor_moved import OldSocket
+from helperd.ctl.doctor_moved import OldSocket
+from helperd.ctl.main import cli
 
 UID = 1000
 SOCKET = Path("/run/user/1000/helperd/helperd.sock")

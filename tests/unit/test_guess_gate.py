@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from helperd_client.errors import BadPassphraseError
 
-from helperd.guess_gate import GuessGate, interval
+from helperd.core.gate import GuessGate, interval
+from helperd.stores.guess_gate import GateFile
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -57,13 +58,13 @@ def test_the_gate_opens_exactly_after_its_interval() -> None:
 def test_the_state_survives_a_new_gate_on_the_same_file(tmp_path: Path) -> None:
     """n and the opening time are kept in a 0600 file; a new gate (a restart) reads them."""
     path = tmp_path / "gate.json"
-    first = GuessGate(path)
+    first = GuessGate(GateFile(path))
     first.admit(T0)
     first.wrong(T0)
     first.admit(T0 + timedelta(seconds=1))
     first.wrong(T0 + timedelta(seconds=1))
     assert 0o600 == stat.S_IMODE(os.stat(path).st_mode)
-    again = GuessGate(path)
+    again = GuessGate(GateFile(path))
     assert (2, 2.0) == (again.failures, again.retry_in(T0 + timedelta(seconds=1)))
     with pytest.raises(BadPassphraseError):
         again.admit(T0 + timedelta(seconds=2))
@@ -77,7 +78,7 @@ def test_a_clock_set_back_cannot_close_the_gate_for_longer_than_n_allows(tmp_pat
     path = tmp_path / "gate.json"
     path.write_text(json.dumps({"failures": 1, "opens_at": (T0 + timedelta(days=1)).timestamp()}))
     path.chmod(0o600)
-    assert 1.0 == GuessGate(path).retry_in(T0)
+    assert 1.0 == GuessGate(GateFile(path)).retry_in(T0)
 
 
 def test_a_damaged_state_file_starts_over(tmp_path: Path) -> None:
@@ -85,4 +86,4 @@ def test_a_damaged_state_file_starts_over(tmp_path: Path) -> None:
     path = tmp_path / "gate.json"
     path.write_text("{not json")
     path.chmod(0o600)
-    assert (0, 0.0) == (GuessGate(path).failures, GuessGate(path).retry_in(T0))
+    assert (0, 0.0) == (GuessGate(GateFile(path)).failures, GuessGate(GateFile(path)).retry_in(T0))

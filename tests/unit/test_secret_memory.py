@@ -9,8 +9,8 @@ import resource
 import pytest
 from helperd_client.errors import LockedError
 
-from helperd.secret_memory import SecretBuffer, memory_locked
 from helperd.stores.keys import key_file_key
+from helperd.stores.secret_memory import SecretBuffer, memory_locked
 from tests.support.tools import require_root
 
 

@@ -23,9 +23,9 @@ from helperd.core.protocol import (
     StatusRequest,
     UnlockRequest,
 )
-from helperd.record import Kind, Record
-from helperd.service import Service
-from helperd.stores.base import Store, StoreState
+from helperd.core.record import Kind, Record
+from helperd.core.service import Service
+from helperd.core.store import Store, StoreState
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

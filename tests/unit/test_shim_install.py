@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helperd import durable
-from helperd.cli import cli
+from helperd.ctl.main import cli
+from helperd.stores import durable
 
 VICTIM_TEXT = "a file the user cares about\n"
 

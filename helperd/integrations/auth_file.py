@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from helperd_client.errors import HelperdError
 
-from helperd.durable import fsync_dir, write_atomic
+from helperd.stores.durable import fsync_dir, write_atomic
 
 __all__ = [
     "BACKUP_NAMES",

@@ -5,7 +5,8 @@ dependencies, plugins, hooks) inherits its environment, so exec hands out only w
 asked for: the read credentials of the repositories named (``--repo``, or ``--all``), and the
 upload credentials (``__token__`` tokens, twine's and ``uv publish``'s variables) only with
 ``--upload`` and one ``--repo``.
-Registered on the ``helperctl`` group through `helperd.cli_tools`; never imports `helperd.cli`.
+Registered on the ``helperctl`` group through `helperd.ctl.cli_tools`; never imports
+`helperd.ctl.main`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import click
 from helperd_client import Credential, RecordInfo
 from helperd_client.errors import BadRequestError, HelperdError, NotFoundError
 
-from helperd.cli_input import fail
-from helperd.cli_output import printable
+from helperd.ctl.cli_input import fail
+from helperd.ctl.cli_output import printable
 
 if TYPE_CHECKING:
-    from helperd.cli import DaemonClient, Session
+    from helperd.ctl.session import DaemonClient, Session
 
 __all__ = [
     "EXEC_FAILED",

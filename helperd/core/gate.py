@@ -6,8 +6,9 @@ seconds. While one check runs, or before the gate opens, every other check is re
 KDF, and the refusal leaves n alone. So parallel connections gain nothing: the KDF runs at most
 once per interval, whatever the number of clients. A right passphrase resets n.
 
-n and the opening time are kept in a small 0600 file beside the store, written atomically and
-durably, so that restarting the daemon does not reset the count. The opening time is a
+n and the opening time are kept by a `GateFile` (the daemon's, `helperd.stores.guess_gate`, is a
+small 0600 file beside the store, written atomically and durably), so that restarting the
+daemon does not reset the count. The opening time is a
 wall-clock time (a monotonic clock does not survive a restart); a clock set back cannot keep
 the gate closed longer than the interval n allows.
 
@@ -17,26 +18,32 @@ without waiting.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Protocol
 
-from helperd_client.errors import BadPassphraseError, HelperdError
+from helperd_client.errors import BadPassphraseError
 
-from helperd import durable
-
-__all__ = ["GATE_FILE", "MAX_INTERVAL", "GuessGate", "interval"]
+__all__ = ["MAX_INTERVAL", "GateFile", "GuessGate", "interval"]
 
 log = logging.getLogger(__name__)
 
-GATE_FILE = "passphrase-gate.json"
-"""The gate's state, in the data folder beside the store."""
-
 MAX_INTERVAL = 30.0
 """Longest time, in seconds, the gate stays closed after a wrong passphrase."""
+
+
+class GateFile(Protocol):
+    """Where the gate's state outlives the process."""
+
+    def load(self) -> tuple[int, float] | None:
+        """The kept (n, opening time in epoch seconds), or None when there is none to use."""
+        ...  # pragma: no cover - protocol
+
+    def save(self, failures: int, opens_at: float) -> None:
+        """Keep (n, opening time); never raises (a failed write is logged)."""
+        ...  # pragma: no cover - protocol
 
 
 def interval(failures: int) -> float:
@@ -56,17 +63,22 @@ class GuessGate:
     until it is written.
 
     Args:
-        path: where the state is kept (None: in memory only, for unit tests).
+        file: where the state is kept (None: in memory only, for unit tests).
     """
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path
+    def __init__(self, file: GateFile | None = None) -> None:
+        self.file = file
         self._lock = threading.Lock()
         self._failures = 0
         self._opens_at = 0.0  # seconds since the epoch
         self._running = False
-        if path is not None:
-            self._load(path)
+        kept = None if file is None else file.load()
+        if kept is not None:
+            self._failures, self._opens_at = max(0, kept[0]), kept[1]
+        if self._failures:
+            wait = self._retry_in(datetime.now(UTC))
+            n = self._failures
+            log.info("%d wrong passphrase(s) in a row; the gate opens in %g s", n, wait)
 
     @property
     def failures(self) -> int:
@@ -123,37 +135,6 @@ class GuessGate:
         return round(wait, 3) if wait > 0 else 0.0
 
     def _save(self, failures: int, opens_at: float) -> None:
-        """Write the state, lock not held: the check stays "running" until it is written.
-
-        A failed write is logged; the gate still holds in memory.
-        """
-        if self.path is None:
-            return
-        data = {"failures": failures, "opens_at": opens_at}
-        try:
-            durable.write_atomic(self.path, json.dumps(data, sort_keys=True).encode("ascii"))
-        except HelperdError as exc:
-            log.warning("could not keep the passphrase gate: %s", exc.message)
-
-    def _load(self, path: Path) -> None:
-        try:
-            raw = durable.read_private(path)
-        except HelperdError as exc:
-            log.warning("ignoring the passphrase gate: %s", exc.message)
-            return
-        if raw is None:
-            return
-        try:
-            data = json.loads(raw)
-            failures, opens_at = data["failures"], data["opens_at"]
-            if not isinstance(failures, int) or not isinstance(opens_at, int | float):
-                raise TypeError
-        except (ValueError, TypeError, KeyError):
-            # Damaged: start over rather than refuse to start (anyone able to write it can
-            # also delete it, so failing closed would protect nothing).
-            log.warning("ignoring the passphrase gate %s: it is damaged", path)
-            return
-        self._failures, self._opens_at = max(0, failures), float(opens_at)
-        if self._failures:
-            wait = self._retry_in(datetime.now(UTC))
-            log.info("%d wrong passphrase(s) in a row; the gate opens in %g s", failures, wait)
+        # Lock not held: the check stays "running" until the state is kept.
+        if self.file is not None:
+            self.file.save(failures, opens_at)
