@@ -104,24 +104,22 @@ async def run_provider(
         raise ProviderError(f"cannot run {program}: {exc.strerror or type(exc).__name__}") from None
     assert process.stdout is not None
     assert process.stderr is not None
+    out = asyncio.ensure_future(_read(process.stdout, max_stdout, overflow=True))
+    err = asyncio.ensure_future(_read(process.stderr, MAX_STDERR, overflow=False))
     clean = False
     try:
         async with asyncio.timeout(timeout):
-            stdout, stderr = await asyncio.gather(
-                _read(process.stdout, max_stdout, overflow=True),
-                _read(process.stderr, MAX_STDERR, overflow=False),
-            )
+            stdout, stderr = await out, await err
             code = await process.wait()
         clean = True
     except TimeoutError:
         raise ProviderError(f"{program} did not finish within {timeout:g} s: stopped") from None
     except _TooLarge:
-        raise ProviderError(
-            f"{program} printed more than {max_stdout} bytes: not a token"
-        ) from None
+        message = f"{program} printed more than {max_stdout} bytes: not a token"
+        raise ProviderError(message) from None
     finally:
         if not clean:  # timed out, too large, or cancelled: nothing of it may run on
-            await _kill(process)
+            await _stop(process, out, err)
     ended = datetime.now(UTC)
     said = _said(stderr, stdout)
     if code != 0:
@@ -150,8 +148,16 @@ def _said(stderr: bytes, stdout: bytes) -> str:
     return scrub(stderr.decode("utf-8", "replace"), [w for w in printed if len(w) >= 8])
 
 
-async def _kill(process: asyncio.subprocess.Process) -> None:
+async def _stop(process: asyncio.subprocess.Process, *readers: asyncio.Future[bytes]) -> None:
+    """Kill the process group, stop reading, and close the pipes."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(process.wait(), _KILL_WAIT)
+    # The readers stopped before EOF, so the pipes would stay open: close them here.
+    transport = getattr(process, "_transport", None)
+    if isinstance(transport, asyncio.SubprocessTransport):
+        transport.close()
