@@ -48,7 +48,7 @@ def main() -> None:
         facts = {
             "env": dict(os.environ),
             "own_session": os.getsid(0) == os.getpid(),
-            "stdin": sys.stdin.read(),
+            "stdin": os.readlink("/proc/self/fd/0"),
         }
         Path(arg).write_text(json.dumps(facts), encoding="utf-8")
         print(json.dumps({"token": token, "expires": time.time() + 3600}))

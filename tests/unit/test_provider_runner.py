@@ -84,13 +84,22 @@ def test_clean_environment_own_session_no_stdin(tmp_path: Path) -> None:
         "SSH_AUTH_SOCK": "/tmp/agent",
     }
     spec = fake(tmp_path, "env", str(tmp_path / "facts"), env=("HTTPS_PROXY",))
-    asyncio.run(run_provider(spec, base_env=base))
+    # The daemon's own stdin is a pipe here, so that an inherited stdin would show.
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        asyncio.run(run_provider(spec, base_env=base))
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, read_end, write_end):
+            os.close(fd)
     facts = json.loads((tmp_path / "facts").read_text())
     seen = {k: v for k, v in facts["env"].items() if k not in {"LC_CTYPE", "PWD"}}
     assert {
         k: v for k, v in base.items() if k not in {"HELPERD_PASSPHRASE", "SSH_AUTH_SOCK"}
     } == seen
-    assert (True, "") == (facts["own_session"], facts["stdin"])
+    assert (True, "/dev/null") == (facts["own_session"], facts["stdin"])
 
 
 def test_timeout_kills_the_process_group(tmp_path: Path) -> None:

@@ -47,19 +47,21 @@ def test_serves_while_more_than_min_life_left() -> None:
 
 def test_run_due_at_the_threshold() -> None:
     """At exactly the minimum life left, a get starts a run and waits at most the bound."""
+    before = fresh().decide(T0 + HOUR - MIN10 - s(1))
     state = fresh()
-    before = state.decide(T0 + HOUR - MIN10 - s(1), waited=True)
     at = state.decide(T0 + HOUR - MIN10)
-    assert Action.SERVE == before.action
+    assert Action.SERVE_AND_REFRESH_AHEAD == before.action  # served, not waited on
     assert (Action.WAIT_FOR_RUN, True, PROVIDER_WAIT) == (at.action, at.start_run, at.wait)
     assert state.running
 
 
 def test_min_lifetime_capped_at_half() -> None:
-    """A 60 s token with the default 600 s minimum is served for its first 30 s."""
-    state = fresh(lifetime=s(60))
-    assert Action.SERVE == state.decide(T0 + s(29), waited=True).action
-    assert Action.WAIT_FOR_RUN == state.decide(T0 + s(30)).action
+    """A 60 s token with the default 600 s minimum is served for its first 30 s (refreshed
+    ahead in its last 15 s before that), and a get waits on a run from then on."""
+    assert Action.SERVE == fresh(lifetime=s(60)).decide(T0 + s(14)).action
+    at_29 = fresh(lifetime=s(60)).decide(T0 + s(29))
+    assert (Action.SERVE_AND_REFRESH_AHEAD, 0.0) == (at_29.action, at_29.wait)
+    assert Action.WAIT_FOR_RUN == fresh(lifetime=s(60)).decide(T0 + s(30)).action
 
 
 def test_single_flight() -> None:
