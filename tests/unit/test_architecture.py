@@ -26,6 +26,7 @@ ROOMS = (
     "helperd.stores",
     "helperd.daemon",
     "helperd.ctl",
+    "helperd.integrations.providers",
     "helperd.integrations",
     "helperd.testing",
 )
@@ -45,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.core.service",
         "helperd.stores",
         "helperd.daemon",
+        "helperd.integrations.providers",
     },
     # helperctl talks to the daemon through the client only; it borrows core's read-only rules
     # (URL checks, record names, settings) and the integrations' file formats.
@@ -62,6 +64,14 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.core",
         "helperd.stores",
         "helperd.integrations",
+    },
+    # Runs provider commands for the daemon: core's rules only. helperctl never runs a
+    # provider (it asks the daemon), and the other integrations never reach it.
+    "helperd.integrations.providers": {
+        "helperd_client",
+        "helperd",
+        "helperd.core",
+        "helperd.integrations.providers",
     },
     # Starts a real daemon as a subprocess and talks to it through the client.
     "helperd.testing": {"helperd_client", "helperd"},
@@ -203,6 +213,10 @@ def _fake(name: str, source: str) -> Module:
         ),
         ("helperd.ctl.fake", "import helperd.daemon.server\n"),
         ("helperd.integrations.fake", "from helperd.ctl.session import DaemonClient\n"),
+        ("helperd.ctl.fake", "from helperd.integrations.providers import runner\n"),
+        ("helperd.integrations.poetry", "from helperd.integrations.providers import runner\n"),
+        ("helperd.integrations.providers.fake", "from helperd.stores import durable\n"),
+        ("helperd.core.fake", "from helperd.integrations.providers.runner import run_provider\n"),
         ("helperd_client.fake", "from helperd.core import lookup\n"),
     ],
 )
