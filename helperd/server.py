@@ -3,10 +3,13 @@
 Lifecycle, readable at a glance: `bind_socket` (or a socket handed over by a service
 manager) → `Server.serve` → `Server.shutdown`. Each connection is checked for its peer's UID,
 then carries NDJSON requests until the peer closes it, stays silent past the read timeout,
-sends a line over the limit, or is the longest idle when the connection cap is reached.
+sends a line over the limit, or is the longest idle when the connection cap is reached; a
+connection beyond the cap when none is idle gets a ``busy`` error line and is closed.
 Requests that may block run in worker threads (stores block on disk, KDF and D-Bus); the
-event loop frames, parses and answers, and answers a ``get`` from memory itself. Each
-connection has one watchdog timer for its read timeout, not one per request.
+event loop frames, parses and answers, and answers a ``get`` from the store's snapshot
+itself, taking no lock that anything holds across I/O. A read handed to a thread is answered
+within `helperd.ladder.ANSWER_TIMEOUT`, whatever it waits on. Each connection has one
+watchdog timer for its read timeout, not one per request.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Literal
 
 from helperd_client.errors import (
     BadPassphraseError,
+    BusyError,
     ForbiddenError,
     HelperdError,
     InternalError,
@@ -37,8 +41,19 @@ from helperd_client.errors import (
 from helperd_client.wire import MAX_LINE
 
 from helperd.durable import check_private_dir
+from helperd.ladder import ANSWER_TIMEOUT
 from helperd.peer import peer_uid
-from helperd.protocol import RequestError, parse_request, render_error, render_ok
+from helperd.protocol import (
+    GetRequest,
+    ListRequest,
+    Request,
+    RequestError,
+    Result,
+    StatusRequest,
+    parse_request,
+    render_error,
+    render_ok,
+)
 from helperd.service import Service
 
 __all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
@@ -56,7 +71,7 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why and what to do."""
 
 
-def bind_socket(path: Path) -> socket.socket:
+def bind_socket(path: Path, backlog: int = socket.SOMAXCONN) -> socket.socket:
     """Bind a listening socket at ``path``, 0600 in a 0700 directory, never stealing a live one.
 
     An existing socket is probed first: if a daemon answers there, this one refuses to start
@@ -95,7 +110,7 @@ def bind_socket(path: Path) -> socket.socket:
         raise StartupError(f"cannot listen on {path}: {exc.strerror or exc}") from None
     finally:
         os.umask(old_umask)
-    sock.listen(socket.SOMAXCONN)
+    sock.listen(backlog)
     return sock
 
 
@@ -122,6 +137,8 @@ class _Connection:
     last_active: float = field(default_factory=time.monotonic)
     busy: bool = False
     watchdog: asyncio.TimerHandle | None = None
+    inbox: bytearray = field(default_factory=bytearray)
+    """Bytes read but not yet served: ours, so the cap can see a whole line waiting here."""
 
 
 class Server:
@@ -130,8 +147,10 @@ class Server:
     Args:
         service: the request handler.
         read_timeout: close a connection that sends no complete line for this long.
-        max_connections: at this many open connections, the longest-idle one is closed.
+        max_connections: at this many open connections, the longest-idle one is closed;
+            when none is idle, a new connection gets ``busy`` and is closed.
         workers: threads for store calls.
+        backlog: the listen backlog (connections the kernel queues before they are accepted).
     """
 
     def __init__(
@@ -141,8 +160,10 @@ class Server:
         read_timeout: float = 30.0,
         max_connections: int = 128,
         workers: int = 8,
+        backlog: int = socket.SOMAXCONN,
     ) -> None:
         self._service = service
+        self._backlog = backlog
         self._read_timeout = read_timeout
         self._max_connections = max_connections
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="helperd-worker")
@@ -186,7 +207,10 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
         owned_inode = os.stat(owned_path).st_ino if owned_path else None
-        server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=MAX_LINE)
+        # asyncio listens again with its own backlog (100 by default): give it ours.
+        server = await asyncio.start_unix_server(
+            self._on_connect, sock=sock, limit=MAX_LINE, backlog=self._backlog
+        )
         ticker = asyncio.create_task(self._tick_idle_lock())
         log.info("listening on %s", sock.getsockname())
         if ready is not None:
@@ -240,12 +264,21 @@ class Server:
             error = ForbiddenError("this helperd serves only its own user")
             await self._send_and_close(writer, render_error(None, error))
             return
+        if not self._make_room():
+            log.warning(
+                "connection cap %d reached, every connection in use: busy", self._max_connections
+            )
+            busy = BusyError(
+                f"helperd is serving its maximum of {self._max_connections} connections,"
+                " all in use: try again shortly"
+            )
+            await self._send_and_close(writer, render_error(None, busy))
+            return
         conn = _Connection(writer, reader)
         self._connections.add(conn)
-        self._enforce_cap()
         self._watch(conn)
         try:
-            await self._converse(reader, conn)
+            await self._converse(conn)
         except (ConnectionError, TimeoutError):
             pass
         finally:
@@ -275,15 +308,10 @@ class Server:
             delay -= idle
         conn.watchdog = asyncio.get_running_loop().call_later(delay, self._watch, conn)
 
-    async def _converse(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
+    async def _converse(self, conn: _Connection) -> None:
         while not self._stop.is_set():
-            try:
-                line = await reader.readuntil(b"\n")  # bounded by _watch
-            except asyncio.IncompleteReadError:
-                return  # the peer closed the connection, or _watch did
-            except asyncio.LimitOverrunError:
-                error = TooLargeError(f"request line exceeds {MAX_LINE} bytes")
-                await self._send_and_close(conn.writer, render_error(None, error))
+            line = await self._next_line(conn)
+            if line is None:
                 return
             conn.busy = True
             self._in_flight += 1
@@ -299,6 +327,27 @@ class Server:
                     self._idle.set()
                 conn.busy = False
                 conn.last_active = time.monotonic()
+
+    async def _next_line(self, conn: _Connection) -> bytes | None:
+        """The next request line, or None once the peer (or `_watch`) closed the connection.
+
+        Reads into the connection's own inbox, so that `_pending` needs no private state of
+        asyncio's. A line over `MAX_LINE` is refused with ``too_large`` and ends the connection.
+        """
+        while True:
+            end = conn.inbox.find(b"\n")
+            if end > MAX_LINE or (end < 0 and len(conn.inbox) > MAX_LINE):
+                error = TooLargeError(f"request line exceeds {MAX_LINE} bytes")
+                await self._send_and_close(conn.writer, render_error(None, error))
+                return None
+            if end >= 0:
+                line = bytes(conn.inbox[: end + 1])
+                del conn.inbox[: end + 1]
+                return line
+            chunk = await conn.reader.read(MAX_LINE)  # bounded by _watch
+            if not chunk:
+                return None
+            conn.inbox += chunk
 
     async def _respond(self, line: bytes) -> bytes:
         try:
@@ -316,10 +365,7 @@ class Server:
         try:
             result = self._service.answer_now(request, _now())
             if result is None:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self._executor, self._service.handle, request, _now()
-                )
+                result = await self._in_worker(request)
             log.debug("%s ok", request.op)
             return render_ok(request_id, result)
         except BadPassphraseError as exc:
@@ -333,17 +379,37 @@ class Server:
             log.exception("internal error while serving %s", request.op)
             return render_error(request_id, InternalError("internal error: see the daemon log"))
 
-    def _enforce_cap(self) -> None:
-        """At the cap, close the longest-idle connection so a new client is still served."""
-        if len(self._connections) <= self._max_connections:
-            return
+    async def _in_worker(self, request: Request) -> Result:
+        """Serve ``request`` in a worker thread; a read is answered within ANSWER_TIMEOUT.
+
+        A read that overruns (an OS keyring that hangs past its own bound) is answered with
+        ``store_unavailable`` naming the store, inside the client's timeout; its thread goes on
+        until the call returns. Writes are never cut short: their answer says what happened.
+        """
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self._executor, self._service.handle, request, _now())
+        if not isinstance(request, _BOUNDED):
+            return await work
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                return await asyncio.shield(work)
+        except TimeoutError:
+            # The thread's outcome, when it comes, is dropped (and must not be logged as lost).
+            work.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise self._service.unanswered(ANSWER_TIMEOUT) from None
+
+    def _make_room(self) -> bool:
+        """Below the cap, or once the longest-idle connection is closed: True; else False."""
+        if len(self._connections) < self._max_connections:
+            return True
         idle = [c for c in self._connections if not c.busy and not _pending(c)]
         if not idle:
-            return
+            return False
         victim = min(idle, key=lambda c: c.last_active)
         log.info("connection cap %d reached: closing the longest-idle one", self._max_connections)
         self._connections.discard(victim)
         victim.writer.close()
+        return True
 
     async def _send_and_close(self, writer: asyncio.StreamWriter, line: bytes) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):
@@ -367,7 +433,7 @@ def _pending(conn: _Connection) -> bool:
     Such a connection is not idle and must not be closed at the cap; half a line followed by
     silence does not count (that is the slow peer the cap is there for).
     """
-    if b"\n" in getattr(conn.reader, "_buffer", b""):  # asyncio has no public view of it
+    if b"\n" in conn.inbox:
         return True
     sock = conn.writer.get_extra_info("socket")
     if sock is None:
@@ -379,6 +445,10 @@ def _pending(conn: _Connection) -> bool:
     except OSError:
         return False
     return b"\n" in waiting
+
+
+_BOUNDED = (GetRequest, ListRequest, StatusRequest)
+"""Reads: answered within ANSWER_TIMEOUT (see `Server._in_worker`)."""
 
 
 def _now() -> datetime:

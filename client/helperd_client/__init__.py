@@ -12,6 +12,7 @@ from __future__ import annotations
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
+    BusyError,
     DaemonUnreachableError,
     ForbiddenError,
     HelperdError,
@@ -58,6 +59,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "BadPassphraseError",
     "BadRequestError",
+    "BusyError",
     "Client",
     "Credential",
     "DaemonUnreachableError",

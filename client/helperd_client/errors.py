@@ -15,6 +15,7 @@ __all__ = [
     "WIRE_CODES",
     "BadPassphraseError",
     "BadRequestError",
+    "BusyError",
     "DaemonUnreachableError",
     "ForbiddenError",
     "HelperdError",
@@ -120,6 +121,13 @@ class StoreUnavailableError(HelperdError):
     exit_code = 1
 
 
+class BusyError(HelperdError):
+    """The daemon is at its connection cap with every connection in use: try again shortly."""
+
+    code = "busy"
+    exit_code = 1
+
+
 class InternalError(HelperdError):
     """A bug in helperd: the daemon logged the details."""
 
@@ -153,6 +161,7 @@ _BY_CODE: dict[str, type[HelperdError]] = {
         BadPassphraseError,
         ForbiddenError,
         StoreUnavailableError,
+        BusyError,
         InternalError,
     )
 }

@@ -14,6 +14,12 @@ header line without its ``\\n``, so no header byte changes unnoticed. The plaint
 ``{"records": [{<Record.model_dump(mode="json")>, "password": "…"}]}``, sorted by key.
 
 A file that does not open cleanly is never written, and nothing is stored until it does.
+
+Readers never wait for a writer: the open store is one immutable snapshot (`_Open`: key,
+header, records, and each record's encoded JSON) that a write replaces in a single attribute
+assignment once the new file is durable. Writers prepare, encrypt and fsync under the writer
+lock, which readers never take; each record's JSON is encoded once and reused by later writes,
+so a write of one record to a big store spends its time in the disk, not in the interpreter.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
 
@@ -63,6 +69,7 @@ _HEADER_FIELDS = frozenset({"aead", "check", "format", "generation", "key", "non
 
 _Entry = tuple[Record, SecretStr]
 _Entries = RecordMap[_Entry]
+_Pieces = dict[RecordKey, tuple[_Entry, bytes]]
 
 
 class _NewerVersionError(Exception):
@@ -88,6 +95,17 @@ class _Header:
         return json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii")
 
 
+@dataclass(frozen=True)
+class _Open:
+    """What an open store holds, replaced whole by each write (never changed in place)."""
+
+    key: StoreKey
+    header: _Header
+    entries: _Entries
+    pieces: _Pieces = field(repr=False)
+    """Each entry's encoded JSON (password included: never in a repr), reused by writes."""
+
+
 class FileStore(Store):
     """Records and passwords in one encrypted file, opened by a passphrase or a key file.
 
@@ -95,8 +113,9 @@ class FileStore(Store):
     when none exists) and is never locked: a key file fixed after a refusal is picked up on
     the next call. Without, ``create``/``unlock`` take a passphrase and ``lock`` forgets it.
 
-    Thread safe. Argon2id runs without the state lock held, so readers of an unlocked store
-    never wait for an ``unlock`` or ``passwd`` attempt; those are serialised among themselves.
+    Thread safe, and reads take no lock: they see the snapshot of the last durable write.
+    Writes (and lock, unlock, close) are serialised by a writer lock held across encryption
+    and fsync; Argon2id runs outside it, so neither readers nor writers wait for a KDF.
 
     Args:
         path: the store file; its directory exists and is private (0700).
@@ -122,15 +141,15 @@ class FileStore(Store):
         self.key_file = key_file
         self._kdf = kdf
         self._randbytes = randbytes
-        # Guards the fields below; never held while Argon2id runs.
+        # Serialises every change to the file and to _open: held across encryption, write
+        # and fsync (so only ever in a worker thread), never while Argon2id runs, never by
+        # a reader.
         self._lock = threading.Lock()
         # Serialises create/unlock/change_passphrase, so the key spec on disk only changes
-        # under it while put/remove (under self._lock alone) go on.
+        # under it while put/remove (under self._lock alone) go on. Taken before _lock.
         self._slow = threading.Lock()
-        # All three are set together, and only while the store is open.
-        self._key: StoreKey | None = None
-        self._header: _Header | None = None
-        self._entries: _Entries | None = None
+        # The open store, or None while locked; read without a lock (one atomic load).
+        self._open: _Open | None = None
         self._closed = False
         self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"))
         durable.remove_stale_temps(path)
@@ -146,17 +165,15 @@ class FileStore(Store):
         A key-file store is always UNLOCKED: it opens itself on use, and reports what keeps
         it from opening as `StoreUnavailableError`.
         """
-        with self._lock:
-            if self._key is not None or self.key_file is not None:
-                return StoreState.UNLOCKED
+        if self._open is not None or self.key_file is not None:
+            return StoreState.UNLOCKED
         # lexists: a dangling symlink is not "missing" (init must not write through it).
         return StoreState.LOCKED if os.path.lexists(self.path) else StoreState.MISSING
 
     @property
     def reads_block(self) -> bool:
         """Reads come from memory once the store is open (a key-file store opens on first use)."""
-        with self._lock:
-            return self._entries is None
+        return self._open is None
 
     @property
     def lockable(self) -> bool:
@@ -170,13 +187,11 @@ class FileStore(Store):
 
     def records(self) -> tuple[Record, ...]:
         """Every record, sorted by (name, username), without passwords."""
-        with self._lock:
-            return self._open_entries().sorted_records(_record_of)
+        return self._current().entries.sorted_records(_record_of)
 
     def password(self, record: Record) -> SecretStr:
         """The password of the record with ``record``'s (name, username)."""
-        with self._lock:
-            entry = self._open_entries().get(record.key)
+        entry = self._current().entries.get(record.key)
         if entry is None:
             raise NotFoundError(f"no record named {record.name!r} for user {record.username!r}")
         return entry[1]
@@ -184,7 +199,7 @@ class FileStore(Store):
     def put(self, record: Record, password: SecretStr) -> None:
         """Add ``record``, replacing the one with the same (name, username); durable on return."""
         with self._lock:
-            entries = _Entries(self._open_entries())
+            entries = _Entries(self._open_entries().entries)
             entries[record.key] = (record, password)
             self._commit(entries)
 
@@ -192,7 +207,7 @@ class FileStore(Store):
         """Delete the records with these keys; nothing is written when none of them exists."""
         doomed = set(keys)
         with self._lock:
-            current = self._open_entries()
+            current = self._open_entries().entries
             entries = _Entries((key, entry) for key, entry in current.items() if key not in doomed)
             if len(entries) != len(current):
                 self._commit(entries)
@@ -242,7 +257,7 @@ class FileStore(Store):
             header, entries = self._decrypt(key, raw)
             with self._lock:
                 self._check_not_closed()
-                self._key, self._header, self._entries = key, header, entries
+                self._open = _Open(key, header, entries, {})
 
     def lock(self) -> None:
         """Drop the key and every decrypted secret from memory.
@@ -256,7 +271,7 @@ class FileStore(Store):
                 " as no passphrase could unlock it"
             )
         with self._lock:
-            self._key = self._header = self._entries = None
+            self._open = None
 
     def change_passphrase(self, old: SecretStr, new: SecretStr) -> None:
         """Re-encrypt the store under ``new`` with a new salt, atomically; it ends up unlocked.
@@ -280,9 +295,9 @@ class FileStore(Store):
             new_spec = KeySpec(PASSPHRASE, salt, new_key.check, self._kdf)
             with self._lock:
                 self._check_not_closed()
-                if self._entries is not None and self._header is not None:
+                if self._open is not None:
                     # Unlocked now: the records in memory, puts made during the KDF included.
-                    entries, generation = self._entries, self._header.generation
+                    entries, generation = self._open.entries, self._open.header.generation
                 else:
                     # Locked, before or during the KDF: re-encrypt what the file holds.
                     header, entries = self._decrypt(old_key, raw or self._read_existing())
@@ -305,11 +320,11 @@ class FileStore(Store):
     def close(self) -> None:
         """Forget every secret and release the store's OS lock."""
         with self._lock:
-            self._key = self._header = self._entries = None
+            self._open = None
             self._closed = True
             self._file_lock.release()
 
-    # Internals. Those touching _key/_header/_entries run with self._lock held.
+    # Internals. Those that change _open run with self._lock held.
 
     def _check_not_closed(self) -> None:
         if self._closed:
@@ -323,18 +338,26 @@ class FileStore(Store):
     def _missing(self) -> LockedError:
         return LockedError(f"no store exists at {self.path} yet: create it with `helperctl init`")
 
-    def _open_entries(self) -> _Entries:
-        """The records in memory, opening a key-file store on first use."""
+    def _current(self) -> _Open:
+        """The open store, without a lock when it is open (a key-file store opens here)."""
+        opened = self._open
+        if opened is not None and not self._closed:
+            return opened
+        with self._lock:
+            return self._open_entries()
+
+    def _open_entries(self) -> _Open:
+        """The open store, opening a key-file store on first use (self._lock held)."""
         self._check_not_closed()
-        if self._entries is not None:
-            return self._entries
+        if self._open is not None:
+            return self._open
         if self.key_file is not None:
             return self._open_with_key_file(self.key_file)
         if os.path.lexists(self.path):
             raise LockedError(f"the store at {self.path} is locked: run `helperctl unlock`")
         raise self._missing()
 
-    def _open_with_key_file(self, key_file: Path) -> _Entries:
+    def _open_with_key_file(self, key_file: Path) -> _Open:
         # Read on every attempt until one succeeds, so a key file fixed later is picked up.
         material = read_key_file(key_file)
         raw = durable.read_private(self.path)
@@ -357,15 +380,15 @@ class FileStore(Store):
                 " a new one"
             )
         header, entries = self._decrypt(key, raw)
-        self._key, self._header, self._entries = key, header, entries
-        return entries
+        self._open = _Open(key, header, entries, {})
+        return self._open
 
     def _current_spec(self) -> tuple[KeySpec, bytes | None]:
         """The key spec in force, with the file's bytes when the store is locked."""
         with self._lock:
             self._check_not_closed()
-            if self._header is not None:
-                return self._header.spec, None
+            if self._open is not None:
+                return self._open.header.spec, None
             raw = self._read_existing()
         return self._parse(raw)[0].spec, raw
 
@@ -389,25 +412,30 @@ class FileStore(Store):
 
     def _commit(
         self,
-        entries: _Entries,
+        entries: Mapping[RecordKey, _Entry],
         key: StoreKey | None = None,
         spec: KeySpec | None = None,
         generation: int = 0,
-    ) -> _Entries:
+    ) -> _Open:
         """Write ``entries`` durably, then make them current: a failed write changes nothing.
 
         Without ``key`` and ``spec``, writes under the current ones as the next generation.
+        Readers go on seeing the previous snapshot until the new file is durable.
         """
+        current = self._open
         if key is None or spec is None:
-            if self._key is None or self._header is None:
+            if current is None:
                 raise self._missing()  # unreachable: callers open the store first
-            key, spec, generation = self._key, self._header.spec, self._header.generation + 1
+            key, spec, generation = current.key, current.header.spec, current.header.generation + 1
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
         line = header.encode()
-        ciphertext = key.aead.encrypt(header.nonce, _encode_records(entries), line)
+        fresh = entries if isinstance(entries, RecordMap) else _Entries(entries)
+        plaintext, pieces = _encode_records(fresh, {} if current is None else current.pieces)
+        ciphertext = key.aead.encrypt(header.nonce, plaintext, line)
         durable.write_atomic(self.path, line + b"\n" + ciphertext)
-        self._key, self._header, self._entries = key, header, entries
-        return entries
+        fresh.sorted_records(_record_of)  # sorted here, in the writer, not by the next reader
+        self._open = _Open(key, header, fresh, pieces)
+        return self._open
 
     def _parse(self, raw: bytes) -> tuple[_Header, bytes, bytes]:
         """Split a file into its header, its header line and its ciphertext."""
@@ -486,13 +514,25 @@ def _record_of(entry: _Entry) -> Record:
     return entry[0]
 
 
-def _encode_records(entries: _Entries) -> bytes:
-    items = [
-        {**record.model_dump(mode="json"), "password": password.get_secret_value()}
-        for record, password in (entries[key] for key in sorted(entries))
-    ]
-    # ensure_ascii escapes lone surrogates too, so any str a password holds round-trips.
-    return json.dumps({"records": items}, separators=(",", ":"), sort_keys=True).encode("ascii")
+def _encode_records(entries: _Entries, known: _Pieces) -> tuple[bytes, _Pieces]:
+    """The plaintext of ``entries``, with each entry's JSON for the next write.
+
+    The bytes are those of one ``json.dumps`` of the whole document; encoding entry by entry
+    lets an entry that ``known`` holds (the very same tuple) be reused, not encoded again.
+    """
+    pieces: _Pieces = {}
+    for key in sorted(entries):  # the map keeps sorted order mostly: a near-linear sort
+        entry = entries[key]
+        held = known.get(key)
+        if held is None or held[0] is not entry:
+            record, password = entry
+            item = {**record.model_dump(mode="json"), "password": password.get_secret_value()}
+            # ensure_ascii escapes lone surrogates too, so any str a password holds round-trips.
+            text = json.dumps(item, separators=(",", ":"), sort_keys=True)
+            held = (entry, text.encode("ascii"))
+        pieces[key] = held
+    body = b",".join(piece for _, piece in pieces.values())
+    return b'{"records":[' + body + b"]}", pieces
 
 
 def _decode_records(plaintext: bytes) -> _Entries:
