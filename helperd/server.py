@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import stat
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,13 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 """Longest wait for requests in flight when asked to stop."""
+
+SWITCH_INTERVAL = 0.0005
+"""Seconds a worker thread running Python may keep the GIL while the event loop waits for it.
+
+Python's default (5 ms) is paid by every read beside a writer, several times over (the loop
+gives the GIL up at each system call); a write of a big store runs Python for tens of ms.
+"""
 
 Lifecycle = Literal["ready", "stopping"]
 """What `Server.serve` tells its ``notify`` callback: accepting connections, or shutting down."""
@@ -137,8 +145,6 @@ class _Connection:
     last_active: float = field(default_factory=time.monotonic)
     busy: bool = False
     watchdog: asyncio.TimerHandle | None = None
-    inbox: bytearray = field(default_factory=bytearray)
-    """Bytes read but not yet served: ours, so the cap can see a whole line waiting here."""
 
 
 class Server:
@@ -203,6 +209,7 @@ class Server:
                 exception it raises is logged, never propagated.
         """
         loop = asyncio.get_running_loop()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
@@ -310,8 +317,13 @@ class Server:
 
     async def _converse(self, conn: _Connection) -> None:
         while not self._stop.is_set():
-            line = await self._next_line(conn)
-            if line is None:
+            try:
+                line = await conn.reader.readuntil(b"\n")  # bounded by _watch
+            except asyncio.IncompleteReadError:
+                return  # the peer closed the connection, or _watch did
+            except asyncio.LimitOverrunError:
+                error = TooLargeError(f"request line exceeds {MAX_LINE} bytes")
+                await self._send_and_close(conn.writer, render_error(None, error))
                 return
             conn.busy = True
             self._in_flight += 1
@@ -327,27 +339,6 @@ class Server:
                     self._idle.set()
                 conn.busy = False
                 conn.last_active = time.monotonic()
-
-    async def _next_line(self, conn: _Connection) -> bytes | None:
-        """The next request line, or None once the peer (or `_watch`) closed the connection.
-
-        Reads into the connection's own inbox, so that `_pending` needs no private state of
-        asyncio's. A line over `MAX_LINE` is refused with ``too_large`` and ends the connection.
-        """
-        while True:
-            end = conn.inbox.find(b"\n")
-            if end > MAX_LINE or (end < 0 and len(conn.inbox) > MAX_LINE):
-                error = TooLargeError(f"request line exceeds {MAX_LINE} bytes")
-                await self._send_and_close(conn.writer, render_error(None, error))
-                return None
-            if end >= 0:
-                line = bytes(conn.inbox[: end + 1])
-                del conn.inbox[: end + 1]
-                return line
-            chunk = await conn.reader.read(MAX_LINE)  # bounded by _watch
-            if not chunk:
-                return None
-            conn.inbox += chunk
 
     async def _respond(self, line: bytes) -> bytes:
         try:
@@ -433,7 +424,9 @@ def _pending(conn: _Connection) -> bool:
     Such a connection is not idle and must not be closed at the cap; half a line followed by
     silence does not count (that is the slow peer the cap is there for).
     """
-    if b"\n" in conn.inbox:
+    # asyncio has no public view of a reader's buffer, and a line reaches it (from the
+    # socket) one loop turn before the task that reads it runs: it must be looked at here.
+    if b"\n" in getattr(conn.reader, "_buffer", b""):
         return True
     sock = conn.writer.get_extra_info("socket")
     if sock is None:

@@ -347,8 +347,8 @@ class Service:
         )
 
     def _set(self, request: SetRequest, now: datetime) -> SetResult:
-        records = {r.key: r for r in self.store.records()}
-        name, username, kind = self._set_target(request, list(records.values()))
+        catalog = self._current_catalog()
+        name, username, kind = self._set_target(request, list(catalog.records))
         if request.url is not None and request.urls is not None:
             raise BadRequestError("give either url or urls, not both")
         asked = [request.url] if request.url is not None else request.urls
@@ -357,7 +357,9 @@ class Service:
         urls = None if asked is None else tuple(check_url(u) for u in asked)
         if request.expires_at is not None and request.expires_at <= now:
             raise BadRequestError("expires_at is in the past")
-        existing = records.get((name, username))
+        # From the catalog, not a map of every record: a write creates few objects (GC pauses).
+        same_name = [*catalog.named(name), *catalog.generic(name)]
+        existing = next((r for r in same_name if r.key == (name, username)), None)
         if urls is None:
             urls = existing.urls if existing is not None else ()
         record = Record(

@@ -1,0 +1,173 @@
+"""The serving path under load: reads beside a writer, the listen backlog, the hard cap."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from helperd.record import Kind, Record, RecordKey
+from helperd.testing import Daemon, daemon_env, fill_file_store, start_daemon
+from tests.integration import wire
+from tests.support.tools import require_tool
+
+RECORDS = 3_000
+ROUNDS = 6
+WINDOW = 0.4
+"""Seconds of one sampling window; quiet and busy windows take turns, ROUNDS times each, so
+that the load of the machine (other tests, other programs) falls on both alike."""
+GET = b'{"v":1,"id":1,"op":"get","name":"repo001500"}\n'
+HELLO = b'{"v":1,"id":2,"op":"hello"}\n'
+
+# Loops `set` on its own connection until stdin closes, then prints how many it made. Niced
+# and pausing 2 ms between sets: on a small machine, a writer that takes a whole core would
+# slow the readers through the CPU alone, which is not what is measured here.
+WRITER = """
+import os, select, sys, time
+os.nice(19)  # the writer must not take the CPU the readers are timed on
+from helperd_client import Client
+client = Client(sys.argv[1], timeout=30)
+count = 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    client.set("written", f"pw-{count}", username="w")
+    count += 1
+    time.sleep(0.002)  # a writer that loops, not a CPU hog the readers' timing would share
+print(count)
+"""
+
+
+def _entries(size: int) -> dict[RecordKey, tuple[Record, SecretStr]]:
+    now = datetime.now(UTC)
+    entries = {}
+    for index in range(size):
+        record = Record(
+            name=f"repo{index:06d}",
+            username="alice",
+            kind=Kind.BASIC,
+            urls=(f"https://pkgs{index}.example.test/simple/",),
+            created_at=now,
+            updated_at=now,
+        )
+        entries[record.key] = (record, SecretStr(f"password-{index}"))
+    return entries
+
+
+@contextlib.contextmanager
+def _big_store_daemon(home: Path, key_file: Path) -> Iterator[Daemon]:
+    fill_file_store(home / "store.enc", _entries(RECORDS), key_file=key_file)
+    daemon = start_daemon(home, "--store", "file", env={"HELPERD_KEY_FILE": str(key_file)})
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _latencies(
+    sock: socket.socket, seconds: float, taken: dict[bytes, list[float]] | None = None
+) -> dict[bytes, list[float]]:
+    """Seconds each exchange of a get and of a hello took, taking turns for ``seconds``.
+
+    A short pause between exchanges spreads them over the whole window (and so over many
+    writes), rather than packing them between two.
+    """
+    taken = {GET: [], HELLO: []} if taken is None else taken
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for line, samples in taken.items():
+            started = time.perf_counter()
+            sock.sendall(line)
+            answer = wire.read_line(sock)
+            samples.append(time.perf_counter() - started)
+            assert answer is not None
+            assert True is answer["ok"]
+            time.sleep(0.001)
+    return taken
+
+
+def _p50_p99(samples: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(samples, n=100)
+    return cuts[49], cuts[98]
+
+
+def test_gets_beside_a_writer_are_as_fast_as_alone(home: Path, key_file: Path) -> None:
+    """With 3,000 records, get and hello on one connection keep their latency while another
+    client loops `set` (each one rewrites and fsyncs the whole store).
+
+    Readers see the store's snapshot and never wait for the writer's lock, encryption or
+    fsync. The bounds are generous (5x the quiet p50, 10x the quiet p99, both measured here
+    in windows that take turns with the busy ones), so that waiting for the writer fails
+    them (a reader that waits for a write's fsync shows a p99 of the write's length), not a
+    busy machine.
+    """
+    with _big_store_daemon(home, key_file) as daemon, wire.connect(daemon.socket) as sock:
+        _latencies(sock, 0.2)  # warm up: the key-file store opens on the first get
+        quiet: dict[bytes, list[float]] = {GET: [], HELLO: []}
+        busy: dict[bytes, list[float]] = {GET: [], HELLO: []}
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(daemon.socket)],
+            env=daemon_env(daemon.home),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(0.3)  # the writer is connected and writing
+            for _ in range(ROUNDS):
+                _latencies(sock, WINDOW, busy)
+                writer.send_signal(signal.SIGSTOP)
+                time.sleep(0.1)  # the set the writer had sent is done
+                _latencies(sock, WINDOW, quiet)
+                writer.send_signal(signal.SIGCONT)
+        finally:
+            writer.send_signal(signal.SIGCONT)
+            out, _ = writer.communicate("", timeout=60)
+        written = int(out)
+        assert written >= 10, "the writer made too few sets to overlap the reads"
+        for line, op in ((GET, "get"), (HELLO, "hello")):
+            quiet_p50, quiet_p99 = _p50_p99(quiet[line])
+            busy_p50, busy_p99 = _p50_p99(busy[line])
+            figures = (
+                f"{op} ({len(busy[line])} samples): quiet p50 {quiet_p50 * 1e3:.2f} ms"
+                f" p99 {quiet_p99 * 1e3:.2f} ms, beside"
+                f" {written} sets p50 {busy_p50 * 1e3:.2f} ms p99 {busy_p99 * 1e3:.2f} ms"
+            )
+            assert busy_p50 <= 5 * quiet_p50, figures
+            assert busy_p99 <= 10 * quiet_p99, figures
+
+
+def _listen_backlog(path: Path) -> int:
+    """The backlog ``ss -xln`` reports for the listening socket at ``path`` (its Send-Q)."""
+    ss = require_tool("ss")
+    listing = subprocess.run(
+        [ss, "-xln"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    for row in listing.splitlines():
+        fields = row.split()
+        if str(path) in fields:
+            return int(fields[3])
+    raise AssertionError(f"ss -xln does not list {path}:\n{listing}")
+
+
+def test_listen_backlog_is_the_configured_one(home: Path, key_file: Path) -> None:
+    """config.toml's backlog reaches the kernel: ss -xln shows it, not asyncio's 100."""
+    (home / "config.toml").write_text("backlog = 321\n")
+    daemon = start_daemon(home, "--store", "file", env={"HELPERD_KEY_FILE": str(key_file)})
+    try:
+        assert 321 == _listen_backlog(daemon.socket)
+    finally:
+        daemon.stop()
+
+
+def test_listen_backlog_defaults_to_somaxconn(key_daemon: Daemon) -> None:
+    """Without a setting, the backlog is SOMAXCONN (the kernel caps it at its somaxconn)."""
+    limit = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert min(socket.SOMAXCONN, limit) == _listen_backlog(key_daemon.socket)
