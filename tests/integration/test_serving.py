@@ -8,11 +8,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from helperd_client import Client
+from helperd_client.client import DEFAULT_TIMEOUT
 from pydantic import SecretStr
 
 from helperd.record import Kind, Record, RecordKey
@@ -171,3 +174,76 @@ def test_listen_backlog_defaults_to_somaxconn(key_daemon: Daemon) -> None:
     """Without a setting, the backlog is SOMAXCONN (the kernel caps it at its somaxconn)."""
     limit = int(Path("/proc/sys/net/core/somaxconn").read_text())
     assert min(socket.SOMAXCONN, limit) == _listen_backlog(key_daemon.socket)
+
+
+HELPERCTL = str(Path(sys.executable).parent / "helperctl")
+LIST = b'{"v":1,"id":1,"op":"list"}\n'
+CAP = 3
+
+
+@contextlib.contextmanager
+def _capped_and_stuck(home: Path, key_file: Path) -> Iterator[tuple[Daemon, list[socket.socket]]]:
+    """A daemon at its cap of 3 connections, each with a request it cannot finish answering.
+
+    Each connection asks for ``list`` (thousands of records: more than a socket buffer) and
+    never reads, so the daemon's answer waits for room to write: every connection is in use.
+    """
+    (home / "config.toml").write_text(f"max_connections = {CAP}\n")
+    with _big_store_daemon(home, key_file) as daemon, contextlib.ExitStack() as stack:
+        stuck = []
+        for _ in range(CAP):
+            sock = stack.enter_context(wire.connect(daemon.socket))
+            sock.sendall(LIST)
+            stuck.append(sock)
+        time.sleep(0.5)  # the daemon has read every request and is writing the answers
+        yield daemon, stuck
+
+
+def test_a_connection_beyond_a_busy_cap_gets_busy_and_is_closed(home: Path, key_file: Path) -> None:
+    """With every connection at the cap in use, a new one gets a busy error line and is
+    closed, rather than being accepted past the cap or left waiting."""
+    with _capped_and_stuck(home, key_file) as (daemon, _), wire.connect(daemon.socket) as extra:
+        extra.sendall(HELLO)
+        answer = wire.read_line(extra)
+        assert answer is not None
+        assert (None, False, "busy") == (answer["id"], answer["ok"], answer["error"]["code"])
+        assert None is wire.read_line(extra), "the busy connection was not closed"
+
+
+def test_the_client_retries_busy_until_a_connection_frees(home: Path, key_file: Path) -> None:
+    """A client that gets busy tries again within its timeout, and is served once one of the
+    connections in use goes away."""
+    with _capped_and_stuck(home, key_file) as (daemon, stuck):
+        result: list[object] = []
+
+        def ask() -> None:
+            with Client(daemon.socket, timeout=DEFAULT_TIMEOUT) as client:
+                result.append(client.get(name="repo001500").password)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        time.sleep(0.3)
+        stuck[0].close()
+        asker.join(5 * DEFAULT_TIMEOUT)
+        assert ["password-1500"] == result
+
+
+def test_helperctl_still_busy_at_its_timeout_exits_1(home: Path, key_file: Path) -> None:
+    """helperctl get against a daemon busy for longer than the client's timeout exits 1 with
+    the daemon's busy message, within the timeout (not exit 3, not a hang)."""
+    with _capped_and_stuck(home, key_file) as (daemon, _):
+        env = daemon_env(daemon.home)
+        env.pop("HELPERD_TIMEOUT", None)
+        started = time.monotonic()
+        done = subprocess.run(
+            [HELPERCTL, "get", "repo001500"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=5 * DEFAULT_TIMEOUT,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+    assert 1 == done.returncode, done.stderr
+    assert "maximum of 3 connections" in done.stderr
+    assert elapsed < 5 * DEFAULT_TIMEOUT
