@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from helperd.cli_output import (
     shown_url,
     when,
 )
+from helperd.ladder import timeout_warning
 
 __all__ = ["DaemonClient", "Session", "cli", "connect", "main"]
 
@@ -159,6 +161,8 @@ def cli(ctx: click.Context, socket: Path | None, timeout: float | None) -> None:
     """
     session = ctx.ensure_object(Session)
     session.socket, session.timeout = socket, timeout
+    if timeout is None and (warning := timeout_warning(os.environ)) is not None:
+        click.echo(f"helperctl: warning: {warning}", err=True)
 
 
 @cli.command()

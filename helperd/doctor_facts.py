@@ -26,6 +26,7 @@ from helperd_client import Client, Hello, Status, shim
 from helperd_client.errors import HelperdError
 from helperd_client.paths import socket_path
 
+from helperd.ladder import timeout_warning
 from helperd.units import script_interpreter
 
 __all__ = [
@@ -196,6 +197,8 @@ class Facts:
     pip: PipFacts = field(default_factory=lambda: PipFacts(None))
     auth: AuthFacts | None = None
     shim: ShimFacts = field(default_factory=lambda: ShimFacts(None))
+    timeout_warning: str | None = None
+    """What is wrong with HELPERD_TIMEOUT as a rung of the timeout ladder, if anything."""
 
 
 def gather(
@@ -234,6 +237,7 @@ def gather(
             pip=pip.result(),
             auth=auth,
             shim=ShimFacts.of(search),
+            timeout_warning=timeout_warning(env),
         )
 
 

@@ -10,9 +10,11 @@ docs/stores.md shows the same ladder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from helperd_client.client import DEFAULT_TIMEOUT
 
-__all__ = ["ANSWER_TIMEOUT", "CLIENT_TIMEOUT", "KEYRING_CALL_TIMEOUT"]
+__all__ = ["ANSWER_TIMEOUT", "CLIENT_TIMEOUT", "KEYRING_CALL_TIMEOUT", "timeout_warning"]
 
 KEYRING_CALL_TIMEOUT = 0.5
 """Default bound of one OS keyring call (config.toml ``keyring_timeout``)."""
@@ -22,3 +24,25 @@ ANSWER_TIMEOUT = 1.5
 
 CLIENT_TIMEOUT = DEFAULT_TIMEOUT
 """The client's default timeout (``HELPERD_TIMEOUT``), 2.0 s."""
+
+
+def timeout_warning(env: Mapping[str, str]) -> str | None:
+    """What is wrong with ``HELPERD_TIMEOUT`` in ``env`` as a rung of the ladder, or None.
+
+    A timeout below the daemon's answer bound is allowed (not clamped), but then a hung OS
+    keyring shows as "helperd did not answer" rather than by name: helperctl and doctor say so.
+    """
+    raw = env.get("HELPERD_TIMEOUT")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None  # the client ignores it and uses its default: nothing below the bound
+    if 0 < value < ANSWER_TIMEOUT:
+        return (
+            f"HELPERD_TIMEOUT={raw} is below the daemon's answer bound of {ANSWER_TIMEOUT:g} s:"
+            " a slow or hung OS keyring will show as 'helperd did not answer'"
+            f" (the default is {CLIENT_TIMEOUT:g} s)"
+        )
+    return None
