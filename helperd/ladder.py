@@ -14,7 +14,13 @@ from collections.abc import Mapping
 
 from helperd_client.client import DEFAULT_TIMEOUT
 
-__all__ = ["ANSWER_TIMEOUT", "CLIENT_TIMEOUT", "KEYRING_CALL_TIMEOUT", "timeout_warning"]
+__all__ = [
+    "ANSWER_TIMEOUT",
+    "CLIENT_TIMEOUT",
+    "KEYRING_CALL_TIMEOUT",
+    "STARTUP_PROBE_TIMEOUT",
+    "timeout_warning",
+]
 
 KEYRING_CALL_TIMEOUT = 0.5
 """Default bound of one OS keyring call (config.toml ``keyring_timeout``)."""
@@ -24,6 +30,9 @@ ANSWER_TIMEOUT = 1.5
 
 CLIENT_TIMEOUT = DEFAULT_TIMEOUT
 """The client's default timeout (``HELPERD_TIMEOUT``), 2.0 s."""
+
+STARTUP_PROBE_TIMEOUT = 2.0
+"""Not a rung: the bound of the OS keyring probe at start, when no client waits for it."""
 
 
 def timeout_warning(env: Mapping[str, str]) -> str | None:
