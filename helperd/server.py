@@ -22,7 +22,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,13 +62,6 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 """Longest wait for requests in flight when asked to stop."""
-
-SWITCH_INTERVAL = 0.0005
-"""Seconds a worker thread running Python may keep the GIL while the event loop waits for it.
-
-Python's default (5 ms) is paid by every read beside a writer, several times over (the loop
-gives the GIL up at each system call); a write of a big store runs Python for tens of ms.
-"""
 
 Lifecycle = Literal["ready", "stopping"]
 """What `Server.serve` tells its ``notify`` callback: accepting connections, or shutting down."""
@@ -209,7 +201,6 @@ class Server:
                 exception it raises is logged, never propagated.
         """
         loop = asyncio.get_running_loop()
-        sys.setswitchinterval(SWITCH_INTERVAL)
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
