@@ -339,10 +339,17 @@ class FileStore(Store):
         return LockedError(f"no store exists at {self.path} yet: create it with `helperctl init`")
 
     def _current(self) -> _Open:
-        """The open store, without a lock when it is open (a key-file store opens here)."""
+        """The open store, read without a lock; only a key-file store's first open takes one.
+
+        A passphrase store that is locked (or being locked) is refused without the lock too:
+        a reader on the event loop must never wait for a writer's fsync.
+        """
         opened = self._open
-        if opened is not None and not self._closed:
+        self._check_not_closed()
+        if opened is not None:
             return opened
+        if self.key_file is None:
+            raise self._locked_or_missing()
         with self._lock:
             return self._open_entries()
 
@@ -353,9 +360,12 @@ class FileStore(Store):
             return self._open
         if self.key_file is not None:
             return self._open_with_key_file(self.key_file)
+        raise self._locked_or_missing()
+
+    def _locked_or_missing(self) -> LockedError:
         if os.path.lexists(self.path):
-            raise LockedError(f"the store at {self.path} is locked: run `helperctl unlock`")
-        raise self._missing()
+            return LockedError(f"the store at {self.path} is locked: run `helperctl unlock`")
+        return self._missing()
 
     def _open_with_key_file(self, key_file: Path) -> _Open:
         # Read on every attempt until one succeeds, so a key file fixed later is picked up.

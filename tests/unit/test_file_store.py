@@ -855,3 +855,23 @@ def test_puts_during_passwd_are_kept(
     store = reopen(unlocked, open_store)
     store.unlock(SecretStr("new"))
     assert "d" == store.password(rec("during")).get_secret_value()
+
+
+def test_reads_never_wait_for_a_writer(unlocked: FileStore) -> None:
+    """While a writer holds the store's writer lock (as it does across encryption, write and
+    fsync), records, password and state answer at once from the last durable snapshot."""
+    unlocked.put(rec(), SecretStr(SECRET))
+    answers: list[object] = []
+
+    def read() -> None:
+        [record] = unlocked.records()
+        answers.append((record.key, unlocked.password(record).get_secret_value()))
+        answers.append((unlocked.state, unlocked.reads_block))
+
+    with unlocked._lock:  # a writer in the middle of its write
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(5.0)
+        finished = not reader.is_alive()
+    assert finished, "a read waited for the writer's lock"
+    assert [(rec().key, SECRET), (StoreState.UNLOCKED, False)] == answers
