@@ -100,7 +100,7 @@ class Catalog:
         # trusted only for the very object it was taken from.
         self._parsed: dict[int, tuple[Record, list[_Url]]] = {}
         # id(record) -> record, for every record: how the next version finds what changed.
-        self._ids: dict[int, Record] = {id(record): record for record in self.records}
+        self._ids: dict[int, Record] = dict(zip(map(id, self.records), self.records, strict=True))
         if previous is not None and self._follow(previous):
             return
         known = {} if previous is None else previous._parsed
@@ -119,11 +119,14 @@ class Catalog:
 
     def _follow(self, previous: Catalog) -> bool:
         """Build from ``previous`` by its differences, when they are few; tell whether it did."""
-        ids = self._ids
-        added = [r for r in self.records if previous._ids.get(id(r)) is not r]
-        removed = [r for i, r in previous._ids.items() if ids.get(i) is not r]
-        if len(added) + len(removed) > _FOLLOW_AT_MOST:
+        # Set operations on the id tables run in C: no Python loop over every record. An id
+        # in both is the same object, as both catalogs hold their records alive.
+        ids, before = self._ids, previous._ids
+        added_ids, removed_ids = ids.keys() - before.keys(), before.keys() - ids.keys()
+        if len(added_ids) + len(removed_ids) > _FOLLOW_AT_MOST:
             return False
+        added = sorted((ids[i] for i in added_ids), key=lambda record: record.key)
+        removed = [before[i] for i in removed_ids]
         named, generic = dict(previous._named), dict(previous._generic)
         origins, hosts = dict(previous._origins), dict(previous._hosts)
         parsed = dict(previous._parsed)

@@ -25,7 +25,9 @@ so a write of one record to a big store spends its time in the disk, not in the 
 from __future__ import annotations
 
 import base64
+import bisect
 import json
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -104,6 +106,8 @@ class _Open:
     entries: _Entries
     pieces: _Pieces = field(repr=False)
     """Each entry's encoded JSON (password included: never in a repr), reused by writes."""
+    order: list[RecordKey] = field(repr=False, default_factory=list)
+    """The keys of ``pieces`` in sorted order (the file's order); never changed in place."""
 
 
 class FileStore(Store):
@@ -201,7 +205,7 @@ class FileStore(Store):
         with self._lock:
             entries = _Entries(self._open_entries().entries)
             entries[record.key] = (record, password)
-            self._commit(entries)
+            self._commit(entries, changed=[record.key])
 
     def remove(self, keys: Iterable[RecordKey]) -> None:
         """Delete the records with these keys; nothing is written when none of them exists."""
@@ -210,7 +214,7 @@ class FileStore(Store):
             current = self._open_entries().entries
             entries = _Entries((key, entry) for key, entry in current.items() if key not in doomed)
             if len(entries) != len(current):
-                self._commit(entries)
+                self._commit(entries, changed=doomed)
 
     def create(self, passphrase: SecretStr | None) -> None:
         """Write a new, empty passphrase store and leave it unlocked.
@@ -426,11 +430,14 @@ class FileStore(Store):
         key: StoreKey | None = None,
         spec: KeySpec | None = None,
         generation: int = 0,
+        *,
+        changed: Iterable[RecordKey] | None = None,
     ) -> _Open:
         """Write ``entries`` durably, then make them current: a failed write changes nothing.
 
         Without ``key`` and ``spec``, writes under the current ones as the next generation.
-        Readers go on seeing the previous snapshot until the new file is durable.
+        ``changed``, when given, names every key whose entry differs from the current ones
+        (so only those are encoded). Readers see the previous snapshot until the file is durable.
         """
         current = self._open
         if key is None or spec is None:
@@ -440,11 +447,17 @@ class FileStore(Store):
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
         line = header.encode()
         fresh = entries if isinstance(entries, RecordMap) else _Entries(entries)
-        plaintext, pieces = _encode_records(fresh, {} if current is None else current.pieces)
+        if current is not None and changed is not None:
+            pieces, order = _update_pieces(fresh, current, changed)
+        else:
+            pieces, order = _encode_pieces(fresh, {} if current is None else current.pieces)
+        # map and join run in C: no Python loop over every record on a write.
+        plaintext = b'{"records":[' + b",".join(map(_piece_of, map(pieces.__getitem__, order)))
+        plaintext += b"]}"
         ciphertext = key.aead.encrypt(header.nonce, plaintext, line)
         durable.write_atomic(self.path, line + b"\n" + ciphertext)
         fresh.sorted_records(_record_of)  # sorted here, in the writer, not by the next reader
-        self._open = _Open(key, header, fresh, pieces)
+        self._open = _Open(key, header, fresh, pieces, order)
         return self._open
 
     def _parse(self, raw: bytes) -> tuple[_Header, bytes, bytes]:
@@ -520,29 +533,52 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _record_of(entry: _Entry) -> Record:
-    return entry[0]
+_record_of: Callable[[_Entry], Record] = operator.itemgetter(0)
+_piece_of: Callable[[tuple[_Entry, bytes]], bytes] = operator.itemgetter(1)
 
 
-def _encode_records(entries: _Entries, known: _Pieces) -> tuple[bytes, _Pieces]:
-    """The plaintext of ``entries``, with each entry's JSON for the next write.
+def _encode(entry: _Entry) -> tuple[_Entry, bytes]:
+    """One entry's JSON, as it sits in the records document (password included)."""
+    record, password = entry
+    item = {**record.model_dump(mode="json"), "password": password.get_secret_value()}
+    # ensure_ascii escapes lone surrogates too, so any str a password holds round-trips.
+    return entry, json.dumps(item, separators=(",", ":"), sort_keys=True).encode("ascii")
 
-    The bytes are those of one ``json.dumps`` of the whole document; encoding entry by entry
-    lets an entry that ``known`` holds (the very same tuple) be reused, not encoded again.
+
+def _encode_pieces(entries: _Entries, known: _Pieces) -> tuple[_Pieces, list[RecordKey]]:
+    """Every entry's JSON and the keys in sorted order; an entry ``known`` holds (the very
+    same tuple) is reused, not encoded again.
+
+    The pieces joined by commas in that order, inside ``{"records":[`` and ``]}``, are the
+    bytes of one ``json.dumps`` of the whole document.
     """
+    order = sorted(entries)
     pieces: _Pieces = {}
-    for key in sorted(entries):  # the map keeps sorted order mostly: a near-linear sort
+    for key in order:
         entry = entries[key]
         held = known.get(key)
-        if held is None or held[0] is not entry:
-            record, password = entry
-            item = {**record.model_dump(mode="json"), "password": password.get_secret_value()}
-            # ensure_ascii escapes lone surrogates too, so any str a password holds round-trips.
-            text = json.dumps(item, separators=(",", ":"), sort_keys=True)
-            held = (entry, text.encode("ascii"))
-        pieces[key] = held
-    body = b",".join(piece for _, piece in pieces.values())
-    return b'{"records":[' + body + b"]}", pieces
+        pieces[key] = held if held is not None and held[0] is entry else _encode(entry)
+    return pieces, order
+
+
+def _update_pieces(
+    entries: _Entries, current: _Open, changed: Iterable[RecordKey]
+) -> tuple[_Pieces, list[RecordKey]]:
+    """The current pieces and order with the ``changed`` keys encoded again, added or
+    dropped: a write of one record to a big store encodes that record alone."""
+    pieces, order = dict(current.pieces), list(current.order)
+    if len(pieces) != len(current.entries):  # opened from the file: nothing encoded yet
+        pieces, order = _encode_pieces(current.entries, {})
+    for key in set(changed):
+        entry = entries.get(key)
+        if entry is None:
+            if pieces.pop(key, None) is not None:
+                del order[bisect.bisect_left(order, key)]
+            continue
+        if key not in pieces:
+            bisect.insort(order, key)
+        pieces[key] = _encode(entry)
+    return pieces, order
 
 
 def _decode_records(plaintext: bytes) -> _Entries:
