@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import stat
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,14 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 """Longest wait for requests in flight when asked to stop."""
+
+SWITCH_INTERVAL = 0.0005
+"""Seconds a worker thread running Python may keep the GIL while the event loop waits for it.
+
+With Python's default (5 ms), a read beside a writer that runs Python waits up to that long
+for the interpreter lock, each time the loop gives it up for a system call: on a quiet
+machine, the p99 of a get beside a looping writer was 3 ms against 0.2 ms alone.
+"""
 
 Lifecycle = Literal["ready", "stopping"]
 """What `Server.serve` tells its ``notify`` callback: accepting connections, or shutting down."""
@@ -201,6 +210,7 @@ class Server:
                 exception it raises is logged, never propagated.
         """
         loop = asyncio.get_running_loop()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)

@@ -23,12 +23,12 @@ from helperd.testing import Daemon, daemon_env, fill_file_store, start_daemon
 from tests.integration import wire
 from tests.support.tools import require_tool
 
-RECORDS = 3_000
+RECORDS = 5_000
 ROUNDS = 6
 WINDOW = 0.4
 """Seconds of one sampling window; quiet and busy windows take turns, ROUNDS times each, so
 that the load of the machine (other tests, other programs) falls on both alike."""
-GET = b'{"v":1,"id":1,"op":"get","name":"repo001500"}\n'
+GET = b'{"v":1,"id":1,"op":"get","name":"repo002500"}\n'
 HELLO = b'{"v":1,"id":2,"op":"hello"}\n'
 
 # Loops `set` on its own connection until stdin closes, then prints how many it made. Niced
@@ -102,14 +102,15 @@ def _p50_p99(samples: list[float]) -> tuple[float, float]:
 
 
 def test_gets_beside_a_writer_are_as_fast_as_alone(home: Path, key_file: Path) -> None:
-    """With 3,000 records, get and hello on one connection keep their latency while another
+    """With 5,000 records, get and hello on one connection keep their latency while another
     client loops `set` (each one rewrites and fsyncs the whole store).
 
     Readers see the store's snapshot and never wait for the writer's lock, encryption or
-    fsync. The bounds are generous (5x the quiet p50, 10x the quiet p99, both measured here
-    in windows that take turns with the busy ones), so that waiting for the writer fails
-    them (a reader that waits for a write's fsync shows a p99 of the write's length), not a
-    busy machine.
+    fsync. The bounds are generous: 5x the quiet p50 and 50x the quiet p99, both measured
+    here in windows that take turns with the busy ones. A reader that waits for writes fails
+    both by far (on this test's first run against the old locking store: p50 200x, p99 over
+    100x, as each wait lasts a whole write); a reader that shares two busy cores and the
+    interpreter lock with a writer does not (p50 up to 3x, p99 up to 15x seen).
     """
     with _big_store_daemon(home, key_file) as daemon, wire.connect(daemon.socket) as sock:
         _latencies(sock, 0.2)  # warm up: the key-file store opens on the first get
@@ -144,7 +145,7 @@ def test_gets_beside_a_writer_are_as_fast_as_alone(home: Path, key_file: Path) -
                 f" {written} sets p50 {busy_p50 * 1e3:.2f} ms p99 {busy_p99 * 1e3:.2f} ms"
             )
             assert busy_p50 <= 5 * quiet_p50, figures
-            assert busy_p99 <= 10 * quiet_p99, figures
+            assert busy_p99 <= 50 * quiet_p99, figures
 
 
 def _listen_backlog(path: Path) -> int:
@@ -218,14 +219,14 @@ def test_the_client_retries_busy_until_a_connection_frees(home: Path, key_file: 
 
         def ask() -> None:
             with Client(daemon.socket, timeout=DEFAULT_TIMEOUT) as client:
-                result.append(client.get(name="repo001500").password)
+                result.append(client.get(name="repo002500").password)
 
         asker = threading.Thread(target=ask)
         asker.start()
         time.sleep(0.3)
         stuck[0].close()
         asker.join(5 * DEFAULT_TIMEOUT)
-        assert ["password-1500"] == result
+        assert ["password-2500"] == result
 
 
 def test_helperctl_still_busy_at_its_timeout_exits_1(home: Path, key_file: Path) -> None:
@@ -236,7 +237,7 @@ def test_helperctl_still_busy_at_its_timeout_exits_1(home: Path, key_file: Path)
         env.pop("HELPERD_TIMEOUT", None)
         started = time.monotonic()
         done = subprocess.run(
-            [HELPERCTL, "get", "repo001500"],
+            [HELPERCTL, "get", "repo002500"],
             env=env,
             capture_output=True,
             text=True,
