@@ -33,6 +33,7 @@ SECTIONS = (
     "processes",
     "imports",
     "scale",
+    "writers",
     "poetry",
     "uv",
     "profile",
@@ -71,6 +72,9 @@ class Budget:
     uv_runs: int = 10
     profile_small: int = 3000
     profile_big: int = 10_000
+    writer_sizes: tuple[int, ...] = (10, 1_000, 10_000)
+    writer_rounds: int = 6
+    writer_window: float = 1.0
 
 
 QUICK = Budget(
@@ -101,6 +105,8 @@ QUICK = Budget(
     uv_runs=1,
     profile_small=500,
     profile_big=2_000,
+    writer_rounds=2,
+    writer_window=0.3,
 )
 
 
@@ -160,7 +166,7 @@ def _secret_service(stack: contextlib.ExitStack) -> dict[str, str] | None:
 
 
 def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) -> None:  # noqa: PLR0912, PLR0915 - one step per part, in order
-    from bench import poetry_lock, profiling, rival, scale, server_load, startup, uv_lock
+    from bench import poetry_lock, profiling, rival, scale, server_load, startup, uv_lock, writers
     from tests.e2e.toolenv import prepared_tools
 
     wanted = set(args.only or SECTIONS)
@@ -173,7 +179,7 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 "load": compile_c(BENCH / "load.c", work, "-pthread"),
             }
         tools: Any = None
-        if wanted - {"latency", "throughput", "scale"}:
+        if wanted - {"latency", "throughput", "scale", "writers"}:
             with clock.part("preparing the e2e tool venvs (built once per machine)"):
                 tools = stack.enter_context(prepared_tools())
         results["versions"] = machine.versions(
@@ -276,6 +282,14 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                         "sets": budget.sets,
                         "unlocks": budget.unlocks,
                     },
+                )
+        if "writers" in wanted:
+            sizes = ", ".join(map(str, budget.writer_sizes))
+            with clock.part(f"5b. get beside a writer: {sizes} repositories"):
+                folder = work / "writers"
+                folder.mkdir()
+                results["writers"] = writers.beside_writer(
+                    budget.writer_sizes, folder, budget.writer_rounds, budget.writer_window
                 )
         if "profile" in wanted:
             with clock.part("the get path's steps in-process, without a profiler"):

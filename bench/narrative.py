@@ -285,6 +285,15 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
     )
     out.append(tables["scale"])
     out.append(
+        "## 5b. Reads beside a writer\n\n"
+        "For each size, one connection asks for the middle repository (`get` by Poetry's"
+        " service) while a second process loops `set` on its own connection, each one"
+        " rewriting and fsyncing the whole store (`bench/writers.py`). The writer is stopped"
+        " and let go in turns, so that windows alone and beside it alternate"
+        f" ({r.get('writers', {}).get('rounds', 0)} of each); the ratios compare the two.\n"
+    )
+    out.append(tables["writers"])
+    out.append(
         "## 6. Import cost of the plugin\n\n"
         "In the e2e keyring venv: `import keyring; import helperd_client.keyring_backend`,"
         " with `-X importtime` (cumulative time of the top-level imports after keyring's), and"

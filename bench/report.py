@@ -221,6 +221,31 @@ def _scale(r: dict[str, Any]) -> str:
     )
 
 
+def _writers(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            f"{row['size']:,}",
+            f"{us(row['quiet_us']['p50'])} / {us(row['quiet_us']['p99'])}",
+            f"{us(row['busy_us']['p50'])} / {us(row['busy_us']['p99'])}",
+            x(row["p50_ratio"]),
+            x(row["p99_ratio"]),
+            f"{row['sets']:,}",
+        ]
+        for row in r["writers"]["rows"]
+    ]
+    return _table(
+        [
+            "repositories",
+            "get alone p50 / p99",
+            "get beside a writer p50 / p99",
+            "p50 ratio (goal 1.2x)",
+            "p99 ratio (goal 3x)",
+            "sets made",
+        ],
+        rows,
+    )
+
+
 def _imports(r: dict[str, Any]) -> str:
     i = r["imports"]
     modules = ", ".join(f"`{k}` {v / 1e3:.2f} ms" for k, v in list(i["modules_us"].items())[:10])
@@ -380,6 +405,7 @@ def write(results: dict[str, Any], report: Path, plot_path: Path) -> None:
         "processes": _processes(results) if "processes" in results else "(not run)\n",
         "throughput": _throughput(results) if "throughput" in results else "(not run)\n",
         "scale": _scale(results) if "scale" in results else "(not run)\n",
+        "writers": _writers(results) if "writers" in results else "(not run)\n",
         "imports": _imports(results) if "imports" in results else "(not run)\n",
         "poetry": _poetry(results) if "poetry" in results else "(not run)\n",
         "uv": _uv(results) if "uv" in results else "(not run)\n",

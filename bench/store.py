@@ -2,11 +2,9 @@
 
 A ``set`` rewrites the whole encrypted file (that is what makes it durable and atomic), so
 filling a 100,000-record store through the daemon would write 100,000 growing files. The
-builder goes one level down instead: it opens the store with its key (key file or
-passphrase) and commits every record at once through the store's own encoder and cipher, so
-the file is exactly what the daemon would have written. It touches one private method,
-`FileStore._commit`, on purpose and only here: the benchmark needs a store, not a test of
-the write path (the ``set`` timings measure that).
+builder goes one level down instead (`helperd.testing.fill_file_store`): it commits every
+record at once through the store's own encoder and cipher, so the file is exactly what the
+daemon would have written (the ``set`` timings measure the write path).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from helperd.core.record import Kind, Record
-from helperd.stores.file_store import FileStore
+from helperd.testing import fill_file_store
 
 __all__ = ["PASSWORD", "USERNAME", "Layout", "build_store"]
 
@@ -81,13 +79,4 @@ def build_store(
 ) -> None:
     """Write a store of ``layout.size`` records at ``path``, opened by one of the two keys."""
     entries = layout.records(datetime.now(UTC))
-    store = FileStore(path, key_file=key_file)
-    try:
-        if key_file is None:
-            store.create(SecretStr(passphrase or ""))
-        else:
-            store.unlock(None)  # a key-file store creates itself, empty, on first use
-        with store._lock:
-            store._commit(entries)
-    finally:
-        store.close()
+    fill_file_store(path, entries, key_file=key_file, passphrase=passphrase)

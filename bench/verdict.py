@@ -103,6 +103,21 @@ def _scale(r: dict[str, Any]) -> list[Goal]:
     ]
 
 
+def _writers(r: dict[str, Any]) -> list[Goal]:
+    found = []
+    for row in r["writers"]["rows"]:
+        found.append(
+            Goal(
+                "5b. reads beside a writer",
+                f"get p50 at most 1.2x and p99 at most 3x the quiet ones, {row['size']:,}"
+                " repositories",
+                f"p50 {row['p50_ratio']:.2f}x, p99 {row['p99_ratio']:.2f}x",
+                row["p50_ratio"] <= 1.2 and row["p99_ratio"] <= 3,
+            )
+        )
+    return found
+
+
 def _imports(r: dict[str, Any]) -> list[Goal]:
     i = r["imports"]
     return [
@@ -165,6 +180,7 @@ def goals(results: dict[str, Any]) -> list[Goal]:
         ("rivals", _rivals),
         ("throughput", _throughput),
         ("scale", _scale),
+        ("writers", _writers),
         ("imports", _imports),
         ("poetry", _poetry),
         ("processes", _shim),

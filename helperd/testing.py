@@ -23,10 +23,16 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from helperd_client import Client, DaemonUnreachableError
 
-__all__ = ["Daemon", "running_daemon", "start_daemon", "wait_for_gate"]
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from helperd.core.record import Record, RecordKey
+
+__all__ = ["Daemon", "fill_file_store", "running_daemon", "start_daemon", "wait_for_gate"]
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
@@ -149,3 +155,34 @@ def wait_for_gate(client: Client) -> None:
     """Sleep until the daemon checks passphrases again (after a wrong one, it waits a while)."""
     while (wait := client.status().passphrase_retry_in) > 0:
         time.sleep(wait)
+
+
+def fill_file_store(
+    path: Path,
+    entries: Mapping[RecordKey, tuple[Record, SecretStr]],
+    *,
+    key_file: Path | None = None,
+    passphrase: str | None = None,
+) -> None:
+    """Write a file store at ``path`` holding ``entries``, in one commit, before a daemon starts.
+
+    A ``set`` rewrites the whole encrypted file, so filling a big store through a daemon
+    writes one growing file per record; this writes it once, through the store's own encoder
+    and cipher, so the file is exactly what the daemon would have written. It touches the
+    store's private commit on purpose and only here: a test or a benchmark needs a big store,
+    not a test of the write path.
+    """
+    from pydantic import SecretStr  # noqa: PLC0415 - only the store builder needs these
+
+    from helperd.stores.file_store import FileStore  # noqa: PLC0415
+
+    store = FileStore(path, key_file=key_file)
+    try:
+        if key_file is None:
+            store.create(SecretStr(passphrase or ""))
+        else:
+            store.unlock(None)  # a key-file store creates itself, empty, on first use
+        with store._lock:
+            store._commit(entries)
+    finally:
+        store.close()

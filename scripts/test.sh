@@ -77,6 +77,7 @@ need_tool libsecret-tools secret-tool
 need_tool systemd systemd-analyze systemd-socket-activate systemd-creds
 need_tool procps ps pgrep pkill
 need_tool util-linux setsid
+need_tool iproute2 ss
 if ! venv_ok && ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv)
     if command -v apt-cache >/dev/null 2>&1 && apt-cache show "python$py_version-venv" >/dev/null 2>&1; then

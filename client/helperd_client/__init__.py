@@ -12,6 +12,7 @@ from __future__ import annotations
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
+    BusyError,
     DaemonNotRunningError,
     DaemonUnreachableError,
     ForbiddenError,
@@ -60,6 +61,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "BadPassphraseError",
     "BadRequestError",
+    "BusyError",
     "Client",
     "Credential",
     "DaemonNotRunningError",

@@ -54,6 +54,10 @@ __all__ = [
 DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take, connect and answer included (override: HELPERD_TIMEOUT)."""
 
+BUSY_FIRST_PAUSE = 0.005
+BUSY_MAX_PAUSE = 0.1
+"""First and longest pause before asking again a daemon that answered ``busy``."""
+
 PASSPHRASE_TIMEOUT = 90.0
 """Seconds for calls that carry a passphrase: long enough for the KDF on a slow machine."""
 
@@ -314,7 +318,7 @@ class Client:
             line = encode_line({"v": PROTOCOL_VERSION, "id": request_id, "op": op, **args})
             deadline = time.monotonic() + timeout
             try:
-                response = self._send(line, deadline)
+                response = self._send_until_served(line, deadline)
             except BaseException:
                 self._disconnect()
                 raise
@@ -331,6 +335,21 @@ class Client:
             raise ProtocolMismatchError(exc.message)
         raise exc
 
+    def _send_until_served(self, line: bytes, deadline: float) -> dict[str, Any]:
+        """`_send`, again on a new connection while the daemon answers ``busy`` (its connection
+        cap is reached and every connection is in use), backing off, within the deadline."""
+        pause = BUSY_FIRST_PAUSE
+        while True:
+            response = self._send(line, deadline)
+            error = response.get("error")
+            if not (isinstance(error, dict) and error.get("code") == "busy"):
+                return response
+            self._disconnect()  # the daemon closed it
+            if time.monotonic() + pause >= deadline:
+                return response  # raised as BusyError: helperctl exits 1
+            time.sleep(pause)
+            pause = min(pause * 2, BUSY_MAX_PAUSE)
+
     def _send(self, line: bytes, deadline: float) -> dict[str, Any]:
         """Exchange ``line``; when a kept connection turns out closed, once more on a new one."""
         try:
@@ -344,7 +363,13 @@ class Client:
         sock = self._connect(deadline)
         try:
             sock.settimeout(_remaining(deadline))
-            sock.sendall(line)
+            try:
+                sock.sendall(line)
+            except (BrokenPipeError, ConnectionResetError):
+                if reused:
+                    raise
+                # A new connection closed at once: the daemon may have said why (busy) first.
+                return decode_line(self._read_line(sock, deadline))
             return decode_line(self._read_line(sock, deadline))
         except (BrokenPipeError, ConnectionResetError, _Closed) as exc:
             if reused and not self._buffer:

@@ -15,6 +15,7 @@ __all__ = [
     "WIRE_CODES",
     "BadPassphraseError",
     "BadRequestError",
+    "BusyError",
     "DaemonNotRunningError",
     "DaemonUnreachableError",
     "ForbiddenError",
@@ -118,6 +119,13 @@ class StoreUnavailableError(HelperdError):
     exit_code = 1
 
 
+class BusyError(HelperdError):
+    """The daemon is at its connection cap with every connection in use: try again shortly."""
+
+    code = "busy"
+    exit_code = 1
+
+
 class InternalError(HelperdError):
     """A bug in helperd: the daemon logged the details."""
 
@@ -166,6 +174,7 @@ _BY_CODE: dict[str, type[HelperdError]] = {
         BadPassphraseError,
         ForbiddenError,
         StoreUnavailableError,
+        BusyError,
         InternalError,
     )
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ import platformdirs
 from helperd_client.errors import BadRequestError
 from helperd_client.paths import data_folder, socket_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from helperd.core.ladder import KEYRING_CALL_TIMEOUT
 
 __all__ = ["CONFIG_NAME", "FileConfig", "Settings", "StoreChoice"]
 
@@ -45,6 +48,8 @@ class FileConfig(BaseModel):
     max_connections: int | None = Field(default=None, ge=2, le=65_536)
     keyring_timeout: float | None = Field(default=None, gt=0)
     """Longest wait for one OS keyring call."""
+    backlog: int | None = Field(default=None, ge=1, le=65_535)
+    """The listen backlog: connections the kernel queues before the daemon accepts them."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ class Settings:
     idle_lock: timedelta | None = timedelta(minutes=15)
     read_timeout: float = 30.0
     max_connections: int = 128
-    keyring_timeout: float = 2.0
+    keyring_timeout: float = KEYRING_CALL_TIMEOUT
+    backlog: int = socket.SOMAXCONN
 
     @property
     def config_file(self) -> Path:
@@ -117,6 +123,7 @@ class Settings:
             read_timeout=file.read_timeout or defaults.read_timeout,
             max_connections=file.max_connections or defaults.max_connections,
             keyring_timeout=file.keyring_timeout or defaults.keyring_timeout,
+            backlog=file.backlog or defaults.backlog,
         )
 
 

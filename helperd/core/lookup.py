@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from helperd_client.errors import BadRequestError, NotFoundError
@@ -79,9 +80,12 @@ class Catalog:
 
     Args:
         records: the store's records.
-        previous: the catalog of the store's previous version: the parsed URLs of every
-            record object the two share are taken from it rather than parsed again, so that
-            after one change the new catalog costs a dict lookup per record.
+        previous: the catalog of the store's previous version. When the two differ by a
+            few record objects, the new catalog copies the previous one's tables and changes
+            only the entries of those records (a write to a big store then creates a handful
+            of objects, not several per record, which keeps the garbage collector's pauses
+            off the event loop); otherwise the parsed URLs of every record object the two
+            share are taken from it rather than parsed again.
 
     Attributes:
         records: the records it was built from, in their order (the very tuple it was given).
@@ -96,6 +100,10 @@ class Catalog:
         # id(record) -> (record, its parsed URLs); the record is kept so that an id is
         # trusted only for the very object it was taken from.
         self._parsed: dict[int, tuple[Record, list[_Url]]] = {}
+        # id(record) -> record, for every record: how the next version finds what changed.
+        self._ids: dict[int, Record] = dict(zip(map(id, self.records), self.records, strict=True))
+        if previous is not None and self._follow(previous):
+            return
         known = {} if previous is None else previous._parsed
         for record in self.records:
             if record.kind is Kind.GENERIC:
@@ -109,6 +117,43 @@ class Catalog:
                 origin = (url.scheme, url.host, url.port)
                 self._origins.setdefault(origin, []).append((url.path, record))
                 self._hosts.setdefault(url.host, []).append((url, record))
+
+    def _follow(self, previous: Catalog) -> bool:
+        """Build from ``previous`` by its differences, when they are few; tell whether it did."""
+        # Set operations on the id tables run in C: no Python loop over every record. An id
+        # in both is the same object, as both catalogs hold their records alive.
+        ids, before = self._ids, previous._ids
+        added_ids, removed_ids = ids.keys() - before.keys(), before.keys() - ids.keys()
+        if len(added_ids) + len(removed_ids) > _FOLLOW_AT_MOST:
+            return False
+        added = sorted((ids[i] for i in added_ids), key=lambda record: record.key)
+        removed = [before[i] for i in removed_ids]
+        named, generic = dict(previous._named), dict(previous._generic)
+        origins, hosts = dict(previous._origins), dict(previous._hosts)
+        parsed = dict(previous._parsed)
+        for record in removed:
+            if record.kind is Kind.GENERIC:
+                _drop(generic, record.name, record, _itself)
+                continue
+            _drop(named, record.name, record, _itself)
+            for url in parsed.pop(id(record))[1]:
+                origin = (url.scheme, url.host, url.port)
+                _drop(origins, origin, record, _item_record)
+                _drop(hosts, url.host, record, _item_record)
+        for record in added:
+            if record.kind is Kind.GENERIC:
+                _add(generic, record.name, [record], _itself)
+                continue
+            _add(named, record.name, [record], _itself)
+            urls = _urls(record)
+            parsed[id(record)] = (record, urls)
+            for url in urls:
+                origin = (url.scheme, url.host, url.port)
+                _add(origins, origin, [(url.path, record)], _item_record)
+                _add(hosts, url.host, [(url, record)], _item_record)
+        self._named, self._generic, self._origins, self._hosts = named, generic, origins, hosts
+        self._parsed = parsed
+        return True
 
     def named(self, name: str) -> list[Record]:
         """The repository records named ``name``."""
@@ -136,6 +181,39 @@ class Catalog:
             if (url.port == port if port is not None else url.default_port)
         }
         return list(found)
+
+
+_FOLLOW_AT_MOST = 64
+"""Changed records up to which a catalog follows its previous version (else it is rebuilt)."""
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _itself(record: Record) -> Record:
+    return record
+
+
+def _item_record(item: tuple[object, Record]) -> Record:
+    return item[1]
+
+
+def _drop(
+    table: dict[_K, list[_V]], key: _K, gone: Record, record_of: Callable[[_V], Record]
+) -> None:
+    """Replace ``table[key]`` by a copy without the items of ``gone`` (never in place)."""
+    kept = [item for item in table.get(key, ()) if record_of(item) is not gone]
+    if kept:
+        table[key] = kept
+    else:
+        table.pop(key, None)
+
+
+def _add(
+    table: dict[_K, list[_V]], key: _K, items: list[_V], record_of: Callable[[_V], Record]
+) -> None:
+    """Replace ``table[key]`` by a copy with ``items``, in record order as a full build has it."""
+    table[key] = sorted([*table.get(key, ()), *items], key=lambda item: record_of(item).key)
 
 
 def _catalog(records: Catalog | Iterable[Record]) -> Catalog:

@@ -8,6 +8,7 @@ store guards its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -19,8 +20,10 @@ from typing import Protocol
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
+    HelperdError,
     LockedError,
     NotFoundError,
+    StoreUnavailableError,
 )
 from helperd_client.wire import OPS
 from pydantic import SecretStr
@@ -59,6 +62,10 @@ from helperd.core.store import ForeignKeyring, Store, StoreState
 __all__ = ["KeyFacts", "Migrations", "Service"]
 
 log = logging.getLogger(__name__)
+
+
+_READS = (HelloRequest, StatusRequest, GetRequest, ListRequest)
+"""Requests that never change the records (nor lock or unlock the store)."""
 
 
 class _WouldBlock(Exception):
@@ -139,14 +146,24 @@ class Service:
         # the store hands out another sequence, that is after a change or a lock and unlock.
         self._catalog = Catalog(())
 
-    def handle(  # noqa: PLR0911, PLR0912 - one case per op
-        self, request: Request, now: datetime, *, blocking: bool = True
-    ) -> Result:
+    def handle(self, request: Request, now: datetime, *, blocking: bool = True) -> Result:
         """Serve ``request`` at time ``now``; with ``blocking`` False, never reach the OS keyring.
+
+        After a request that may change the records, the lookup catalog of the new records is
+        built here, in the caller's worker thread, so that the event loop never builds one.
 
         Raises:
             HelperdError: the error to answer with.
         """
+        try:
+            return self._serve(request, now, blocking)
+        finally:
+            if not isinstance(request, _READS):
+                self._prime_catalog()
+
+    def _serve(  # noqa: PLR0911, PLR0912 - one case per op
+        self, request: Request, now: datetime, blocking: bool
+    ) -> Result:
         self.tick(now)
         if not isinstance(request, HelloRequest | StatusRequest):
             with self._mutex:
@@ -197,24 +214,43 @@ class Service:
 
         ``hello`` always qualifies, and so does a ``get`` from a store whose reads come from
         memory, unless it would fall back to the OS keyring. The server calls this on its
-        event loop, sparing the common ``get`` a round trip through a thread.
+        event loop, sparing the common ``get`` a round trip through a thread. It takes no lock
+        that anything holds across I/O or a KDF: the records are the store's snapshot, and a
+        get is handed to a thread when the idle lock is due (locking takes the store's writer
+        lock) or the catalog of the current records is not built yet (building is work).
         """
         if isinstance(request, HelloRequest):
-            return self.handle(request, now)
-        if not isinstance(request, GetRequest) or self.store.reads_block:
+            return HelloResult(version=__version__, ops=list(OPS))
+        if not isinstance(request, GetRequest) or self.store.reads_block or self._lock_due(now):
             return None
         try:
+            if self._catalog.records is not self.store.records():
+                return None
             return self.handle(request, now, blocking=False)
         except _WouldBlock:
             return None
 
-    def tick(self, now: datetime) -> bool:
-        """Lock an idle passphrase store; return whether it was locked now."""
+    def _lock_due(self, now: datetime) -> bool:
+        """Whether the idle lock applies at ``now`` (a cheap check, no store call)."""
         if self.idle_lock is None or not self.store.lockable:
             return False
         with self._mutex:
             last_use = self._last_use
-        if last_use is None or now - last_use < self.idle_lock:
+        return last_use is not None and now - last_use >= self.idle_lock
+
+    def unanswered(self, seconds: float) -> StoreUnavailableError:
+        """The error for a read still waiting after ``seconds``, naming what it waits on."""
+        # The keyring store, or the fallback for entries helperd does not hold, has one.
+        keyring = getattr(self.store, "keyring", None) or getattr(self._foreign, "keyring", None)
+        name = getattr(keyring, "name", None)
+        what = f"the {self.store.kind} store" if name is None else f"the OS keyring ({name})"
+        return StoreUnavailableError(
+            f"{what} did not answer within {seconds:g} s; it may be hung or waiting for a prompt"
+        )
+
+    def tick(self, now: datetime) -> bool:
+        """Lock an idle passphrase store; return whether it was locked now."""
+        if not self._lock_due(now):
             return False
         if self.store.state is not StoreState.UNLOCKED:
             return False
@@ -250,6 +286,11 @@ class Service:
             passphrase_retry_in=self.gate.retry_in(now),
             memory_locked=self._key_facts is not None and self._key_facts.memory_locked(),
         )
+
+    def _prime_catalog(self) -> None:
+        """Build the catalog of the store's current records now, if it can be read."""
+        with contextlib.suppress(HelperdError):
+            self._current_catalog()
 
     def _current_catalog(self) -> Catalog:
         """The lookup index of the store's records, built again only when they changed."""
@@ -307,8 +348,8 @@ class Service:
         )
 
     def _set(self, request: SetRequest, now: datetime) -> SetResult:
-        records = {r.key: r for r in self.store.records()}
-        name, username, kind = self._set_target(request, list(records.values()))
+        catalog = self._current_catalog()
+        name, username, kind = self._set_target(request, list(catalog.records))
         if request.url is not None and request.urls is not None:
             raise BadRequestError("give either url or urls, not both")
         asked = [request.url] if request.url is not None else request.urls
@@ -317,7 +358,9 @@ class Service:
         urls = None if asked is None else tuple(check_url(u) for u in asked)
         if request.expires_at is not None and request.expires_at <= now:
             raise BadRequestError("expires_at is in the past")
-        existing = records.get((name, username))
+        # From the catalog, not a map of every record: a write creates few objects (GC pauses).
+        same_name = [*catalog.named(name), *catalog.generic(name)]
+        existing = next((r for r in same_name if r.key == (name, username)), None)
         if urls is None:
             urls = existing.urls if existing is not None else ()
         record = Record(

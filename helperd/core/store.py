@@ -146,7 +146,8 @@ class RecordMap(dict[RecordKey, _Entry]):
     def sorted_records(self, record: Callable[[_Entry], Record]) -> tuple[Record, ...]:
         """The record of each entry (``record`` picks it), sorted by key; cached."""
         if self._sorted is None:
-            self._sorted = tuple(record(self[key]) for key in sorted(self))
+            # map, not a generator: the loop runs in C (a write to a big store sorts here).
+            self._sorted = tuple(map(record, map(self.__getitem__, sorted(self))))
         return self._sorted
 
 

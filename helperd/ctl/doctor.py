@@ -436,6 +436,18 @@ def check_auth_toml(facts: Facts) -> Finding:
     return Finding(name, "ok", f"{auth.path} holds no plaintext secret{left}")
 
 
+def check_client_timeout(facts: Facts) -> Finding:
+    """HELPERD_TIMEOUT sits above the daemon's answer bound (else a hung keyring looks like
+    a dead daemon); it is warned about, never changed."""
+    if facts.timeout_warning is None:
+        return Finding(
+            "client-timeout", "ok", "HELPERD_TIMEOUT leaves room for the daemon's answer"
+        )
+    return Finding(
+        "client-timeout", "warn", facts.timeout_warning, "unset HELPERD_TIMEOUT (default 2 s)"
+    )
+
+
 CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_socket_dir,
     check_socket,
@@ -444,6 +456,7 @@ CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_old_socket,
     check_store,
     check_config,
+    check_client_timeout,
     check_key_file,
     check_poetry,
     check_keyring_cli,

@@ -27,6 +27,7 @@ from helperd_client.errors import HelperdError, UntrustedSocketError
 from helperd_client.paths import socket_path
 from helperd_client.trust import check_peer, check_socket_folder
 
+from helperd.core.ladder import timeout_warning
 from helperd.ctl.doctor_moved import OldSocket, old_sockets
 from helperd.integrations.units import script_interpreter
 
@@ -202,6 +203,9 @@ class Facts:
     pipx: bool = False  # whether pipx is on PATH: fixes suggest it only then
     old_sockets: tuple[OldSocket, ...] = ()
 
+    timeout_warning: str | None = None
+    """What is wrong with HELPERD_TIMEOUT as a rung of the timeout ladder, if anything."""
+
 
 def gather(
     env: Mapping[str, str] | None = None,
@@ -241,6 +245,7 @@ def gather(
             shim=ShimFacts.of(search),
             pipx=shutil.which("pipx", path=search) is not None,
             old_sockets=old_sockets(env, path),
+            timeout_warning=timeout_warning(env),
         )
 
 

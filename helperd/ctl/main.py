@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ import click
 from helperd_client.errors import HelperdError, LockedError
 
 from helperd import __version__
+from helperd.core.ladder import timeout_warning
 from helperd.ctl import cli_input
 from helperd.ctl.cli_admin import doctor, install_service
 from helperd.ctl.cli_input import fail
@@ -90,6 +92,8 @@ def cli(ctx: click.Context, socket: Path | None, timeout: float | None) -> None:
     """
     session = ctx.ensure_object(Session)
     session.socket, session.timeout = socket, timeout
+    if timeout is None and (warning := timeout_warning(os.environ)) is not None:
+        click.echo(f"helperctl: warning: {warning}", err=True)
 
 
 @cli.command()

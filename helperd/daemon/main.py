@@ -127,7 +127,7 @@ async def _serve(
 ) -> None:
     handed = _handed_over(settings)
     if handed is None:
-        sock, owned_path = bind_socket(settings.socket_path), settings.socket_path
+        sock, owned_path = bind_socket(settings.socket_path, settings.backlog), settings.socket_path
         if idle_exit is not None:
             log.warning("--idle-exit applies only when a service manager hands over the socket")
     else:
@@ -144,6 +144,7 @@ async def _serve(
         service,
         read_timeout=settings.read_timeout,
         max_connections=room_for_connections(settings.max_connections),
+        backlog=settings.backlog,
     )
 
     def tell(event: Lifecycle) -> None:

@@ -17,6 +17,7 @@ from helperd_client.errors import LockedError, StoreUnavailableError
 from keyring.backend import KeyringBackend
 
 from helperd.core.config import Settings
+from helperd.core.ladder import STARTUP_PROBE_TIMEOUT
 from helperd.core.store import ForeignKeyring, Store
 from helperd.stores.durable import check_private_dir
 from helperd.stores.file_store import FileStore
@@ -119,9 +120,12 @@ def _os_keyring(settings: Settings) -> tuple[BoundedKeyring | None, str]:
     """A bounded handle on the best OS keyring backend, or None and why not.
 
     A backend counts when it answers a harmless read within the bound; a locked collection
-    answers too. Even choosing a backend talks to D-Bus, so that is bounded as well.
+    answers too. Even choosing a backend talks to D-Bus, so that is bounded as well. At start
+    no client waits, and a Secret Service may still be starting (D-Bus activation): the
+    probe gets the longer of `STARTUP_PROBE_TIMEOUT` and ``keyring_timeout``; requests later
+    get ``keyring_timeout``, a rung of the timeout ladder (helperd.core.ladder).
     """
-    timeout = settings.keyring_timeout
+    timeout = max(settings.keyring_timeout, STARTUP_PROBE_TIMEOUT)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="helperd-probe")
     try:
         backend: KeyringBackend | None = pool.submit(pick_backend).result(timeout)
@@ -141,4 +145,6 @@ def _os_keyring(settings: Settings) -> tuple[BoundedKeyring | None, str]:
         return keyring, f"{keyring.describe()} is locked (`helperctl unlock` opens it)"
     except StoreUnavailableError as exc:
         return None, exc.message
+    finally:
+        keyring.timeout = settings.keyring_timeout
     return keyring, f"{keyring.describe()} answered"

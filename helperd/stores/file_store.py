@@ -14,16 +14,24 @@ header line without its ``\\n``, so no header byte changes unnoticed. The plaint
 ``{"records": [{<Record.model_dump(mode="json")>, "password": "…"}]}``, sorted by key.
 
 A file that does not open cleanly is never written, and nothing is stored until it does.
+
+Readers never wait for a writer: the open store is one immutable snapshot (`_Open`: key,
+header, records, and each record's encoded JSON) that a write replaces in a single attribute
+assignment once the new file is durable. Writers prepare, encrypt and fsync under the writer
+lock, which readers never take; each record's JSON is encoded once and reused by later writes,
+so a write of one record to a big store spends its time in the disk, not in the interpreter.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import json
+import operator
 import os
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
 
@@ -63,6 +71,7 @@ _HEADER_FIELDS = frozenset({"aead", "check", "format", "generation", "key", "non
 
 _Entry = tuple[Record, SecretStr]
 _Entries = RecordMap[_Entry]
+_Pieces = dict[RecordKey, tuple[_Entry, bytes]]
 
 
 class _NewerVersionError(Exception):
@@ -88,6 +97,19 @@ class _Header:
         return json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii")
 
 
+@dataclass(frozen=True)
+class _Open:
+    """What an open store holds, replaced whole by each write (never changed in place)."""
+
+    key: StoreKey
+    header: _Header
+    entries: _Entries
+    pieces: _Pieces = field(repr=False)
+    """Each entry's encoded JSON (password included: never in a repr), reused by writes."""
+    order: list[RecordKey] = field(repr=False, default_factory=list)
+    """The keys of ``pieces`` in sorted order (the file's order); never changed in place."""
+
+
 class FileStore(Store):
     """Records and passwords in one encrypted file, opened by a passphrase or a key file.
 
@@ -95,8 +117,9 @@ class FileStore(Store):
     when none exists) and is never locked: a key file fixed after a refusal is picked up on
     the next call. Without, ``create``/``unlock`` take a passphrase and ``lock`` forgets it.
 
-    Thread safe. Argon2id runs without the state lock held, so readers of an unlocked store
-    never wait for an ``unlock`` or ``passwd`` attempt; those are serialised among themselves.
+    Thread safe, and reads take no lock: they see the snapshot of the last durable write.
+    Writes (and lock, unlock, close) are serialised by a writer lock held across encryption
+    and fsync; Argon2id runs outside it, so neither readers nor writers wait for a KDF.
 
     Args:
         path: the store file; its directory exists and is private (0700).
@@ -122,15 +145,15 @@ class FileStore(Store):
         self.key_file = key_file
         self._kdf = kdf
         self._randbytes = randbytes
-        # Guards the fields below; never held while Argon2id runs.
+        # Serialises every change to the file and to _open: held across encryption, write
+        # and fsync (so only ever in a worker thread), never while Argon2id runs, never by
+        # a reader.
         self._lock = threading.Lock()
         # Serialises create/unlock/change_passphrase, so the key spec on disk only changes
-        # under it while put/remove (under self._lock alone) go on.
+        # under it while put/remove (under self._lock alone) go on. Taken before _lock.
         self._slow = threading.Lock()
-        # All three are set together, and only while the store is open.
-        self._key: StoreKey | None = None
-        self._header: _Header | None = None
-        self._entries: _Entries | None = None
+        # The open store, or None while locked; read without a lock (one atomic load).
+        self._open: _Open | None = None
         self._closed = False
         self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"))
         durable.remove_stale_temps(path)
@@ -146,17 +169,15 @@ class FileStore(Store):
         A key-file store is always UNLOCKED: it opens itself on use, and reports what keeps
         it from opening as `StoreUnavailableError`.
         """
-        with self._lock:
-            if self._key is not None or self.key_file is not None:
-                return StoreState.UNLOCKED
+        if self._open is not None or self.key_file is not None:
+            return StoreState.UNLOCKED
         # lexists: a dangling symlink is not "missing" (init must not write through it).
         return StoreState.LOCKED if os.path.lexists(self.path) else StoreState.MISSING
 
     @property
     def reads_block(self) -> bool:
         """Reads come from memory once the store is open (a key-file store opens on first use)."""
-        with self._lock:
-            return self._entries is None
+        return self._open is None
 
     @property
     def lockable(self) -> bool:
@@ -170,13 +191,11 @@ class FileStore(Store):
 
     def records(self) -> tuple[Record, ...]:
         """Every record, sorted by (name, username), without passwords."""
-        with self._lock:
-            return self._open_entries().sorted_records(_record_of)
+        return self._current().entries.sorted_records(_record_of)
 
     def password(self, record: Record) -> SecretStr:
         """The password of the record with ``record``'s (name, username)."""
-        with self._lock:
-            entry = self._open_entries().get(record.key)
+        entry = self._current().entries.get(record.key)
         if entry is None:
             raise NotFoundError(f"no record named {record.name!r} for user {record.username!r}")
         return entry[1]
@@ -184,18 +203,18 @@ class FileStore(Store):
     def put(self, record: Record, password: SecretStr) -> None:
         """Add ``record``, replacing the one with the same (name, username); durable on return."""
         with self._lock:
-            entries = _Entries(self._open_entries())
+            entries = _Entries(self._open_entries().entries)
             entries[record.key] = (record, password)
-            self._commit(entries)
+            self._commit(entries, changed=[record.key])
 
     def remove(self, keys: Iterable[RecordKey]) -> None:
         """Delete the records with these keys; nothing is written when none of them exists."""
         doomed = set(keys)
         with self._lock:
-            current = self._open_entries()
+            current = self._open_entries().entries
             entries = _Entries((key, entry) for key, entry in current.items() if key not in doomed)
             if len(entries) != len(current):
-                self._commit(entries)
+                self._commit(entries, changed=doomed)
 
     def create(self, passphrase: SecretStr | None) -> None:
         """Write a new, empty passphrase store and leave it unlocked.
@@ -243,7 +262,7 @@ class FileStore(Store):
             header, entries = self._decrypt(key, raw)
             with self._lock:
                 self._check_not_closed()
-                self._key, self._header, self._entries = key, header, entries
+                self._open = _Open(key, header, entries, {})
 
     def lock(self) -> None:
         """Drop the key and every decrypted secret from memory.
@@ -281,9 +300,9 @@ class FileStore(Store):
             new_spec = KeySpec(PASSPHRASE, salt, new_key.check, self._kdf)
             with self._lock:
                 self._check_not_closed()
-                if self._entries is not None and self._header is not None:
+                if self._open is not None:
                     # Unlocked now: the records in memory, puts made during the KDF included.
-                    entries, generation = self._entries, self._header.generation
+                    entries, generation = self._open.entries, self._open.header.generation
                 else:
                     # Locked, before or during the KDF: re-encrypt what the file holds.
                     header, entries = self._decrypt(old_key, raw or self._read_existing())
@@ -310,13 +329,13 @@ class FileStore(Store):
             self._closed = True
             self._file_lock.release()
 
-    # Internals. Those touching _key/_header/_entries run with self._lock held.
+    # Internals. Those that change _open run with self._lock held.
 
     def _forget(self) -> None:
         """Zero the key (see helperd.stores.secret_memory) and drop every decrypted secret."""
-        if self._key is not None:
-            self._key.wipe()
-        self._key = self._header = self._entries = None
+        current, self._open = self._open, None
+        if current is not None:
+            current.key.wipe()
 
     def _check_not_closed(self) -> None:
         if self._closed:
@@ -330,18 +349,36 @@ class FileStore(Store):
     def _missing(self) -> LockedError:
         return LockedError(f"no store exists at {self.path} yet: create it with `helperctl init`")
 
-    def _open_entries(self) -> _Entries:
-        """The records in memory, opening a key-file store on first use."""
+    def _current(self) -> _Open:
+        """The open store, read without a lock; only a key-file store's first open takes one.
+
+        A passphrase store that is locked (or being locked) is refused without the lock too:
+        a reader on the event loop must never wait for a writer's fsync.
+        """
+        opened = self._open
         self._check_not_closed()
-        if self._entries is not None:
-            return self._entries
+        if opened is not None:
+            return opened
+        if self.key_file is None:
+            raise self._locked_or_missing()
+        with self._lock:
+            return self._open_entries()
+
+    def _open_entries(self) -> _Open:
+        """The open store, opening a key-file store on first use (self._lock held)."""
+        self._check_not_closed()
+        if self._open is not None:
+            return self._open
         if self.key_file is not None:
             return self._open_with_key_file(self.key_file)
-        if os.path.lexists(self.path):
-            raise LockedError(f"the store at {self.path} is locked: run `helperctl unlock`")
-        raise self._missing()
+        raise self._locked_or_missing()
 
-    def _open_with_key_file(self, key_file: Path) -> _Entries:
+    def _locked_or_missing(self) -> LockedError:
+        if os.path.lexists(self.path):
+            return LockedError(f"the store at {self.path} is locked: run `helperctl unlock`")
+        return self._missing()
+
+    def _open_with_key_file(self, key_file: Path) -> _Open:
         # Read on every attempt until one succeeds, so a key file fixed later is picked up.
         material = read_key_file(key_file)
         raw = durable.read_private(self.path)
@@ -364,15 +401,15 @@ class FileStore(Store):
                 " a new one"
             )
         header, entries = self._decrypt(key, raw)
-        self._key, self._header, self._entries = key, header, entries
-        return entries
+        self._open = _Open(key, header, entries, {})
+        return self._open
 
     def _current_spec(self) -> tuple[KeySpec, bytes | None]:
         """The key spec in force, with the file's bytes when the store is locked."""
         with self._lock:
             self._check_not_closed()
-            if self._header is not None:
-                return self._header.spec, None
+            if self._open is not None:
+                return self._open.header.spec, None
             raw = self._read_existing()
         return self._parse(raw)[0].spec, raw
 
@@ -397,25 +434,39 @@ class FileStore(Store):
 
     def _commit(
         self,
-        entries: _Entries,
+        entries: Mapping[RecordKey, _Entry],
         key: StoreKey | None = None,
         spec: KeySpec | None = None,
         generation: int = 0,
-    ) -> _Entries:
+        *,
+        changed: Iterable[RecordKey] | None = None,
+    ) -> _Open:
         """Write ``entries`` durably, then make them current: a failed write changes nothing.
 
         Without ``key`` and ``spec``, writes under the current ones as the next generation.
+        ``changed``, when given, names every key whose entry differs from the current ones
+        (so only those are encoded). Readers see the previous snapshot until the file is durable.
         """
+        current = self._open
         if key is None or spec is None:
-            if self._key is None or self._header is None:
+            if current is None:
                 raise self._missing()  # unreachable: callers open the store first
-            key, spec, generation = self._key, self._header.spec, self._header.generation + 1
+            key, spec, generation = current.key, current.header.spec, current.header.generation + 1
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
         line = header.encode()
-        ciphertext = key.encrypt(header.nonce, _encode_records(entries), line)
+        fresh = entries if isinstance(entries, RecordMap) else _Entries(entries)
+        if current is not None and changed is not None:
+            pieces, order = _update_pieces(fresh, current, changed)
+        else:
+            pieces, order = _encode_pieces(fresh, {} if current is None else current.pieces)
+        # map and join run in C: no Python loop over every record on a write.
+        plaintext = b'{"records":[' + b",".join(map(_piece_of, map(pieces.__getitem__, order)))
+        plaintext += b"]}"
+        ciphertext = key.encrypt(header.nonce, plaintext, line)
         durable.write_atomic(self.path, line + b"\n" + ciphertext)
-        self._key, self._header, self._entries = key, header, entries
-        return entries
+        fresh.sorted_records(_record_of)  # sorted here, in the writer, not by the next reader
+        self._open = _Open(key, header, fresh, pieces, order)
+        return self._open
 
     def _parse(self, raw: bytes) -> tuple[_Header, bytes, bytes]:
         """Split a file into its header, its header line and its ciphertext."""
@@ -490,17 +541,52 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _record_of(entry: _Entry) -> Record:
-    return entry[0]
+_record_of: Callable[[_Entry], Record] = operator.itemgetter(0)
+_piece_of: Callable[[tuple[_Entry, bytes]], bytes] = operator.itemgetter(1)
 
 
-def _encode_records(entries: _Entries) -> bytes:
-    items = [
-        {**record.model_dump(mode="json"), "password": password.get_secret_value()}
-        for record, password in (entries[key] for key in sorted(entries))
-    ]
+def _encode(entry: _Entry) -> tuple[_Entry, bytes]:
+    """One entry's JSON, as it sits in the records document (password included)."""
+    record, password = entry
+    item = {**record.model_dump(mode="json"), "password": password.get_secret_value()}
     # ensure_ascii escapes lone surrogates too, so any str a password holds round-trips.
-    return json.dumps({"records": items}, separators=(",", ":"), sort_keys=True).encode("ascii")
+    return entry, json.dumps(item, separators=(",", ":"), sort_keys=True).encode("ascii")
+
+
+def _encode_pieces(entries: _Entries, known: _Pieces) -> tuple[_Pieces, list[RecordKey]]:
+    """Every entry's JSON and the keys in sorted order; an entry ``known`` holds (the very
+    same tuple) is reused, not encoded again.
+
+    The pieces joined by commas in that order, inside ``{"records":[`` and ``]}``, are the
+    bytes of one ``json.dumps`` of the whole document.
+    """
+    order = sorted(entries)
+    pieces: _Pieces = {}
+    for key in order:
+        entry = entries[key]
+        held = known.get(key)
+        pieces[key] = held if held is not None and held[0] is entry else _encode(entry)
+    return pieces, order
+
+
+def _update_pieces(
+    entries: _Entries, current: _Open, changed: Iterable[RecordKey]
+) -> tuple[_Pieces, list[RecordKey]]:
+    """The current pieces and order with the ``changed`` keys encoded again, added or
+    dropped: a write of one record to a big store encodes that record alone."""
+    pieces, order = dict(current.pieces), list(current.order)
+    if len(pieces) != len(current.entries):  # opened from the file: nothing encoded yet
+        pieces, order = _encode_pieces(current.entries, {})
+    for key in set(changed):
+        entry = entries.get(key)
+        if entry is None:
+            if pieces.pop(key, None) is not None:
+                del order[bisect.bisect_left(order, key)]
+            continue
+        if key not in pieces:
+            bisect.insort(order, key)
+        pieces[key] = _encode(entry)
+    return pieces, order
 
 
 def _decode_records(plaintext: bytes) -> _Entries:

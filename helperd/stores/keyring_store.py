@@ -96,9 +96,9 @@ class KeyringStore(Store):
         self._foreign = ForeignEntries(keyring)
         self._file_lock = FileLock(index_path.with_name(index_path.name + ".lock"))
         remove_stale_temps(index_path)
-        # _lock guards the in-memory index (held briefly); _write_lock makes each put or
-        # remove one step, keyring call included, so two writers cannot interleave their halves.
-        self._lock = threading.Lock()
+        # _write_lock makes each put or remove one step, keyring call included, so two
+        # writers cannot interleave their halves. Readers take no lock: _records is an
+        # immutable snapshot that a writer replaces in one assignment once the index is durable.
         self._write_lock = threading.Lock()
         try:
             self._records = self._load()
@@ -126,8 +126,7 @@ class KeyringStore(Store):
 
     def records(self) -> tuple[Record, ...]:
         """Every record, sorted by (name, username), from the index alone (no keyring call)."""
-        with self._lock:
-            return self._records.sorted_records(_itself)
+        return self._records.sorted_records(_itself)
 
     def password(self, record: Record) -> SecretStr:
         """Read ``record``'s password from the OS keyring (bounded).
@@ -137,8 +136,7 @@ class KeyringStore(Store):
             LockedError: the OS keyring's collection is locked.
             StoreUnavailableError: the OS keyring did not answer in time or failed.
         """
-        with self._lock:
-            held = self._records.get(record.key)
+        held = self._records.get(record.key)
         if held is None:
             raise NotFoundError(f"no record {record.name} with username {record.username}")
         service, username = location(held)
@@ -171,15 +169,13 @@ class KeyringStore(Store):
                 f"keyring services that start with {SERVICE_PREFIX!r} are reserved for helperd"
             )
         with self._write_lock:
-            with self._lock:
-                old = self._records.get(record.key)
-                records = _Records(self._records)
+            old = self._records.get(record.key)
+            records = _Records(self._records)
             service, username = location(record)
             self._keyring.set_password(service, username, password)
             records[record.key] = record
             self._save(records)
-            with self._lock:
-                self._records = records
+            self._records = records
             if old is not None and location(old) != (service, username):
                 # The record changed kind (generic <-> repository): its old entry is an orphan
                 # now. Failing to delete it loses nothing, so the put still succeeds.
@@ -195,9 +191,9 @@ class KeyringStore(Store):
                 a secret could not be deleted after the index was (the message names it).
         """
         with self._write_lock:
-            with self._lock:
-                gone = [self._records[key] for key in keys if key in self._records]
-                records = _Records((k, r) for k, r in self._records.items() if k not in set(keys))
+            current = self._records
+            gone = [current[key] for key in keys if key in current]
+            records = _Records((k, r) for k, r in current.items() if k not in set(keys))
             if not gone:
                 return
             if self._keyring.is_locked():
@@ -205,8 +201,7 @@ class KeyringStore(Store):
                 # changes rather than leave secrets behind that the user asked to delete.
                 raise LockedError(LOCKED_MESSAGE)
             self._save(records)
-            with self._lock:
-                self._records = records
+            self._records = records
             left: list[str] = []
             for record in gone:
                 service, username = location(record)
@@ -256,8 +251,7 @@ class KeyringStore(Store):
                 raise StoreUnavailableError(
                     f"could not delete {self._index_path}: {exc.strerror or exc}"
                 ) from None
-            with self._lock:
-                gone, self._records = list(self._records.values()), _Records()
+            gone, self._records = list(self._records.values()), _Records()
             for record in gone:
                 with contextlib.suppress(HelperdError):
                     self._keyring.delete_password(*location(record))
@@ -282,7 +276,8 @@ class KeyringStore(Store):
         return _Records((record.key, record) for record in index.records)
 
     def _save(self, records: _Records) -> None:
-        index = _Index(records=sorted(records.values(), key=lambda record: record.key))
+        """Write the index durably; sort ``records`` here, in the writer, not in a reader."""
+        index = _Index(records=list(records.sorted_records(_itself)))
         write_atomic(self._index_path, index.model_dump_json(indent=1).encode("utf-8") + b"\n")
 
 
@@ -296,6 +291,11 @@ class ForeignEntries:
 
     def __init__(self, keyring: BoundedKeyring) -> None:
         self._keyring = keyring
+
+    @property
+    def keyring(self) -> BoundedKeyring:
+        """The OS keyring these entries live in."""
+        return self._keyring
 
     def foreign_password(self, service: str, username: str | None) -> tuple[str, SecretStr] | None:
         """Read an OS keyring entry helperd does not hold: the generic fallback (bounded).

@@ -280,10 +280,11 @@ def test_client_waits_for_a_full_backlog_within_its_deadline(spawn: Spawn) -> No
     """A client that finds the listen backlog full waits (within its timeout), not fails.
 
     The daemon is frozen while idle peers fill its backlog, so a new connect gets EAGAIN;
-    it is let go half a second later, well within the client's 3 s.
+    it is let go half a second later, well within the client's 3 s. The backlog is set to 100
+    (config.toml), so that filling it takes fewer descriptors than the default SOMAXCONN.
     """
     raise_nofile(1024)
-    daemon = spawn()
+    daemon = spawn(config="backlog = 100")
     with Client(daemon.socket) as client:
         client.set(*KNOWN, username="u")
     outcome: list[str] = []

@@ -96,6 +96,30 @@ def test_locked_collection_answers_exit_5_in_time(
         daemon.stop()
 
 
+def test_frozen_keyring_at_the_default_bounds_is_named_not_unreachable(
+    home: Path, secret_service: SecretService
+) -> None:
+    """gnome-keyring frozen (SIGSTOP), every bound at its default (no keyring_timeout, no
+    HELPERD_TIMEOUT): helperctl get exits 1 naming the OS keyring, not 3 ("helperd did not
+    answer"), because the keyring call's bound sits inside the daemon's answer bound, which
+    sits inside the client's 2 s; status still answers."""
+    daemon = start_daemon(home, "--store", "keyring", env=secret_service.env)
+    try:
+        daemon.client().set("acme", NEEDLE, username="alice")
+        assert "HELPERD_TIMEOUT" not in daemon.env
+        assert not (home / "config.toml").exists()
+        with secret_service.paused_keyring():
+            result = helperctl(daemon, "get", "acme")
+            status = helperctl(daemon, "status", "--json")
+        assert 1 == result.returncode, result.stderr
+        assert "the OS keyring (Secret Service) did not answer" in result.stderr
+        assert NEEDLE not in result.stdout + result.stderr
+        assert 0 == status.returncode, status.stderr
+        assert "keyring" == json.loads(status.stdout)["store"]
+    finally:
+        daemon.stop()
+
+
 def test_migrate_both_ways(home: Path, key_file: Path, secret_service: SecretService) -> None:
     """file -> keyring -> file moves every record, verified, and deletes the source."""
     env = {**secret_service.env, "HELPERD_KEY_FILE": str(key_file)}

@@ -30,6 +30,7 @@ _DEBIAN_PACKAGES: dict[str, str] = {
     "pkill": "procps",
     "setsid": "util-linux",
     "flock": "util-linux",
+    "ss": "iproute2",
 }
 
 # Programs that come from the project's own venv (pip install -e ./client -e '.[test]').

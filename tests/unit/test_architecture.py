@@ -73,8 +73,9 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.core",
         "helperd.integrations.providers",
     },
-    # Starts a real daemon as a subprocess and talks to it through the client.
-    "helperd.testing": {"helperd_client", "helperd"},
+    # Starts a real daemon as a subprocess and talks to it through the client; writes a big
+    # store in one commit through the file store's own encoder, for tests and benchmarks.
+    "helperd.testing": {"helperd_client", "helperd", "helperd.core", "helperd.stores"},
     # The package root (its version) and ``python -m helperd``, which starts the daemon.
     "helperd": {"helperd", "helperd.daemon"},
 }

@@ -855,3 +855,46 @@ def test_puts_during_passwd_are_kept(
     store = reopen(unlocked, open_store)
     store.unlock(SecretStr("new"))
     assert "d" == store.password(rec("during")).get_secret_value()
+
+
+def test_reads_never_wait_for_a_writer(unlocked: FileStore) -> None:
+    """While a writer holds the store's writer lock (as it does across encryption, write and
+    fsync), records, password and state answer at once from the last durable snapshot."""
+    unlocked.put(rec(), SecretStr(SECRET))
+    answers: list[object] = []
+
+    def read() -> None:
+        [record] = unlocked.records()
+        answers.append((record.key, unlocked.password(record).get_secret_value()))
+        answers.append((unlocked.state, unlocked.reads_block))
+
+    with unlocked._lock:  # a writer in the middle of its write
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(5.0)
+        finished = not reader.is_alive()
+    assert finished, "a read waited for the writer's lock"
+    assert [(rec().key, SECRET), (StoreState.UNLOCKED, False)] == answers
+
+
+def test_incremental_encoding_writes_the_same_bytes_as_a_full_one(
+    open_store: OpenStore, path: Path, key_path: Path
+) -> None:
+    """After puts (new and replacing), a remove and a generic record, each write encoding
+    only what changed, the plaintext is byte for byte one json.dumps of every record."""
+    store = open_store(key_file=key_path)
+    for name in ("r5", "r1", "r9", "r3", "r1"):
+        store.put(rec(name), SecretStr(f"pw-\udc80-{name}-é"))
+    store.remove([("r3", "alice"), ("absent", "x")])
+    store.put(rec("g"), SecretStr("x"))
+    opened = store._open
+    assert opened is not None
+    items = [
+        {**record.model_dump(mode="json"), "password": password.get_secret_value()}
+        for record, password in (opened.entries[key] for key in sorted(opened.entries))
+    ]
+    whole = json.dumps({"records": items}, separators=(",", ":"), sort_keys=True).encode()
+    header, _, ciphertext = path.read_bytes().partition(b"\n")
+    plaintext = opened.key.decrypt(opened.header.nonce, ciphertext, header)
+    assert whole == plaintext
+    assert ["g", "r1", "r5", "r9"] == [r.name for r in store.records()]

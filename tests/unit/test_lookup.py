@@ -457,6 +457,33 @@ def test_catalog_of_the_next_version_reuses_parsed_urls(monkeypatch: pytest.Monk
         find(catalog, Query(url="https://corp.example.test/x/"), NOW)
 
 
+def _tables(catalog: Catalog) -> tuple[object, ...]:
+    """Everything a catalog answers from, comparable with another catalog's."""
+    parsed = {key: (record.key, urls) for key, (record, urls) in catalog._parsed.items()}
+    return (catalog._named, catalog._generic, catalog._origins, catalog._hosts, parsed)
+
+
+def test_a_catalog_that_follows_its_previous_version_equals_one_built_from_nothing() -> None:
+    """Built from the previous version's tables by its few differences (records added,
+    removed, replaced, generic or not), a catalog holds exactly what a full build holds, in
+    the same order, and leaves the previous catalog as it was. Records come sorted by key,
+    as stores hand them out."""
+    world = tuple(sorted(WORLD, key=lambda r: r.key))
+    previous = Catalog(world)
+    before = _tables(previous)
+    added = rec("added", "zoe", Kind.BASIC, "https://pkgs.example.test/simple/")
+    changed = rec("corp", "gina", Kind.BASIC, "https://elsewhere.example.test/")
+    generic = rec("someapp", "sam", Kind.GENERIC)
+    gone = world[0]
+    kept = [r for r in world if r.key not in (changed.key, gone.key)]
+    records = tuple(sorted([*kept, added, changed, generic], key=lambda r: r.key))
+
+    followed = Catalog(records, previous=previous)
+
+    assert _tables(Catalog(records)) == _tables(followed)
+    assert before == _tables(previous)
+
+
 def test_accepts_any_iterable() -> None:
     """find and owns read the records once, so a generator will do."""
     assert find((r for r in WORLD), Query(service="foo"), NOW).key == ("foo", "bob")

@@ -38,6 +38,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self.data: dict[tuple[str, str], tuple[Record, SecretStr]] = {}
         self._unlocked = True
+        self._records: tuple[Record, ...] = ()
 
     @property
     def state(self) -> StoreState:
@@ -55,9 +56,13 @@ class MemoryStore(Store):
         if not self._unlocked:
             raise LockedError("locked: run `helperctl unlock`")
 
-    def records(self) -> list[Record]:
+    def records(self) -> tuple[Record, ...]:
         self._check()
-        return [self.data[key][0] for key in sorted(self.data)]
+        # The same tuple until the records change, as Store.records promises.
+        records = tuple(self.data[key][0] for key in sorted(self.data))
+        if records != self._records:
+            self._records = records
+        return self._records
 
     def password(self, record: Record) -> SecretStr:
         self._check()
@@ -128,7 +133,7 @@ def test_set_refusals(service: Service, fields: dict[str, object]) -> None:
     """Invalid sets are refused as bad requests and store nothing."""
     with pytest.raises(BadRequestError):
         service.handle(set_req(**fields), T0)
-    assert [] == service.store.records()
+    assert () == service.store.records()
 
 
 def test_generic_entry_may_have_any_service_name(service: Service) -> None:

@@ -1,0 +1,110 @@
+"""Item 5b: `get` beside a writer, at 10, 1,000 and 10,000 repositories.
+
+For each size, a daemon on a key-file store of that size (`bench.store`) answers ``get``
+by Poetry's service over one kept connection, while a second process loops ``set`` on its
+own connection (each one rewrites and fsyncs the whole store). The writer is stopped
+(SIGSTOP) and let go (SIGCONT) in turns, so that quiet and busy windows alternate and the
+machine's own noise falls on both alike; the report gives the busy p50 and p99 as ratios to
+the quiet ones (goal: p50 at most 1.2x, p99 at most 3x).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.process import helperd_daemon, new_key_file
+from bench.stats import ratio, summarize
+from bench.store import Layout, build_store
+from helperd.testing import daemon_env
+
+__all__ = ["beside_writer"]
+
+# Loops `set` on its own connection until stdin closes, then prints how many it made.
+WRITER = """
+import select, sys
+from helperd_client import Client
+client = Client(sys.argv[1], timeout=60)
+count = 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    client.set("bench-written", f"pw-{count}", username="w")
+    count += 1
+print(count)
+"""
+
+
+def _window(sock: socket.socket, request: bytes, seconds: float, into: list[float]) -> None:
+    """Time gets one after another for ``seconds``, a short pause between them."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        sock.sendall(request)
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = sock.recv(65_536)
+            if not chunk:
+                raise RuntimeError("helperd closed the connection")
+            answer += chunk
+        into.append((time.perf_counter() - started) * 1e6)
+        if b'"ok":true' not in answer:
+            raise RuntimeError("a get failed beside the writer")
+        time.sleep(0.001)
+
+
+def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str, Any]:
+    layout = Layout(size)
+    home = workdir / f"w{size}"
+    home.mkdir(mode=0o700)
+    key = new_key_file(workdir / f"w{size}.key")
+    build_store(home / "store.enc", layout, key_file=key)
+    request = layout.service_request()
+    quiet: list[float] = []
+    busy: list[float] = []
+    with helperd_daemon(home, key) as daemon, socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(60)
+        sock.connect(str(daemon.socket))
+        _window(sock, request, 0.3, [])  # the key-file store opens on the first get
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(daemon.socket)],
+            env=daemon_env(home),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(0.3)
+            for _ in range(rounds):
+                _window(sock, request, window, busy)
+                writer.send_signal(signal.SIGSTOP)
+                time.sleep(0.1)  # the set it had sent is done
+                _window(sock, request, window, quiet)
+                writer.send_signal(signal.SIGCONT)
+        finally:
+            writer.send_signal(signal.SIGCONT)
+            out, _ = writer.communicate("", timeout=120)
+        sets = int(out or 0)
+    quiet_s, busy_s = summarize(quiet), summarize(busy)
+    return {
+        "size": size,
+        "quiet_us": quiet_s.as_dict(),
+        "busy_us": busy_s.as_dict(),
+        "p50_ratio": ratio(busy_s.p50, quiet_s.p50),
+        "p99_ratio": ratio(busy_s.p99, quiet_s.p99),
+        "sets": sets,
+    }
+
+
+def beside_writer(
+    sizes: tuple[int, ...], workdir: Path, rounds: int, window: float
+) -> dict[str, Any]:
+    """Get latency beside a looping writer, per store size, as ratios to the quiet figures."""
+    return {
+        "rounds": rounds,
+        "window_seconds": window,
+        "rows": [_one_size(size, workdir, rounds, window) for size in sizes],
+    }
