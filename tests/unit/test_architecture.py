@@ -27,6 +27,7 @@ ROOMS = (
     "helperd.daemon",
     "helperd.ctl",
     "helperd.integrations",
+    "helperd.upstream",
     "helperd.testing",
 )
 ALLOWED: dict[str, set[str]] = {
@@ -45,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.core.service",
         "helperd.stores",
         "helperd.daemon",
+        "helperd.upstream",
     },
     # helperctl talks to the daemon through the client only; it borrows core's read-only rules
     # (URL checks, record names, settings) and the integrations' file formats.
@@ -62,6 +64,15 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.core",
         "helperd.stores",
         "helperd.integrations",
+    },
+    # The secret engine's client, run by the daemon in worker threads: core's rules (settings,
+    # parsing, the cache), and the key file's rule from the stores for its secret files.
+    "helperd.upstream": {
+        "helperd_client",
+        "helperd",
+        "helperd.core",
+        "helperd.stores",
+        "helperd.upstream",
     },
     # Starts a real daemon as a subprocess and talks to it through the client.
     "helperd.testing": {"helperd_client", "helperd"},
@@ -180,6 +191,42 @@ def test_imports_run_one_way() -> None:
     assert [] == violations(ALL)
 
 
+# Third-party packages kept in one room: hvac (and the requests it rides on) is the daemon's
+# business alone, so helperctl, the client and the keyring plugin never pay for importing it.
+CONFINED = {"hvac": "helperd.upstream", "requests": "helperd.upstream"}
+
+
+def confined_imports(mods: list[Module]) -> list[str]:
+    """Every import of a confined package outside its room, as ``path:line: a -> b``."""
+    found = []
+    for module in mods:
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Import):
+                names = [(node.lineno, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [(node.lineno, node.module)]
+            else:
+                continue
+            for line, name in names:
+                home = CONFINED.get(name.split(".")[0])
+                if home is not None and room(module.name) != home:
+                    where = module.path.relative_to(ROOT)
+                    found.append(f"{where}:{line}: {module.name} -> {name}")
+    return found
+
+
+def test_hvac_stays_in_the_upstream_room() -> None:
+    """Only ``helperd.upstream`` imports hvac and requests."""
+    assert [] == confined_imports(ALL)
+
+
+def test_a_confined_import_is_reported() -> None:
+    """The checker reports hvac imported outside its room, lazily too, and not inside it."""
+    outside = _fake("helperd.core.fake", "def f():\n    import hvac.exceptions\n")
+    inside = _fake("helperd.upstream.fake", "import hvac\nfrom requests import exceptions\n")
+    assert (1, 0) == (len(confined_imports([outside])), len(confined_imports([inside])))
+
+
 def test_no_import_after_code() -> None:
     """No module imports at its bottom: every module-level import comes before the first other
     statement (the import cycle that once needed ``# noqa: E402`` cannot come back)."""
@@ -204,6 +251,9 @@ def _fake(name: str, source: str) -> Module:
         ("helperd.ctl.fake", "import helperd.daemon.server\n"),
         ("helperd.integrations.fake", "from helperd.ctl.session import DaemonClient\n"),
         ("helperd_client.fake", "from helperd.core import lookup\n"),
+        ("helperd.upstream.fake", "from helperd.daemon import server\n"),
+        ("helperd.ctl.fake", "from helperd.upstream import engine\n"),
+        ("helperd.core.fake", "def f():\n    import helperd.upstream.engine\n"),
     ],
 )
 def test_a_crossing_is_reported(name: str, source: str) -> None:
