@@ -32,12 +32,13 @@ def _counts(engine: Engine) -> tuple[int, int]:
 
 
 def test_approle_renews_then_logs_in_again_after_max_ttl(bao: Bao, tmp_path: Path) -> None:
-    """With token_ttl=3s and token_max_ttl=6s: the first fetch logs in; past half the TTL the
-    token is renewed (no new login); past the max TTL helperd logs in again. Every fetch reads
-    the secrets."""
+    """With token_ttl=3s and token_max_ttl=6s: the first fetch logs in, the next one at once
+    uses its token as is; past half the TTL the token is renewed (no new login); past the max
+    TTL helperd logs in again. Every fetch reads the secrets."""
     put(bao, "corp", username="ci", password="pw")
     engine = Engine(approle(bao, tmp_path, token_ttl="3s", token_max_ttl="6s"))
     assert ["corp"] == [s.record.name for s in engine.fetch().secrets]
+    engine.fetch()  # at once: the token is fresh, neither renewed nor replaced
     assert (1, 0) == _counts(engine)
     time.sleep(2)  # past half of 3 s: renewed before the TTL ends
     assert ["corp"] == [s.record.name for s in engine.fetch().secrets]
@@ -98,15 +99,18 @@ def test_token_file_renewal_refused(bao: Bao, tmp_path: Path) -> None:
 
 
 def test_token_file_renewed(bao: Bao, tmp_path: Path) -> None:
-    """A renewable token past half its TTL is renewed at the next fetch."""
+    """A renewable token past half its TTL is renewed at the next fetch, so that it still
+    works after its first TTL has run out."""
     put(bao, "corp", username="ci", password="pw")
     engine = Engine(token_settings(bao, tmp_path, policy_token(bao, RUNNER_POLICY, ttl="4s")))
     engine.fetch()
     time.sleep(2.1)
     engine.fetch()
+    time.sleep(2.1)  # 4.2 s after it was made: alive only because it was renewed
+    assert ["corp"] == [s.record.name for s in engine.fetch().secrets]
     auth = engine.auth
     assert isinstance(auth, TokenFileAuth)
-    assert 1 == auth.renewals
+    assert 2 == auth.renewals
 
 
 def test_non_renewable_token_warns(bao: Bao, tmp_path: Path) -> None:
