@@ -16,8 +16,8 @@ Pure: ``now`` is a parameter everywhere, and nothing here does I/O. The rules (d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -33,6 +33,8 @@ __all__ = ["RETRY", "Freshness", "Refresh", "Staleness", "UpstreamCache", "merge
 
 RETRY = timedelta(seconds=60)
 """The longest wait before a failed refresh is tried again."""
+
+_DUMP_VERSION = 1
 
 
 class Freshness(StrEnum):
@@ -119,6 +121,58 @@ class UpstreamCache:
     def failed(self, message: str, now: datetime, reason: str = "error") -> UpstreamCache:
         """The cache after a failed refresh: the secrets and their age are kept."""
         return replace(self, last=Refresh(now, ok=False, message=message, reason=reason))
+
+    def dump(self) -> dict[str, Any]:
+        """The cache as JSON-ready data, passwords included in plain text, so that a restart
+        while the engine is down can still serve it.
+
+        Only for encrypting at once: hand it to the local store's encryption, never to a
+        file, a log or the wire.
+        """
+        last = self.last
+        return {
+            "version": _DUMP_VERSION,
+            "refreshed_at": None if self.refreshed_at is None else _iso(self.refreshed_at),
+            "last": None if last is None else asdict(last) | {"at": _iso(last.at)},
+            "secrets": [
+                {
+                    "record": s.record.model_dump(mode="json"),
+                    "password": s.password.get_secret_value(),
+                }
+                for s in self.secrets
+            ],
+        }
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any]) -> UpstreamCache:
+        """The cache `dump` made.
+
+        Raises:
+            ValueError: ``data`` is not a dump of this version; the message holds no value.
+        """
+        try:
+            if data["version"] != _DUMP_VERSION:
+                raise ValueError
+            secrets = [
+                UpstreamSecret(
+                    UpstreamRecord.model_validate(item["record"]), SecretStr(item["password"])
+                )
+                for item in data["secrets"]
+            ]
+            refreshed = data["refreshed_at"]
+            last = data["last"]
+            return cls(
+                tuple(secrets),
+                None if refreshed is None else datetime.fromisoformat(refreshed),
+                None
+                if last is None
+                else Refresh(
+                    **(last | {"at": datetime.fromisoformat(last["at"])})
+                    | {"skipped": tuple(last["skipped"]), "warnings": tuple(last["warnings"])}
+                ),
+            )
+        except (KeyError, TypeError, ValueError):  # ValidationError is a ValueError
+            raise ValueError("not a saved upstream cache of this version") from None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ refused naming the engine; local records shadow upstream ones of the same name a
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -179,3 +180,28 @@ def test_lookup_by_url_reaches_upstream_records() -> None:
     merged = merge([], [_upstream("corp").record])
     found = find(merged, Query(url="https://corp.example/simple/pkg/"), T0)
     assert "corp" == found.name
+
+
+def test_dump_and_load_round_trip() -> None:
+    """A dumped cache (for the local store's encryption) loads back equal: its records,
+    passwords, age and last result, through JSON."""
+    cache = UpstreamCache().succeeded([_upstream("a"), _upstream("b")], T0, skipped=["x"])
+    cache = cache.failed("down", T0 + timedelta(minutes=9), "engine_down")
+    loaded = UpstreamCache.load(json.loads(json.dumps(cache.dump())))
+    assert (cache.secrets, cache.refreshed_at, cache.last) == (
+        loaded.secrets,
+        loaded.refreshed_at,
+        loaded.last,
+    )
+    assert "up-b-ci" == loaded.password(loaded.records[1]).get_secret_value()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"version": 2}, {"version": 1, "secrets": [{"record": {}, "password": "up-x"}]}],
+    ids=["empty", "version", "record"],
+)
+def test_load_refuses_what_is_no_dump(data: dict[str, object]) -> None:
+    """Data that is not a dump of this version is refused, without quoting it."""
+    with pytest.raises(ValueError, match=r"^not a saved upstream cache of this version$"):
+        UpstreamCache.load(data)
