@@ -60,6 +60,9 @@ class Fetched:
 class Engine:
     """A client of one upstream secret engine, as ``[upstream]`` configures it.
 
+    One fetch at a time: it holds the token and its lease, so give each worker its own
+    engine, or call it from one worker thread (the refresh's).
+
     Args:
         settings: the resolved ``[upstream]`` table.
         timeout: the bound on each HTTP call (connect, and each read).
