@@ -202,6 +202,12 @@ def test_runner_policy_from_the_docs_is_enough(bao: Bao, tmp_path: Path) -> None
             "list",
             id="no-list",
         ),
+        pytest.param(
+            'path "other/*" { capabilities = ["read", "list"] }',
+            "secret/metadata/helperd/",
+            "list",
+            id="nothing-on-the-mount",
+        ),
     ],
 )
 def test_policy_denial_names_path_and_capability(
