@@ -9,6 +9,7 @@ without reading a file.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import socket
 import stat
@@ -18,15 +19,30 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from helperd_client.errors import BadRequestError
 from helperd_client.paths import data_folder, socket_path
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from helperd.core.ladder import KEYRING_CALL_TIMEOUT
 
-__all__ = ["CONFIG_NAME", "FileConfig", "Settings", "StoreChoice"]
+__all__ = [
+    "CONFIG_NAME",
+    "FileConfig",
+    "Settings",
+    "StoreChoice",
+    "UpstreamFileConfig",
+    "UpstreamSettings",
+]
 
 CONFIG_NAME = "config.toml"
 StoreChoice = Literal["auto", "keyring", "file"]
@@ -50,6 +66,8 @@ class FileConfig(BaseModel):
     """Longest wait for one OS keyring call."""
     backlog: int | None = Field(default=None, ge=1, le=65_535)
     """The listen backlog: connections the kernel queues before the daemon accepts them."""
+    upstream: UpstreamFileConfig | None = None
+    """The ``[upstream]`` table: a secret engine (OpenBao, Vault) to read repositories from."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ class Settings:
     max_connections: int = 128
     keyring_timeout: float = KEYRING_CALL_TIMEOUT
     backlog: int = socket.SOMAXCONN
+    upstream: UpstreamSettings | None = None
 
     @property
     def config_file(self) -> Path:
@@ -124,6 +143,7 @@ class Settings:
             max_connections=file.max_connections or defaults.max_connections,
             keyring_timeout=file.keyring_timeout or defaults.keyring_timeout,
             backlog=file.backlog or defaults.backlog,
+            upstream=_upstream_settings(file.upstream, env),
         )
 
 
@@ -179,3 +199,148 @@ def _read_own(path: Path) -> bytes:
                 f" read it; run `chmod go-w {quoted}`"
             )
         return handle.read()
+
+
+# --- [upstream]: a secret engine (OpenBao, Vault) to read repositories from -------------------
+
+_PATH_SEGMENTS = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+
+
+class UpstreamFileConfig(BaseModel):
+    """The ``[upstream]`` table of config.toml (docs/fleet.md). The names are fixed: scripts
+    rely on them.
+
+    Auth is a token file, or AppRole (both ``role_id_file`` and ``secret_id_file``). The
+    three secret files may be relative to ``$CREDENTIALS_DIRECTORY`` (systemd's
+    ``LoadCredential=``); ``ca_file`` must be absolute. Messages never quote a value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    mount: str = "secret"
+    prefix: str = "helperd"
+    token_file: Path | None = None
+    role_id_file: Path | None = None
+    secret_id_file: Path | None = None
+    ca_file: Path | None = None
+    namespace: str | None = None
+    ttl_seconds: float = Field(default=300, gt=0)
+    """Refresh the cached secrets this long after the last successful refresh."""
+    max_stale_seconds: float = Field(default=86_400, ge=0)
+    """Serve cached secrets this long after the last successful refresh, then refuse."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("must be a URL such as https://bao.example.com:8200") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http or https URL with a host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("must not carry userinfo, a query or a fragment")
+        if parts.path not in ("", "/"):
+            raise ValueError("must not carry a path: give the engine's base URL")
+        return value.rstrip("/")
+
+    @field_validator("mount", "prefix")
+    @classmethod
+    def _segments(cls, value: str) -> str:
+        value = value.strip("/")
+        if not _PATH_SEGMENTS.fullmatch(value):
+            raise ValueError("must be path segments of letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return cls._segments(value)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_and_bounds(self) -> UpstreamFileConfig:
+        approle = (self.role_id_file, self.secret_id_file)
+        if self.token_file is not None and any(p is not None for p in approle):
+            raise ValueError("give token_file, or role_id_file and secret_id_file, not both")
+        if self.token_file is None and None in approle:
+            raise ValueError("give token_file, or both role_id_file and secret_id_file (AppRole)")
+        if self.max_stale_seconds < self.ttl_seconds:
+            raise ValueError("max_stale_seconds must be at least ttl_seconds")
+        return self
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """The upstream secret engine, resolved: what the daemon's refresh needs.
+
+    Attributes:
+        address: the engine's base URL, without a trailing slash.
+        mount: the KV version 2 mount, without slashes (``secret``).
+        prefix: the folder under the mount whose secrets are repositories (``helperd``).
+        token_file: the token's file (token auth); else AppRole with the two files below.
+        role_id_file: AppRole's role_id.
+        secret_id_file: AppRole's secret_id.
+        ca_file: the CA bundle that signs the engine's certificate; None: the system's.
+        namespace: the Vault Enterprise / OpenBao namespace; None: the root one.
+        ttl: how long after a successful refresh the next one is due.
+        max_stale: how long after the last successful refresh cached secrets are served.
+    """
+
+    address: str
+    mount: str = "secret"
+    prefix: str = "helperd"
+    token_file: Path | None = None
+    role_id_file: Path | None = None
+    secret_id_file: Path | None = None
+    ca_file: Path | None = None
+    namespace: str | None = None
+    ttl: timedelta = timedelta(seconds=300)
+    max_stale: timedelta = timedelta(seconds=86_400)
+
+    @property
+    def auth(self) -> Literal["token", "approle"]:
+        """How helperd logs in: ``token`` (a token file) or ``approle``."""
+        return "token" if self.token_file is not None else "approle"
+
+
+def _upstream_settings(
+    table: UpstreamFileConfig | None, env: Mapping[str, str]
+) -> UpstreamSettings | None:
+    """The ``[upstream]`` table resolved: relative secret files go under
+    ``$CREDENTIALS_DIRECTORY`` when it is set (else they stay relative, and the refresh says
+    which variable is missing)."""
+    if table is None:
+        return None
+    credentials = env.get("CREDENTIALS_DIRECTORY") or None
+
+    def secret_file(path: Path | None) -> Path | None:
+        if path is None or path.is_absolute() or credentials is None:
+            return path
+        return Path(credentials) / path
+
+    return UpstreamSettings(
+        address=table.address,
+        mount=table.mount,
+        prefix=table.prefix,
+        token_file=secret_file(table.token_file),
+        role_id_file=secret_file(table.role_id_file),
+        secret_id_file=secret_file(table.secret_id_file),
+        ca_file=table.ca_file,
+        namespace=table.namespace,
+        ttl=timedelta(seconds=table.ttl_seconds),
+        max_stale=timedelta(seconds=table.max_stale_seconds),
+    )
+
+
+FileConfig.model_rebuild()  # its `upstream` field names the table defined above

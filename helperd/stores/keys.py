@@ -54,6 +54,7 @@ __all__ = [
     "key_file_key",
     "passphrase_key",
     "read_key_file",
+    "read_private_file",
 ]
 
 SALT_BYTES = 16
@@ -324,28 +325,63 @@ def read_key_file(path: Path) -> bytes:
             owned by another user, open to group or others, shorter than 32 bytes or larger
             than 64 KiB. The message names the path and the fix.
     """
+    create_hint = f"(umask 077; head -c 32 /dev/urandom > {shlex.quote(str(path))})"
+    data = read_private_file(
+        path,
+        what="key file",
+        setting="HELPERD_KEY_FILE",
+        missing_hint=(
+            f"create one with `{create_hint}`, or point HELPERD_KEY_FILE at the right file"
+        ),
+        max_bytes=MAX_KEY_FILE_BYTES,
+    )
+    if len(data) < MIN_KEY_FILE_BYTES:
+        raise StoreUnavailableError(
+            f"key file {path} holds {len(data)} bytes, fewer than the {MIN_KEY_FILE_BYTES}"
+            f" a key needs: fill it with random bytes, e.g. `{create_hint}`"
+        )
+    return data
+
+
+def read_private_file(
+    path: Path, *, what: str, setting: str, missing_hint: str, max_bytes: int
+) -> bytes:
+    """Read a small secret file (a key file, a token), refusing one that anybody but its owner
+    could have read or swapped: the key file's rule, shared with every secret helperd reads.
+
+    Accepted: a regular file owned by the user with no group or other bits (0600, 0400), or a
+    systemd credential (root:root, 0440 at most, the service's user let in by an ACL).
+
+    Args:
+        path: the file.
+        what: what the file is, for messages (``"key file"``).
+        setting: the setting that names the file, for the symbolic-link fix.
+        missing_hint: what to do when the file does not exist.
+        max_bytes: the largest file accepted.
+
+    Raises:
+        StoreUnavailableError: the file is missing, a symbolic link, not a regular file,
+            owned by another user, open to group or others, or larger than ``max_bytes``.
+            The message names the path and the fix, never the content.
+    """
     quoted = shlex.quote(str(path))
-    create_hint = f"(umask 077; head -c 32 /dev/urandom > {quoted})"
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
     except FileNotFoundError:
-        raise StoreUnavailableError(
-            f"key file {path} does not exist: create one with `{create_hint}`,"
-            " or point HELPERD_KEY_FILE at the right file"
-        ) from None
+        raise StoreUnavailableError(f"{what} {path} does not exist: {missing_hint}") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise StoreUnavailableError(
-                f"key file {path} is a symbolic link: refusing to follow it;"
-                " point HELPERD_KEY_FILE at the file itself"
+                f"{what} {path} is a symbolic link: refusing to follow it;"
+                f" point {setting} at the file itself"
             ) from None
         raise StoreUnavailableError(
-            f"could not read key file {path}: {exc.strerror or exc}"
+            f"could not read {what} {path}: {exc.strerror or exc}"
         ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise StoreUnavailableError(f"key file {path} is not a regular file")
+            raise StoreUnavailableError(f"{what} {path} is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
         # Newer systemd hands credentials over as root:root 0440 plus an ACL for the service's
         # user: readable by root (out of scope) and by us only, so accept exactly that shape,
@@ -356,30 +392,25 @@ def read_key_file(path: Path) -> bytes:
         )
         if info.st_uid != os.getuid() and not systemd_credential:
             raise StoreUnavailableError(
-                f"key file {path} belongs to another user (uid {info.st_uid}), not to the"
+                f"{what} {path} belongs to another user (uid {info.st_uid}), not to the"
                 f" user helperd runs as (uid {os.getuid()}): give it to that user"
-                f" (`chown {os.getuid()} {quoted}`) or use a key file of its own"
+                f" (`chown {os.getuid()} {quoted}`) or use a {what} of its own"
             )
         if mode & 0o077 and not systemd_credential:
             raise StoreUnavailableError(
-                f"key file {path} is open to group or others (mode {mode:04o}):"
+                f"{what} {path} is open to group or others (mode {mode:04o}):"
                 f" run `chmod 600 {quoted}`"
             )
-        data = _read_at_most(fd, MAX_KEY_FILE_BYTES + 1)
+        data = _read_at_most(fd, max_bytes + 1)
     except OSError as exc:
         raise StoreUnavailableError(
-            f"could not read key file {path}: {exc.strerror or exc}"
+            f"could not read {what} {path}: {exc.strerror or exc}"
         ) from None
     finally:
         os.close(fd)
-    if len(data) > MAX_KEY_FILE_BYTES:
+    if len(data) > max_bytes:
         raise StoreUnavailableError(
-            f"key file {path} is larger than {MAX_KEY_FILE_BYTES // 1024} KiB: it is not a key file"
-        )
-    if len(data) < MIN_KEY_FILE_BYTES:
-        raise StoreUnavailableError(
-            f"key file {path} holds {len(data)} bytes, fewer than the {MIN_KEY_FILE_BYTES}"
-            f" a key needs: fill it with random bytes, e.g. `{create_hint}`"
+            f"{what} {path} is larger than {max_bytes // 1024} KiB: it is not a {what}"
         )
     return data
 

