@@ -200,7 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args[0] not in ACTIONS:
         return 0  # git's rule for helpers: ignore an action you do not know
-    return serve(args[0], parse(sys.stdin))
+    # Bytes, not sys.stdin's locale: git's values are UTF-8 whatever LANG says.
+    try:
+        attrs = parse(line.decode() for line in iter(sys.stdin.buffer.readline, b""))
+    except UnicodeDecodeError:
+        print(f"{PROG}: git's input is not UTF-8; nothing done", file=sys.stderr)
+        return 0
+    return serve(args[0], attrs)
 
 
 def serve(action: str, attrs: dict[str, str]) -> int:
@@ -218,7 +224,10 @@ def serve(action: str, attrs: dict[str, str]) -> int:
     except HelperdError as exc:  # unreachable, a failed start, store_unavailable, ...
         print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 0
-    sys.stdout.write(out)
+    except Exception as exc:  # a garbled answer: its text could hold anything, so no message
+        print(f"{PROG}: unexpected {type(exc).__name__}; nothing done", file=sys.stderr)
+        return 0
+    sys.stdout.buffer.write(out.encode())
     sys.stdout.flush()
     return 0
 

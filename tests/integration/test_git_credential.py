@@ -70,6 +70,19 @@ def test_get_serves_the_host_record(held: Daemon) -> None:
     )
 
 
+def test_get_speaks_utf8_whatever_the_locale(held: Daemon) -> None:
+    """Input and output are UTF-8 bytes even when Python's stdio encoding is Latin-1."""
+    done = subprocess.run(
+        [str(HELPER), "get"],
+        input=_lines({**REPO, "username": "alice"}).encode(),
+        capture_output=True,
+        env=_env(held, PYTHONIOENCODING="latin-1"),
+        check=False,
+        timeout=30,
+    )
+    assert (0, "username=alice\npassword=pä ss=w:rd\n".encode()) == (done.returncode, done.stdout)
+
+
 def test_get_prints_the_expiry(held: Daemon) -> None:
     """A record with an expiry answers ``password_expiry_utc`` in epoch seconds; a URL under
     a record's URL wins over the host's record."""
