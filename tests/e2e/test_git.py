@@ -11,6 +11,7 @@ setuptools), so an install that succeeds proves the clone authenticated.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from helperd.testing import Daemon
-from tests.e2e.git_server import MODULE, GitServer, make_package_repo, running_git_server
+from tests.e2e.git_server import MODULE, PACKAGE, GitServer, make_package_repo, running_git_server
 from tests.e2e.harness import Result, Sandbox, files_containing
 from tests.e2e.toolenv import Tools
 from tests.support.tools import require_tool
@@ -58,15 +59,22 @@ def git_sandbox(sandbox: Sandbox, helper_bin: Path) -> Sandbox:
     return sandbox
 
 
-def _run(sandbox: Sandbox, args: list[str | Path], stdin: str | None = None) -> Result:
+def _run(
+    sandbox: Sandbox,
+    args: list[str | Path],
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    **extra: str,
+) -> Result:
     """Run in the sandbox with its git config alone (no system or user file) and no prompt."""
     git_env = {
         "GIT_CONFIG_GLOBAL": str(sandbox.root / "gitconfig"),
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "/bin/false",
+        **extra,
     }
-    return sandbox.run(args, stdin=stdin, extra_env=git_env)
+    return sandbox.run(args, stdin=stdin, cwd=cwd, extra_env=git_env)
 
 
 def _hold(helperd: Daemon, server: GitServer, password: str | None = None) -> None:
@@ -199,3 +207,31 @@ def test_pip_fails_cleanly_without_the_password(
     done = _pip(git_sandbox, tools, git_server, target)
     assert 0 != done.returncode, done.describe()
     assert not (target / MODULE).exists()
+
+
+@pytest.mark.parametrize("system_git", [True, False], ids=["system-git", "dulwich"])
+def test_poetry_locks_a_git_dependency_through_helperd(
+    git_sandbox: Sandbox, git_server: GitServer, helperd: Daemon, tools: Tools, system_git: bool
+) -> None:
+    """``poetry lock`` of a project with the private git dependency: with
+    ``system-git-client`` Poetry runs git, which asks the helper; by default Poetry's dulwich
+    asks the keyring backend (helperd's plugin in Poetry's environment) for the same record,
+    with no git helper configured, so that Poetry's fallback to git cannot be what worked."""
+    _hold(helperd, git_server)
+    project = git_sandbox.root / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "helperd-git-app"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        f'dependencies = ["{PACKAGE} @ git+{git_server.url()}"]\n'
+        "\n[tool.poetry]\npackage-mode = false\n"
+    )
+    done = _run(
+        git_sandbox,
+        [tools.poetry, "--no-ansi", "lock"],
+        cwd=project,
+        POETRY_SYSTEM_GIT_CLIENT=str(system_git).lower(),
+        **({} if system_git else {"GIT_CONFIG_GLOBAL": os.devnull}),
+    )
+    assert 0 == done.returncode, done.describe()
+    assert git_server.url() in (project / "poetry.lock").read_text()
+    assert [] == files_containing(git_sandbox.root, git_server.password)
