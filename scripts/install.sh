@@ -13,7 +13,7 @@
 #   PYTHON          the Python to build the venv with (default: python3, else /usr/bin/python3;
 #                   3.11 or newer, and as root one every user can run)
 #   HELPERD_VENV    where the venv goes
-#   HELPERD_BIN_DIR where the helperd and helperctl links go
+#   HELPERD_BIN_DIR where the helperd, helperctl and git-credential-helperd links go
 # HELPERD_HOME, HELPERD_SOCKET and HELPERD_STORE reach the daemon and helperctl unchanged.
 #
 # This script never reads, asks for or prints a secret.
@@ -143,7 +143,7 @@ fi
 info "Installing helperd-client and helperd from $repo"
 (cd "$repo" && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade ./client .) ||
     die "pip could not install helperd from $repo (see above)"
-for exe in helperd helperctl; do
+for exe in helperd helperctl git-credential-helperd; do
     [[ -x "$venv/bin/$exe" ]] || die "pip did not install $venv/bin/$exe"
 done
 helperctl="$venv/bin/helperctl"
@@ -151,7 +151,7 @@ info "Installed: $("$venv/bin/python" -c 'from importlib.metadata import version
 
 # --- 5. links on PATH -----------------------------------------------------------------------------
 mkdir -p "$bin_dir"
-for exe in helperd helperctl; do
+for exe in helperd helperctl git-credential-helperd; do
     link="$bin_dir/$exe"
     target="$venv/bin/$exe"
     if [[ -e "$link" && ! -L "$link" ]]; then
@@ -162,7 +162,7 @@ for exe in helperd helperctl; do
     fi
     ln -sfn "$target" "$link"
 done
-info "Linked helperd and helperctl into $bin_dir"
+info "Linked helperd, helperctl and git-credential-helperd into $bin_dir"
 case ":$PATH:" in
     *":$bin_dir:"*) ;;
     *) warn "$bin_dir is not on your PATH: add it (e.g. export PATH=\"$bin_dir:\$PATH\" in ~/.profile)" ;;
@@ -256,3 +256,4 @@ fi
 echo "  helperctl set NAME --url URL --username USER   # add a repository's credentials (asks for the password)"
 echo "  helperctl set NAME --url URL --token           # or an API token"
 echo "  helperctl list"
+echo "  git config --global credential.helper helperd   # git (and pip/uv/Poetry git deps) ask helperd (docs/git.md)"

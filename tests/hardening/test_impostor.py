@@ -5,7 +5,8 @@ look, at the fallback path and at ``HELPERD_SOCKET``; a symlinked folder, a grou
 folder, and a listener of another UID inside the victim's own private folder are planted
 too. The impostor records every byte it receives and answers every request with success, as
 a real one would. helperd_client.Client and helperctl (exit 1), the keyring shim (exit 1,
-nothing handed to another keyring) and the keyring plugin (reads raise KeyringError, writes
+nothing handed to another keyring), git-credential-helperd (exit 1, nothing on stdout) and
+the keyring plugin (reads raise KeyringError, writes
 PasswordSetError, ``priority`` answers) all refuse; the impostor's log stays empty.
 Needs root (to change UIDs): skipped otherwise, failed in CI.
 """
@@ -188,7 +189,8 @@ def _refusal(planted: Planted) -> str:
 def test_every_client_refuses_and_the_impostor_gets_nothing(
     planted: Planted, tmp_path: Path
 ) -> None:
-    """Client, helperctl, the shim and the plugin refuse, naming the path; nothing is sent."""
+    """Client, helperctl, the shim, git's helper and the plugin refuse, naming the path;
+    nothing is sent."""
     where = str(planted.socket)
     with pytest.raises(UntrustedSocketError, match=_refusal(planted)) as raised:
         Client().set("acme", SECRET, username="alice")
@@ -220,6 +222,23 @@ def test_every_client_refuses_and_the_impostor_gets_nothing(
     assert (1, b"") == (shim.returncode, shim.stdout), shim.stderr
     assert where in shim.stderr.decode()
     assert not (stand_in / "called").exists(), "the shim handed the call to another keyring"
+
+    git_lines = {
+        "store": f"protocol=http\nhost=127.0.0.1:8080\nusername=alice\npassword={SECRET}\n\n",
+        "get": "protocol=http\nhost=127.0.0.1:8080\n\n",
+    }
+    for action, lines in git_lines.items():
+        git = subprocess.run(
+            [str(BIN / "git-credential-helperd"), action],
+            input=lines.encode(),
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (1, b"") == (git.returncode, git.stdout), git.stderr
+        assert where in git.stderr.decode()
+        assert SECRET not in git.stderr.decode()
 
     assert PRIORITY == HelperdKeyring.priority
     plugin = HelperdKeyring()
