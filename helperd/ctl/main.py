@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 from helperd_client.errors import HelperdError, LockedError
+from helperd_client.names import TOKEN_USERNAME
 
 from helperd import __version__
 from helperd.ctl import cli_input
@@ -33,8 +34,6 @@ from helperd.ctl.session import Session
 from helperd.integrations.shim_install import install_shim
 
 __all__ = ["cli", "main"]
-
-TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
 
 
 class _Group(click.Group):
@@ -152,7 +151,7 @@ def status(session: Session, as_json: bool) -> None:
     callback=cli_input.index_urls,
     help="An index or upload URL (repeatable).",
 )
-@click.option("--username", "-u", help="The username [default for --token: __token__].")
+@click.option("--username", "-u", help=f"The username [default for --token: {TOKEN_USERNAME}].")
 @click.option("--token", is_flag=True, help="Store an API token rather than a password.")
 @click.option(
     "--expires-at",
