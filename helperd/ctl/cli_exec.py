@@ -5,7 +5,7 @@ dependencies, plugins, hooks) inherits its environment, so exec hands out only w
 asked for: the read credentials of the repositories named (``--repo``, or ``--all``), and the
 upload credentials (``__token__`` tokens, twine's and ``uv publish``'s variables) only with
 ``--upload`` and one ``--repo``.
-Registered on the ``helperctl`` group through `helperd.ctl.cli_tools`; never imports
+Registered on the ``helperctl`` group by `helperd.ctl.main`; never imports
 `helperd.ctl.main`.
 """
 

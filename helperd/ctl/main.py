@@ -26,10 +26,11 @@ from helperd_client.names import TOKEN_USERNAME
 from helperd import __version__
 from helperd.ctl import cli_input
 from helperd.ctl.cli_admin import doctor, install_service
+from helperd.ctl.cli_exec import exec_command
+from helperd.ctl.cli_import import import_poetry
 from helperd.ctl.cli_input import fail
 from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
 from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock
-from helperd.ctl.cli_tools import exec_command, import_poetry
 from helperd.ctl.session import Session
 from helperd.integrations.shim_install import install_shim
 
