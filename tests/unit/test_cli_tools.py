@@ -1,4 +1,4 @@
-"""``helperctl import-poetry`` and ``helperctl exec`` against an in-memory fake daemon."""
+"""``helperctl import-poetry`` and ``helperctl exec`` against the real core in-process."""
 
 from __future__ import annotations
 
