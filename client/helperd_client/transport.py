@@ -149,7 +149,7 @@ def read_line(sock: socket.socket, buffer: bytearray, deadline: float) -> bytes:
 
 
 def ask_once(path: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Send ``message`` on a new connection and return the daemon's response, undecoded by op.
+    """Send ``message`` on a new connection; the response object, its ``ok`` left to the caller.
 
     Raises:
         DaemonNotRunningError: nothing listens at ``path``.
