@@ -20,8 +20,9 @@ import time
 
 from helperd_client.errors import DaemonNotRunningError, DaemonUnreachableError
 from helperd_client.paths import data_folder
-from helperd_client.trust import connect, folder_problem
-from helperd_client.wire import PROTOCOL_VERSION, decode_line, encode_line
+from helperd_client.transport import ask_once
+from helperd_client.trust import folder_problem
+from helperd_client.wire import PROTOCOL_VERSION
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: the keyring shim must not import typing
 if TYPE_CHECKING:
@@ -172,27 +173,14 @@ def _open_log(path: str) -> int:
 
 
 def _hello(socket: str, deadline: float) -> None:
-    """One ``hello`` on a checked connection; DaemonNotRunningError while nothing listens."""
+    """One ``hello`` on a checked connection; DaemonNotRunningError while nothing answers."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise DaemonNotRunningError("no time left")
     try:
-        sock = connect(socket, left)
-    except OSError as exc:
-        raise DaemonNotRunningError(str(exc)) from None
-    with sock:
-        try:
-            sock.sendall(encode_line({"v": PROTOCOL_VERSION, "id": 1, "op": "hello"}))
-            buffer = b""
-            while b"\n" not in buffer:
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                chunk = sock.recv(65_536)
-                if not chunk:
-                    raise DaemonNotRunningError("closed")
-                buffer += chunk
-        except OSError as exc:
-            raise DaemonNotRunningError(str(exc)) from None
-    decode_line(buffer.partition(b"\n")[0])
+        ask_once(socket, {"v": PROTOCOL_VERSION, "id": 1, "op": "hello"}, left)
+    except DaemonUnreachableError as exc:  # refused meanwhile, closed, no answer yet
+        raise DaemonNotRunningError(exc.message) from None
 
 
 def _alive(pid: int) -> bool:

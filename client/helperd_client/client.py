@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from helperd_client.errors import (
-    DaemonNotRunningError,
     DaemonUnreachableError,
     HelperdError,
     ProtocolMismatchError,
@@ -38,8 +37,15 @@ from helperd_client.errors import (
     error_for_code,
 )
 from helperd_client.paths import socket_path as default_socket_path
-from helperd_client.trust import check_peer, check_socket_folder
-from helperd_client.wire import MAX_RESPONSE, PROTOCOL_VERSION, decode_line, encode_line
+from helperd_client.transport import (
+    DEFAULT_TIMEOUT,
+    Closed,
+    connect,
+    env_timeout,
+    read_line,
+    remaining,
+)
+from helperd_client.wire import PROTOCOL_VERSION, decode_line, encode_line
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -51,20 +57,12 @@ __all__ = [
     "Status",
 ]
 
-DEFAULT_TIMEOUT = 2.0
-"""Seconds a call may take, connect and answer included (override: HELPERD_TIMEOUT)."""
-
 BUSY_FIRST_PAUSE = 0.005
 BUSY_MAX_PAUSE = 0.1
 """First and longest pause before asking again a daemon that answered ``busy``."""
 
 PASSPHRASE_TIMEOUT = 90.0
 """Seconds for calls that carry a passphrase: long enough for the KDF on a slow machine."""
-
-START_HINT = (
-    "start it with `helperd &`, or `systemctl --user start helperd.socket` where it is"
-    " installed as a service"
-)
 
 
 def _time(value: Any) -> datetime | None:
@@ -181,11 +179,11 @@ class Client:
         passphrase_timeout: float = PASSPHRASE_TIMEOUT,
     ) -> None:
         self.path = Path(path) if path is not None else default_socket_path()
-        self.timeout = timeout if timeout is not None else _env_timeout()
+        self.timeout = timeout if timeout is not None else env_timeout()
         self.passphrase_timeout = max(passphrase_timeout, self.timeout)
         self._sock: socket.socket | None = None
         self._pid = 0  # the process that opened _sock
-        self._buffer = b""
+        self._buffer = bytearray()
         self._next_id = 1
         self._lock = threading.Lock()
 
@@ -362,21 +360,21 @@ class Client:
         reused = self._sock is not None and self._usable()
         sock = self._connect(deadline)
         try:
-            sock.settimeout(_remaining(deadline))
+            sock.settimeout(remaining(deadline))
             try:
                 sock.sendall(line)
             except (BrokenPipeError, ConnectionResetError):
                 if reused:
                     raise
                 # A new connection closed at once: the daemon may have said why (busy) first.
-                return decode_line(self._read_line(sock, deadline))
-            return decode_line(self._read_line(sock, deadline))
-        except (BrokenPipeError, ConnectionResetError, _Closed) as exc:
+                return decode_line(read_line(sock, self._buffer, deadline))
+            return decode_line(read_line(sock, self._buffer, deadline))
+        except (BrokenPipeError, ConnectionResetError, Closed) as exc:
             if reused and not self._buffer:
                 raise _ClosedBeforeReading from None
             raise DaemonUnreachableError(
                 f"helperd at {self.path} closed the connection without answering"
-                if isinstance(exc, _Closed)
+                if isinstance(exc, Closed)
                 else f"lost the connection to helperd at {self.path}: {exc.strerror}"
             ) from None
         except TimeoutError:
@@ -413,68 +411,17 @@ class Client:
     def _connect(self, deadline: float) -> socket.socket:
         if self._sock is not None:
             return self._sock
-        # Before a byte goes out: the socket's folder must be ours (helperd_client.trust).
-        if not check_socket_folder(self.path):
-            raise DaemonNotRunningError(
-                f"helperd is not running (no folder for {self.path}): {START_HINT}"
-            )
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            while True:
-                sock.settimeout(_remaining(deadline))
-                try:
-                    sock.connect(str(self.path))
-                    break
-                except BlockingIOError:
-                    # A full listen backlog answers EAGAIN on a Unix socket, not a wait:
-                    # try again shortly, within the same deadline.
-                    time.sleep(min(0.01, _remaining(deadline)))
-        except (FileNotFoundError, ConnectionRefusedError):
-            sock.close()
-            raise DaemonNotRunningError(
-                f"helperd is not running (nothing listens on {self.path}): {START_HINT}"
-            ) from None
-        except TimeoutError:
-            sock.close()
-            raise DaemonUnreachableError(
-                f"helperd at {self.path} did not accept a connection within {self.timeout:g} s"
-            ) from None
-        except OSError as exc:
-            sock.close()
-            raise DaemonUnreachableError(
-                f"cannot connect to helperd at {self.path}: {exc.strerror or exc}"
-            ) from None
-        try:
-            check_peer(sock, self.path)
-        except BaseException:
-            sock.close()
-            raise
+        sock = connect(self.path, deadline, self.timeout)
         self._sock = sock
         self._pid = os.getpid()
-        self._buffer = b""
+        self._buffer = bytearray()
         return sock
-
-    def _read_line(self, sock: socket.socket, deadline: float) -> bytes:
-        while b"\n" not in self._buffer:
-            if len(self._buffer) > MAX_RESPONSE:
-                raise DaemonUnreachableError("the daemon sent an oversized response")
-            sock.settimeout(_remaining(deadline))
-            chunk = sock.recv(65_536)
-            if not chunk:
-                raise _Closed
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line
 
     def _disconnect(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        self._buffer = b""
-
-
-class _Closed(Exception):
-    """The daemon closed the connection before a whole response arrived."""
+        self._buffer = bytearray()
 
 
 class _ClosedBeforeReading(Exception):
@@ -484,21 +431,6 @@ class _ClosedBeforeReading(Exception):
 
 def _present(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
-
-
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left
-
-
-def _env_timeout() -> float:
-    try:
-        value = float(os.environ.get("HELPERD_TIMEOUT", DEFAULT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 def _mismatch(theirs: object) -> ProtocolMismatchError:

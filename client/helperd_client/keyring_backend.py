@@ -44,6 +44,7 @@ from helperd_client.errors import (
     NotFoundError,
     UntrustedSocketError,
 )
+from helperd_client.names import LOCKED_HINT, POETRY_CHECK, POETRY_PREFIX, keyring_username
 from helperd_client.paths import socket_path
 
 if TYPE_CHECKING:
@@ -58,15 +59,6 @@ PRIORITY = 20
 
 REST_SECONDS = 30.0
 """After a daemon fails to answer in time, reads answer None at once for this long."""
-
-POETRY_CHECK = "python-poetry-check"  # Poetry's availability probe: answer None at once
-EMPTY_USERNAME = "__poetry_source_empty_username__"  # Poetry's "no username configured"
-POETRY_PREFIX = "poetry-repository-"
-
-LOCKED_HINT = (
-    "helperd: the credential store is locked, so no password was handed out;"
-    " `helperctl unlock` opens it"
-)
 
 T = TypeVar("T")
 
@@ -118,10 +110,9 @@ class HelperdKeyring(KeyringBackend):
     def _lookup(self, service: str, username: str | None) -> Credential | None:
         if service == POETRY_CHECK or self._resting():
             return None
-        if username == EMPTY_USERNAME:
-            username = ""  # only a record stored without a username answers it
+        asked = keyring_username(username)
         try:
-            return self._call(lambda client: client.get(service=service, username=username))
+            return self._call(lambda client: client.get(service=service, username=asked))
         except NotFoundError:
             return None
         except UntrustedSocketError as exc:

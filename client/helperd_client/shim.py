@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 from helperd_client.autostart import AUTOSTART_ENV, start_daemon
 from helperd_client.errors import (
@@ -37,9 +36,10 @@ from helperd_client.errors import (
     DaemonUnreachableError,
     UntrustedSocketError,
 )
+from helperd_client.names import LOCKED_HINT, POETRY_CHECK, keyring_username
 from helperd_client.paths import socket_file
-from helperd_client.trust import connect
-from helperd_client.wire import PROTOCOL_VERSION, decode_line, encode_line
+from helperd_client.transport import ask_once, env_timeout
+from helperd_client.wire import PROTOCOL_VERSION
 
 __all__ = [
     "MARKER",
@@ -65,14 +65,6 @@ NOT_FOUND = 1
 
 NO_KEYRING = 127
 """The status when no real ``keyring`` stands behind the shim."""
-
-DEFAULT_TIMEOUT = 2.0  # as helperd_client.client.DEFAULT_TIMEOUT; importing that costs ~10 ms
-POETRY_CHECK = "python-poetry-check"
-EMPTY_USERNAME = "__poetry_source_empty_username__"
-LOCKED_HINT = (
-    "helperd: the credential store is locked, so no password was handed out;"
-    " `helperctl unlock` opens it"
-)
 
 
 class Lookup:
@@ -156,30 +148,7 @@ def ask(service: str, username: str | None, timeout: float) -> dict[str, object]
     message: dict[str, object] = {"v": PROTOCOL_VERSION, "id": 1, "op": "get", "service": service}
     if username is not None:
         message["username"] = username
-    deadline = time.monotonic() + timeout
-    try:
-        sock = connect(socket_file(), timeout)  # checks the folder and the listener
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise DaemonNotRunningError(str(exc)) from None
-    except OSError as exc:  # TimeoutError, a full backlog, ...
-        raise Unreachable(str(exc)) from None
-    try:
-        sock.sendall(encode_line(message))
-        buffer = b""
-        while b"\n" not in buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Unreachable("no answer in time")
-            sock.settimeout(left)
-            chunk = sock.recv(65_536)
-            if not chunk:
-                raise Unreachable("connection closed")
-            buffer += chunk
-    except OSError as exc:
-        raise Unreachable(str(exc)) from None
-    finally:
-        sock.close()
-    response = decode_line(buffer.partition(b"\n")[0])
+    response = ask_once(socket_file(), message, timeout)  # the client's checked transport
     result = response.get("result")
     if response.get("ok") is True and isinstance(result, dict):
         return result
@@ -205,9 +174,9 @@ def serve(lookup: Lookup) -> int | None:
     """Answer ``lookup`` from helperd: the exit status, or None when the daemon is unreachable."""
     if lookup.service == POETRY_CHECK:
         return NOT_FOUND  # the plugin never answers Poetry's probe
-    username = "" if lookup.username == EMPTY_USERNAME else lookup.username
+    username = keyring_username(lookup.username)
     try:
-        result = ask_starting(lookup.service, username, _timeout())
+        result = ask_starting(lookup.service, username, env_timeout())
     except Unreachable:
         return None
     except Exception as exc:  # a garbled answer is "not found", as in the plugin
@@ -281,14 +250,6 @@ def main(argv: list[str] | None = None) -> int:
         if status is not None:
             return status
     return forward(args)
-
-
-def _timeout() -> float:
-    try:
-        value = float(os.environ.get("HELPERD_TIMEOUT", DEFAULT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 if __name__ == "__main__":

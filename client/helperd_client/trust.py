@@ -19,13 +19,13 @@ import stat
 import struct
 import sys
 
-from helperd_client.errors import DaemonNotRunningError, UntrustedSocketError
+from helperd_client.errors import UntrustedSocketError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: the keyring shim must not import typing
 if TYPE_CHECKING:
     from os import PathLike
 
-__all__ = ["check_peer", "check_socket_folder", "connect", "folder_problem", "peer_uid"]
+__all__ = ["check_peer", "check_socket_folder", "folder_problem", "peer_uid"]
 
 _LOCAL_PEERCRED = 0x001  # <sys/un.h>
 _SOL_LOCAL = 0
@@ -132,30 +132,3 @@ def check_peer(sock: socket.socket, path: str | PathLike[str]) -> None:
             f" runs as {describe_uid(uid)}, not as you ({describe_uid(os.getuid())}) or root;"
             " it is not your helperd"
         )
-
-
-def connect(path: str | PathLike[str], timeout: float) -> socket.socket:
-    """A connection to the daemon at ``path``, checked before and after ``connect``.
-
-    Raises:
-        DaemonNotRunningError: nothing listens there (no folder, no socket, refused).
-        UntrustedSocketError: the folder or the listener is not the caller's (see above).
-        OSError: any other connect failure, ``TimeoutError`` included.
-    """
-    where = os.fspath(path)
-    if not check_socket_folder(where):
-        raise DaemonNotRunningError(f"helperd is not running (no folder for {where})")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(where)
-        check_peer(sock, where)
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        raise DaemonNotRunningError(
-            f"helperd is not running (nothing listens on {where})"
-        ) from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock

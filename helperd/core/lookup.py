@@ -19,13 +19,11 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from helperd_client.errors import BadRequestError, NotFoundError
+from helperd_client.names import TOOL_PREFIXES
 
 from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 
 __all__ = ["Catalog", "Query", "check_url", "find", "owns", "redact_url", "write_target"]
-
-# The keyring services tools use for repository NAME: Poetry's, and pdm's for its sources.
-_TOOL_PREFIXES = ("poetry-repository-", "pdm-pypi-")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_PORT = re.compile(
@@ -305,8 +303,8 @@ def write_target(
 
 
 def _tool_name(service: str) -> str | None:
-    """NAME when ``service`` is a tool's service for repository NAME (`_TOOL_PREFIXES`)."""
-    for prefix in _TOOL_PREFIXES:
+    """NAME when ``service`` is a tool's service for repository NAME (`TOOL_PREFIXES`)."""
+    for prefix in TOOL_PREFIXES:
         if service.startswith(prefix):
             return service[len(prefix) :]
     return None

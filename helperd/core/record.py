@@ -10,15 +10,13 @@ import re
 from datetime import datetime
 from enum import StrEnum
 
+from helperd_client.names import NAME_REGEX, TOKEN_USERNAME
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
 __all__ = ["NAME_PATTERN", "TOKEN_USERNAME", "Kind", "Record", "RecordKey"]
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
-"""A repository name as Poetry knows it."""
-
-TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
-"""Username of a token record unless another is given (and what Poetry asks for tokens)."""
+NAME_PATTERN = re.compile(NAME_REGEX)
+"""A repository name as Poetry knows it (`helperd_client.names.NAME_REGEX`)."""
 
 RecordKey = tuple[str, str]
 """(name, username): what identifies a record."""

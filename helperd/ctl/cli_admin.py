@@ -1,6 +1,6 @@
 """``helperctl install-service`` and ``helperctl doctor``: set helperd up, and say what is wrong.
 
-Registered on the ``helperctl`` group by `helperd.ctl.main`, like `helperd.ctl.cli_tools`.
+Registered on the ``helperctl`` group by `helperd.ctl.main`, like `helperd.ctl.cli_import`.
 `helperd.integrations.units` and `helperd.ctl.doctor` are imported when their command runs,
 so that every other command starts as fast as before.
 """

@@ -5,7 +5,7 @@ dependencies, plugins, hooks) inherits its environment, so exec hands out only w
 asked for: the read credentials of the repositories named (``--repo``, or ``--all``), and the
 upload credentials (``__token__`` tokens, twine's and ``uv publish``'s variables) only with
 ``--upload`` and one ``--repo``.
-Registered on the ``helperctl`` group through `helperd.ctl.cli_tools`; never imports
+Registered on the ``helperctl`` group by `helperd.ctl.main`; never imports
 `helperd.ctl.main`.
 """
 
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from helperd_client import Credential, RecordInfo
 from helperd_client.errors import BadRequestError, HelperdError, NotFoundError
+from helperd_client.names import TOKEN_USERNAME
 
 from helperd.ctl.cli_input import fail
 from helperd.ctl.cli_output import printable
@@ -47,7 +48,6 @@ FAMILIES = ("poetry", "uv", "twine")
 EXEC_FAILED = 125
 """``exec``'s own failures, as ``env`` has it; 126 (cannot run) and 127 (not found) are apart."""
 
-_TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
 
@@ -98,7 +98,8 @@ def _families(ctx: click.Context, param: click.Parameter, value: Sequence[str]) 
 @click.option(
     "--upload",
     is_flag=True,
-    help="Also the upload credentials of the one --repo (its __token__ token, twine, uv publish).",
+    help=f"Also the upload credentials of the one --repo (its {TOKEN_USERNAME} token, twine,"
+    " uv publish).",
 )
 @click.option(
     "--format",
@@ -193,7 +194,7 @@ def repository_names(records: Iterable[RecordInfo]) -> dict[str, bool]:
 
 
 def _upload_only(record: RecordInfo) -> bool:
-    return record.username == _TOKEN_USERNAME
+    return record.username == TOKEN_USERNAME
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def _nothing_to_give(name: str, mine: Sequence[RecordInfo], live: Sequence[Recor
     if not live:
         return f"every record of repository {name!r} has expired"
     return (
-        f"repository {name!r} holds only an upload token (username __token__),"
+        f"repository {name!r} holds only an upload token (username {TOKEN_USERNAME}),"
         " which exec hands out with --upload only"
     )
 

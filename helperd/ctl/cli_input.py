@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 import click
+from helperd_client.names import NAME_REGEX
 
 __all__ = [
     "MAX_STDIN",
@@ -40,7 +41,7 @@ MAX_STDIN = 60_000
 PROMPT_ATTEMPTS = 3
 """Tries at a hidden prompt before giving up (an empty entry or a mismatch uses one)."""
 
-_NAME = re.compile(r"[A-Za-z0-9._-]+")  # helperd.core.record.NAME_PATTERN, without pydantic
+_NAME = re.compile(NAME_REGEX)  # as helperd.core.record.NAME_PATTERN, without pydantic
 _DURATION = re.compile(r"(?:[0-9]+[smhdw])+", re.IGNORECASE)
 _PART = re.compile(r"([0-9]+)([smhdw])", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}

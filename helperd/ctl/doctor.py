@@ -2,8 +2,9 @@
 
 Facts are gathered once, by `helperd.ctl.doctor_facts.gather` (re-exported here; every probe is
 bounded in time and writes nothing); the checks are small pure functions of those facts
-(`CHECKS`), each returning a `Finding`: ok, warn or fail, a message, and the fix. Tests build
-`Facts` by hand, or gather them from deliberately broken setups.
+(`CHECKS`), each returning a `Finding`: ok, warn or fail, a message, and the fix. The checks of
+the daemon's side live here, those of the tools it serves in `helperd.ctl.doctor_tools`. Tests
+build `Facts` by hand, or gather them from deliberately broken setups.
 
 No check ever reads a secret into its output: Poetry's auth.toml is reported as a count, and
 the key file's bytes are read (as the daemon reads them) only to apply the daemon's own rules.
@@ -15,8 +16,6 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
 
 from helperd import __version__
 from helperd.ctl.doctor_facts import (
@@ -29,6 +28,15 @@ from helperd.ctl.doctor_facts import (
     PipFacts,
     gather,
     probe_program,
+)
+from helperd.ctl.doctor_finding import Finding
+from helperd.ctl.doctor_tools import (
+    check_auth_toml,
+    check_keyring_cli,
+    check_keyring_probe,
+    check_pip,
+    check_poetry,
+    check_shim,
 )
 
 __all__ = [
@@ -60,33 +68,8 @@ __all__ = [
     "run_checks",
 ]
 
-Level = Literal["ok", "warn", "fail"]
 SOCKET_PATH_MAX = 107
 """Bytes of a Unix socket path that fit in ``sockaddr_un`` on Linux (104 on macOS)."""
-
-
-# --- findings ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One check's verdict.
-
-    Attributes:
-        name: the check's name (stable: scripts may look for it).
-        status: ``ok``, ``warn`` or ``fail``; any ``fail`` makes doctor exit 1.
-        message: what was found.
-        fix: what to do about it, or None.
-    """
-
-    name: str
-    status: Level
-    message: str
-    fix: str | None = None
-
-    def to_json(self) -> dict[str, str | None]:
-        """The object ``doctor --json`` prints."""
-        return {"name": self.name, "status": self.status, "message": self.message, "fix": self.fix}
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -277,163 +260,6 @@ def check_key_file(facts: Facts) -> Finding:
         fix = command[1] if command else f"make {facts.key_file} a file of yours, mode 0600"
         return Finding(name, "fail", facts.key_error, fix)
     return Finding(name, "ok", f"{facts.key_file} is yours, private, and long enough")
-
-
-def _plugin_fix(probe: KeyringProbe) -> str:
-    if probe.tool == "poetry":
-        return (
-            'poetry self add helperd-client (from a checkout: poetry self add "$(pwd)/client"),'
-            f" or {shlex.quote(str(probe.python))} -m pip install helperd-client"
-        )
-    return (
-        f"{shlex.quote(str(probe.python))} -m pip install helperd-client, into the environment"
-        f" of {probe.program}"
-    )
-
-
-def check_keyring_probe(  # noqa: PLR0911 - one return per verdict
-    probe: KeyringProbe, facts: Facts, name: str
-) -> Finding:
-    """Which backend ``probe``'s Python picks, and whether helperd's plugin is there."""
-    what = "Poetry" if probe.tool == "poetry" else f"the keyring CLI ({probe.program})"
-    if probe.state == "absent":
-        return Finding(name, "warn", f"no {probe.tool} on PATH: not checked")
-    if probe.state == "no-python":
-        return Finding(name, "warn", f"cannot tell which Python runs {probe.program}: not checked")
-    if probe.state == "timeout":
-        return Finding(
-            name,
-            "fail",
-            f"{what} hangs choosing a keyring backend ({probe.error}); {probe.python}",
-            "a backend waits on a keyring that does not answer: install helperd's plugin"
-            " there, or set PYTHON_KEYRING_BACKEND",
-        )
-    if not probe.plugin:
-        picked = f"; it picks {probe.backend}" if probe.backend else ""
-        return Finding(
-            name,
-            "fail",
-            f"helperd's keyring plugin is not installed in {what}'s Python"
-            f" ({probe.python}){picked}",
-            _plugin_fix(probe),
-        )
-    if probe.state == "error":
-        return Finding(
-            name, "fail", f"{what}: {probe.error}", f"run {probe.python} -c 'import keyring'"
-        )
-    if probe.picks_helperd:
-        return Finding(name, "ok", f"{what} picks {probe.backend} ({probe.python})")
-    if facts.connection.state != "ok":
-        return Finding(
-            name,
-            "warn",
-            f"helperd's plugin is installed in {what}, which picks {probe.backend} for now:"
-            " the plugin steps aside while helperd is not running",
-            "start helperd (see the daemon check)",
-        )
-    return Finding(
-        name,
-        "fail",
-        f"{what} picks {probe.backend}, not helperd, although helperd runs",
-        "unset PYTHON_KEYRING_BACKEND, or remove default-keyring from keyringrc.cfg"
-        " (`keyring diagnose` shows where it is)",
-    )
-
-
-# `poetry config pypi-token.NAME` refuses to prompt: the token would go into argv and history.
-_POETRY_ARGV_NOTE = (
-    "store an API token with `helperctl set NAME --token --password-stdin`"
-    " (`poetry config pypi-token.NAME` takes it only as an argument)"
-)
-
-
-def check_poetry(facts: Facts) -> Finding:
-    """The keyring backend Poetry's own interpreter picks; when it is helperd, how to store a
-    token without putting it in argv."""
-    found = check_keyring_probe(facts.poetry, facts, "poetry-keyring")
-    if found.status == "ok":
-        return replace(found, message=f"{found.message}; {_POETRY_ARGV_NOTE}")
-    return found
-
-
-def check_keyring_cli(facts: Facts) -> Finding:
-    """The keyring backend of the ``keyring`` CLI on PATH (uv's and pip's subprocess provider)."""
-    return check_keyring_probe(facts.keyring_cli, facts, "keyring-cli")
-
-
-def check_pip(facts: Facts) -> Finding:
-    """The ``keyring`` CLI that ``pip --keyring-provider subprocess`` would run."""
-    name, pip = "pip-keyring", facts.pip
-    if pip.pip is None:
-        return Finding(name, "warn", "no pip on PATH: not checked")
-    if pip.chosen is None:
-        skipped = (
-            f" ({pip.first} is in pip's own environment, which pip skips)" if pip.first else ""
-        )
-        return Finding(
-            name,
-            "warn",
-            f"pip --keyring-provider subprocess would find no keyring CLI{skipped}",
-            f"put a keyring CLI from another environment on PATH: {_keyring_cli_fix(facts)}",
-        )
-    if pip.probe is None:
-        return Finding(
-            name, "ok", f"pip ({pip.pip}) would run {pip.chosen}, the keyring CLI on PATH"
-        )
-    found = check_keyring_probe(pip.probe, facts, name)
-    said = f"pip ({pip.pip}) skips {pip.first}, in its own environment, and would run {pip.chosen}"
-    return Finding(name, found.status, f"{said}: {found.message}", found.fix)
-
-
-def _keyring_cli_fix(facts: Facts) -> str:
-    """How to install a ``keyring`` CLI with helperd's plugin: pipx only where pipx is."""
-    if facts.pipx:
-        return "pipx install keyring && pipx inject keyring ./client (from a checkout of helperd)"
-    return (
-        "python3 -m venv ~/.local/share/keyring-cli && ~/.local/share/keyring-cli/bin/pip install"
-        " keyring ./client (from a checkout of helperd) && ln -s"
-        " ~/.local/share/keyring-cli/bin/keyring ~/.local/bin/"
-    )
-
-
-def check_shim(facts: Facts) -> Finding:
-    """Whether helperd's keyring shim is first on PATH, and which real keyring stands behind it."""
-    name, found = "keyring-shim", facts.shim
-    if found.first is None:
-        return Finding(
-            name, "ok", "no keyring shim first on PATH (optional: helperctl install-shim)"
-        )
-    if found.backing is None:
-        return Finding(
-            name,
-            "warn",
-            f"{found.first} is helperd's shim, with no real keyring behind it on PATH:"
-            " set, del and lookups while helperd is down fail",
-            f"install a keyring CLI further along PATH: {_keyring_cli_fix(facts)}",
-        )
-    return Finding(
-        name, "ok", f"{found.first} is helperd's shim; it hands other calls to {found.backing}"
-    )
-
-
-def check_auth_toml(facts: Facts) -> Finding:
-    """Secrets left in plaintext in Poetry's auth.toml: a count, never a value."""
-    name, auth = "poetry-auth-toml", facts.auth
-    if auth is None or auth.state == "absent":
-        where = f" at {auth.path}" if auth else ""
-        return Finding(name, "ok", f"no auth.toml{where}: no plaintext secret")
-    if auth.state == "error":
-        return Finding(name, "warn", f"cannot read {auth.path}: {auth.error}")
-    left = f" ({auth.left} more entries that import-poetry would leave)" if auth.left else ""
-    if auth.secrets:
-        plural = "secret" if auth.secrets == 1 else "secrets"
-        return Finding(
-            name,
-            "warn",
-            f"{auth.path} holds {auth.secrets} plaintext {plural}{left}",
-            "helperctl import-poetry (moves them into helperd and rewrites the file without them)",
-        )
-    return Finding(name, "ok", f"{auth.path} holds no plaintext secret{left}")
 
 
 def check_client_timeout(facts: Facts) -> Finding:

@@ -22,21 +22,21 @@ from typing import Any
 
 import click
 from helperd_client.errors import HelperdError, LockedError
+from helperd_client.names import TOKEN_USERNAME
 
 from helperd import __version__
 from helperd.core.ladder import timeout_warning
 from helperd.ctl import cli_input
 from helperd.ctl.cli_admin import doctor, install_service
+from helperd.ctl.cli_exec import exec_command
+from helperd.ctl.cli_import import import_poetry
 from helperd.ctl.cli_input import fail
 from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
 from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock
-from helperd.ctl.cli_tools import exec_command, import_poetry
 from helperd.ctl.session import Session
 from helperd.integrations.shim_install import install_shim
 
 __all__ = ["cli", "main"]
-
-TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
 
 
 class _Group(click.Group):
@@ -156,7 +156,7 @@ def status(session: Session, as_json: bool) -> None:
     callback=cli_input.index_urls,
     help="An index or upload URL (repeatable).",
 )
-@click.option("--username", "-u", help="The username [default for --token: __token__].")
+@click.option("--username", "-u", help=f"The username [default for --token: {TOKEN_USERNAME}].")
 @click.option("--token", is_flag=True, help="Store an API token rather than a password.")
 @click.option(
     "--expires-at",

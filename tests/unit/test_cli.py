@@ -1,7 +1,8 @@
-"""helperctl against an in-memory fake client: output, exit codes, secrets in and (never) out."""
+"""helperctl against the real core in-process: output, exit codes, secrets in and (never) out."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -28,10 +29,12 @@ from helperd_client.errors import (
 )
 
 from helperd import __version__
+from helperd.core.record import Kind, Record
 from helperd.ctl import cli_input
 from helperd.ctl.main import cli, main
 from helperd.ctl.session import Session
 from helperd.daemon.main import main as helperd_main
+from tests.support.core import CoreClient
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-é-pw"
@@ -56,20 +59,25 @@ KEYRING = Status(**{**UNLOCKED.__dict__, "store": "keyring", "lockable": False})
 COMMANDS = ["status", "init", "set", "get", "list", "rm", "lock", "unlock", "passwd"]
 
 
-class FakeClient:
-    """An in-memory stand-in for `helperd_client.Client`, with the same method signatures.
+class FakeClient(CoreClient):
+    """helperctl's daemon: the real core in-process (`tests.support.core`), its calls recorded.
 
-    Every call is recorded in ``calls``; ``error``, when set, is raised by every call.
+    Records live in the real service's store, so ``get``, ``set``, ``rm`` and ``list`` answer by
+    the daemon's own rules. ``state`` is what ``status`` answers (a snapshot to render; a locked
+    one locks the store too); ``init``, ``lock``, ``unlock`` and ``passwd`` are only recorded.
+    ``error``, when set, is raised by every call.
     """
 
     def __init__(self, state: Status = UNLOCKED, error: BaseException | None = None) -> None:
+        super().__init__(clock=lambda: NOW)
         self.path = SOCKET
         self.state = state
         self.error = error
         self.daemon_version = __version__
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.entries: dict[tuple[str, str], tuple[RecordInfo, str]] = {}
         self.closed = False
+        if state.locked:
+            self.memory.lock()
 
     @property
     def ops(self) -> list[str]:
@@ -91,9 +99,16 @@ class FakeClient:
         expires_at: datetime | None = None,
     ) -> None:
         """Hold a record, created and updated at NOW."""
-        expired = expires_at is not None and expires_at <= NOW
-        info = RecordInfo(name, username, kind, tuple(urls), expires_at, expired, NOW, NOW)
-        self.entries[name, username] = (info, password)
+        record = Record(
+            name=name,
+            username=username,
+            kind=Kind(kind),
+            urls=tuple(urls),
+            expires_at=expires_at,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        self.hold(record, password)
 
     def _call(self, op: str, **args: Any) -> None:
         self.calls.append((op, args))
@@ -102,7 +117,7 @@ class FakeClient:
 
     def hello(self) -> Hello:
         self._call("hello")
-        return Hello("helperd", 1, self.daemon_version, ("hello", "status"))
+        return dataclasses.replace(super().hello(), version=self.daemon_version)
 
     def status(self) -> Status:
         self._call("status")
@@ -117,26 +132,9 @@ class FakeClient:
         username: str | None = None,
     ) -> Credential:
         self._call("get", name=name, url=url, service=service, username=username)
-        ordered = sorted(self.entries.values(), key=lambda e: e[0].kind != "basic")
-        for info, password in ordered:
-            by_service = service in (info.name, f"poetry-repository-{info.name}")
-            by_url = url is not None and any(url.startswith(u) for u in info.urls)
-            if (by_service or by_url) and username in (None, info.username):
-                if info.expired:
-                    raise NotFoundError(f"repository {info.name!r} expired")
-                return Credential(
-                    info.name,
-                    info.username,
-                    password,
-                    info.kind,
-                    info.urls,
-                    info.expires_at,
-                    info.created_at,
-                    info.updated_at,
-                )
-        raise NotFoundError("no record matches")
+        return super().get(name=name, url=url, service=service, username=username)
 
-    def set(
+    def set(  # type: ignore[override]
         self,
         name: str,
         password: str,
@@ -155,24 +153,17 @@ class FakeClient:
             urls=urls,
             expires_at=expires_at,
         )
-        user = username if username is not None else ""
-        self.add(name, user, password, kind=kind, urls=urls or (), expires_at=expires_at)
-        return self.entries[name, user][0]
+        return super().set(
+            name, password, username=username, kind=kind, urls=urls, expires_at=expires_at
+        )
 
-    def delete(self, name: str, username: str | None = None) -> int:
+    def delete(self, name: str | None, username: str | None = None, **_: Any) -> int:
         self._call("delete", name=name, username=username)
-        gone = [k for k in self.entries if k[0] == name and username in (None, k[1])]
-        if not gone:
-            raise NotFoundError(f"no record named {name!r}")
-        for key in gone:
-            del self.entries[key]
-        return len(gone)
+        return super().delete(name, username)
 
     def list(self) -> list[RecordInfo]:
         self._call("list")
-        if self.state.locked:
-            raise LockedError("the store is locked: `helperctl unlock` opens it")
-        return [info for info, _ in sorted(self.entries.values(), key=lambda e: e[0].name)]
+        return super().list()
 
     def init(self, passphrase: str | None) -> None:
         self._call("init", passphrase=passphrase)
@@ -378,7 +369,7 @@ def test_get_not_found_exits_4(fake: FakeClient) -> None:
     result = run(fake, "get", "nope")
 
     assert 4 == result.exit_code
-    assert "helperctl: no record matches\n" == result.stderr
+    assert "helperctl: no record for service 'nope'\n" == result.stderr
     assert "" == result.stdout
 
 

@@ -1,4 +1,4 @@
-"""``helperctl import-poetry`` and ``helperctl exec`` against an in-memory fake daemon."""
+"""``helperctl import-poetry`` and ``helperctl exec`` against the real core in-process."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from helperd_client.errors import (
     StoreUnavailableError,
 )
 
-from helperd.ctl import cli_tools
-from helperd.ctl.cli_tools import RepoCredentials, credential_env, env_name
+from helperd.ctl import cli_exec
+from helperd.ctl.cli_exec import RepoCredentials, credential_env, env_name
 from helperd.ctl.main import cli
 from helperd.ctl.session import Session
 from helperd.integrations import poetry
@@ -252,7 +252,7 @@ def test_credential_env_read_only_without_upload() -> None:
         "my-repo.x", cred("my-repo.x", "alice", PW, "basic", "https://m.test/upload/"), None
     )
 
-    env = credential_env([repo], cli_tools.FAMILIES)
+    env = credential_env([repo], cli_exec.FAMILIES)
 
     assert {
         "POETRY_HTTP_BASIC_MY_REPO_X_USERNAME": "alice",
@@ -271,7 +271,7 @@ def test_credential_env_upload_adds_every_upload_variable() -> None:
         cred("my-repo.x", "__token__", TOKEN, "token", "https://m.test/upload/"),
     )
 
-    env = credential_env([repo], cli_tools.FAMILIES, upload=True)
+    env = credential_env([repo], cli_exec.FAMILIES, upload=True)
 
     assert {
         "POETRY_HTTP_BASIC_MY_REPO_X_USERNAME": "alice",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Sequence
@@ -12,11 +13,13 @@ from typing import Any
 import platformdirs
 import pytest
 from helperd_client import Credential, Hello, RecordInfo, Status
-from helperd_client.errors import HelperdError, LockedError, NotFoundError, StoreUnavailableError
+from helperd_client.errors import HelperdError, StoreUnavailableError
 
+from helperd.core.record import Kind, Record
 from helperd.ctl.poetry_store import store_and_verify
 from helperd.integrations import poetry
 from helperd.integrations.poetry import Move, PoetryFileError, Skip
+from tests.support.core import CoreClient
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ACME_URL = "https://pkgs.acme.test/simple/"
@@ -68,34 +71,58 @@ UNLOCKED = Status(
 )
 
 
-class FakeDaemon:
-    """An in-memory helperd with the lookup rules that import-poetry and exec rely on.
+class FakeDaemon(CoreClient):
+    """The daemon import-poetry and exec talk to: the real core in-process, its calls recorded.
 
-    ``errors`` maps an op to the error it raises; ``garble`` makes ``get`` answer a secret
-    other than the one stored (a store that lost a write).
+    Records live in the real service's store, so ``get``, ``set`` and ``list`` answer by the
+    daemon's own rules. ``state`` is what ``status`` answers (a locked one locks the store too);
+    ``errors`` maps an op to the error it raises instead; ``garble`` makes ``get`` answer a
+    secret other than the one stored (a store that lost a write).
     """
 
     def __init__(self, state: Status = UNLOCKED) -> None:
+        super().__init__(clock=lambda: NOW + timedelta(seconds=self._tick))
         self.path = Path("/run/user/1000/helperd/helperd.sock")
         self.state = state
-        self.records: dict[tuple[str, str], tuple[RecordInfo, str]] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.errors: dict[str, HelperdError] = {}
         self.garble = False
         self.closed = False
         self._tick = 0
+        if state.locked:
+            self.memory.lock()
 
     @property
     def ops(self) -> list[str]:
         """The operations called, in order."""
         return [op for op, _ in self.calls]
 
+    @property
+    def records(self) -> dict[tuple[str, str], tuple[RecordInfo, str]]:
+        """Every record the store holds, with its password, as of NOW."""
+        return {
+            key: (
+                RecordInfo(
+                    r.name,
+                    r.username,
+                    r.kind.value,
+                    r.urls,
+                    r.expires_at,
+                    r.expired(NOW),
+                    r.created_at,
+                    r.updated_at,
+                ),
+                pw.get_secret_value(),
+            )
+            for key, (r, pw) in self.memory.data.items()
+        }
+
     def _call(self, op: str, **args: Any) -> None:
         self.calls.append((op, args))
         if op in self.errors:
             raise self.errors[op]
 
-    def hold(
+    def hold(  # type: ignore[override]
         self,
         name: str,
         username: str,
@@ -104,18 +131,25 @@ class FakeDaemon:
         kind: str = "basic",
         urls: Sequence[str] = (),
         expired: bool = False,
-    ) -> RecordInfo:
-        """Store a record, each one newer than the one before."""
+    ) -> None:
+        """Store a record, each one newer than the one before (an expired one too)."""
         self._tick += 1
         when = NOW + timedelta(seconds=self._tick)
         expires = NOW - timedelta(days=1) if expired else None
-        info = RecordInfo(name, username, kind, tuple(urls), expires, expired, when, when)
-        self.records[name, username] = (info, password)
-        return info
+        record = Record(
+            name=name,
+            username=username,
+            kind=Kind(kind),
+            urls=tuple(urls),
+            expires_at=expires,
+            created_at=when,
+            updated_at=when,
+        )
+        super().hold(record, password)
 
     def hello(self) -> Hello:
         self._call("hello")
-        return Hello("helperd", 1, "0.1.0", ("hello",))
+        return super().hello()
 
     def status(self) -> Status:
         self._call("status")
@@ -130,35 +164,12 @@ class FakeDaemon:
         username: str | None = None,
     ) -> Credential:
         self._call("get", name=name, url=url, service=service, username=username)
-        found = [
-            (info, pw)
-            for info, pw in self.records.values()
-            if info.name == name
-            and (
-                username is None
-                or (info.kind == "token" if username == "__token__" else info.username == username)
-            )
-        ]
-        found.sort(key=lambda e: (e[0].kind == "basic", e[0].updated_at), reverse=True)
-        if not found:
-            raise NotFoundError(f"no record named {name!r}")
-        info, password = found[0]
-        if info.expired:
-            raise NotFoundError(f"repository {name!r} expired")
+        found = super().get(name=name, url=url, service=service, username=username)
         if self.garble:
-            password += "-garbled"
-        return Credential(
-            info.name,
-            info.username,
-            password,
-            info.kind,
-            info.urls,
-            info.expires_at,
-            info.created_at,
-            info.updated_at,
-        )
+            return dataclasses.replace(found, password=found.password + "-garbled")
+        return found
 
-    def set(
+    def set(  # type: ignore[override]
         self,
         name: str,
         password: str,
@@ -169,20 +180,18 @@ class FakeDaemon:
         expires_at: datetime | None = None,
     ) -> RecordInfo:
         self._call("set", name=name, username=username, kind=kind, urls=urls)
-        user = username if username is not None else ""
-        if urls is None and (name, user) in self.records:
-            urls = self.records[name, user][0].urls
-        return self.hold(name, user, password, kind=kind, urls=urls or ())
+        self._tick += 1
+        return super().set(
+            name, password, username=username, kind=kind, urls=urls, expires_at=expires_at
+        )
 
-    def delete(self, name: str, username: str | None = None) -> int:
+    def delete(self, name: str | None, username: str | None = None, **_: Any) -> int:
         self._call("delete", name=name, username=username)
         return 0
 
     def list(self) -> list[RecordInfo]:
         self._call("list")
-        if self.state.locked:
-            raise LockedError("the store is locked: `helperctl unlock` opens it")
-        return [info for info, _ in self.records.values()]
+        return super().list()
 
     def init(self, passphrase: str | None) -> None:
         self._call("init")

@@ -9,7 +9,6 @@ from freezegun import freeze_time
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
-    LockedError,
     NotFoundError,
 )
 from pydantic import SecretStr
@@ -23,66 +22,12 @@ from helperd.core.protocol import (
     StatusRequest,
     UnlockRequest,
 )
-from helperd.core.record import Kind, Record
+from helperd.core.record import Kind
 from helperd.core.service import Service
-from helperd.core.store import Store, StoreState
+from helperd.core.store import StoreState
+from tests.support.core import MemoryStore
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class MemoryStore(Store):
-    """A lockable store in memory whose passphrase is 'right'."""
-
-    kind = "file"
-
-    def __init__(self) -> None:
-        self.data: dict[tuple[str, str], tuple[Record, SecretStr]] = {}
-        self._unlocked = True
-        self._records: tuple[Record, ...] = ()
-
-    @property
-    def state(self) -> StoreState:
-        return StoreState.UNLOCKED if self._unlocked else StoreState.LOCKED
-
-    @property
-    def lockable(self) -> bool:
-        return True
-
-    @property
-    def needs_passphrase(self) -> bool:
-        return True
-
-    def _check(self) -> None:
-        if not self._unlocked:
-            raise LockedError("locked: run `helperctl unlock`")
-
-    def records(self) -> tuple[Record, ...]:
-        self._check()
-        # The same tuple until the records change, as Store.records promises.
-        records = tuple(self.data[key][0] for key in sorted(self.data))
-        if records != self._records:
-            self._records = records
-        return self._records
-
-    def password(self, record: Record) -> SecretStr:
-        self._check()
-        return self.data[record.key][1]
-
-    def put(self, record: Record, password: SecretStr) -> None:
-        self._check()
-        self.data[record.key] = (record, password)
-
-    def remove(self, keys: list[tuple[str, str]]) -> None:
-        for key in keys:
-            self.data.pop(key, None)
-
-    def unlock(self, passphrase: SecretStr | None) -> None:
-        if passphrase is None or passphrase.get_secret_value() != "right":
-            raise BadPassphraseError("wrong passphrase")
-        self._unlocked = True
-
-    def lock(self) -> None:
-        self._unlocked = False
 
 
 def set_req(**kw: object) -> SetRequest:

@@ -13,6 +13,7 @@ import helperd_client
 import pytest
 from click.testing import CliRunner
 from helperd_client import shim
+from helperd_client.names import EMPTY_USERNAME, POETRY_CHECK
 from helperd_client.shim import MARKER, Lookup, find_real_keyring, format_answer, parse
 
 from helperd.ctl.main import cli
@@ -196,7 +197,7 @@ def test_a_chosen_backend_is_respected(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_poetry_probe_is_not_found_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poetry's availability probe is never answered, as in the plugin, without a request."""
     monkeypatch.setattr(shim, "ask", lambda *a: pytest.fail("asked the daemon"))
-    lookup = Lookup(shim.POETRY_CHECK, "python-poetry", creds=False, json=False)
+    lookup = Lookup(POETRY_CHECK, "python-poetry", creds=False, json=False)
     assert shim.NOT_FOUND == shim.serve(lookup)
 
 
@@ -210,7 +211,7 @@ def test_empty_username_marker_asks_for_the_empty_username(
         asked.append((service, username))
 
     monkeypatch.setattr(shim, "ask", fake_ask)
-    assert shim.NOT_FOUND == shim.serve(Lookup("S", shim.EMPTY_USERNAME, creds=False, json=False))
+    assert shim.NOT_FOUND == shim.serve(Lookup("S", EMPTY_USERNAME, creds=False, json=False))
     assert [("S", "")] == asked
 
 

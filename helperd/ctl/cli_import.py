@@ -1,10 +1,10 @@
-"""``helperctl import-poetry`` and ``helperctl exec``: secrets in from Poetry, out to tools.
+"""``helperctl import-poetry``: move the secrets of Poetry's plaintext auth.toml into helperd.
 
-Registered on the ``helperctl`` group at the end of `helperd.ctl.main`; ``exec`` lives in
-`helperd.ctl.cli_exec` and is re-exported here. This module never imports
-`helperd.ctl.main` at run time (that would be a cycle): the commands get the
-`helperd.ctl.session.Session` from click's context object, which the group sets.
-`helperd.integrations.poetry` (tomlkit, pydantic) is imported only when ``import-poetry`` runs.
+Registered on the ``helperctl`` group by `helperd.ctl.main`; ``exec`` lives in
+`helperd.ctl.cli_exec`. This module never imports `helperd.ctl.main` at run time (that would be
+a cycle): the command gets the `helperd.ctl.session.Session` from click's context object, which
+the group sets. `helperd.integrations.poetry` (tomlkit, pydantic) and the daemon I/O of
+`helperd.ctl.poetry_store` are imported only when ``import-poetry`` runs.
 """
 
 from __future__ import annotations
@@ -16,16 +16,6 @@ from typing import TYPE_CHECKING
 import click
 from helperd_client.errors import HelperdError, LockedError, NotFoundError
 
-from helperd.ctl.cli_exec import (
-    EXEC_FAILED,
-    FAMILIES,
-    Choice,
-    RepoCredentials,
-    choose,
-    credential_env,
-    env_name,
-    exec_command,
-)
 from helperd.ctl.cli_output import printable
 
 if TYPE_CHECKING:
@@ -33,17 +23,7 @@ if TYPE_CHECKING:
     from helperd.integrations.auth_file import AuthFile
     from helperd.integrations.poetry import Plan
 
-__all__ = [
-    "EXEC_FAILED",
-    "FAMILIES",
-    "Choice",
-    "RepoCredentials",
-    "choose",
-    "credential_env",
-    "env_name",
-    "exec_command",
-    "import_poetry",
-]
+__all__ = ["import_poetry"]
 
 
 # --- import-poetry -------------------------------------------------------------------------------
