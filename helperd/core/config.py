@@ -23,7 +23,7 @@ from helperd_client.errors import BadRequestError
 from helperd_client.paths import data_folder, socket_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["CONFIG_NAME", "FileConfig", "Settings", "StoreChoice"]
+__all__ = ["CONFIG_NAME", "FileConfig", "Settings", "StoreChoice", "cert_folder"]
 
 CONFIG_NAME = "config.toml"
 StoreChoice = Literal["auto", "keyring", "file"]
@@ -45,6 +45,8 @@ class FileConfig(BaseModel):
     max_connections: int | None = Field(default=None, ge=2, le=65_536)
     keyring_timeout: float | None = Field(default=None, gt=0)
     """Longest wait for one OS keyring call."""
+    cert_files_on_disk: bool | None = None
+    """Write client-certificate files even where the folder is not on a tmpfs."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class Settings:
     read_timeout: float = 30.0
     max_connections: int = 128
     keyring_timeout: float = 2.0
+    cert_dir: Path | None = None
+    """Where client-certificate files go (None: `cert_folder` of the environment)."""
+    cert_files_on_disk: bool = False
 
     @property
     def config_file(self) -> Path:
@@ -117,7 +122,22 @@ class Settings:
             read_timeout=file.read_timeout or defaults.read_timeout,
             max_connections=file.max_connections or defaults.max_connections,
             keyring_timeout=file.keyring_timeout or defaults.keyring_timeout,
+            cert_dir=cert_folder(env),
+            cert_files_on_disk=bool(file.cert_files_on_disk),
         )
+
+
+def cert_folder(env: Mapping[str, str]) -> Path:
+    """Where the daemon keeps client-certificate files: a runtime folder, usually a tmpfs.
+
+    ``$XDG_RUNTIME_DIR/helperd/certs`` when that variable is set, else
+    ``/dev/shm/helperd-<uid>/certs``. The path depends on nothing else, so that it stays the
+    same across restarts (tools keep it in their configuration).
+    """
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "helperd" / "certs"
+    return Path("/dev/shm") / f"helperd-{os.getuid()}" / "certs"  # noqa: S108 - a tmpfs, checked
 
 
 def _credential_key(env: Mapping[str, str]) -> Path | None:

@@ -98,6 +98,8 @@ class Catalog:
         self._parsed: dict[int, tuple[Record, list[_Url]]] = {}
         known = {} if previous is None else previous._parsed
         for record in self.records:
+            if record.kind is Kind.CERT:
+                continue  # a certificate is never a password: no lookup finds it (certs.py)
             if record.kind is Kind.GENERIC:
                 self._generic.setdefault(record.name, []).append(record)
                 continue

@@ -26,11 +26,14 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
+from helperd.core.certs import CertKeeper, bundle
 from helperd.core.gate import GuessGate
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.core.migration import Marker, copy_verified
 from helperd.core.protocol import (
     Ack,
+    CertPathRequest,
+    CertPathResult,
     DeleteRequest,
     DeleteResult,
     GetRequest,
@@ -53,12 +56,22 @@ from helperd.core.protocol import (
     StatusResult,
     UnlockRequest,
 )
-from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.core.record import CERT_USERNAME, NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 from helperd.core.store import ForeignKeyring, Store, StoreState
 
 __all__ = ["KeyFacts", "Migrations", "Service"]
 
 log = logging.getLogger(__name__)
+
+# The requests after which the certificate files may have to change.
+_CHANGES = (
+    SetRequest,
+    DeleteRequest,
+    InitRequest,
+    LockRequest,
+    UnlockRequest,
+    MigrateRequest,
+)
 
 
 class _WouldBlock(Exception):
@@ -111,6 +124,7 @@ class Service:
         gate: the daemon-wide gate on passphrase guesses (None: a fresh one, in memory).
         key_facts: what ``status`` says of key derivation and key memory (None: nothing
             derived, nothing locked).
+        certs: keeps the client-certificate files in step with the store (None: no files).
     """
 
     def __init__(
@@ -123,6 +137,7 @@ class Service:
         migrations: Migrations | None = None,
         gate: GuessGate | None = None,
         key_facts: KeyFacts | None = None,
+        certs: CertKeeper | None = None,
     ) -> None:
         self.store = store
         self.store_reason = store_reason
@@ -134,19 +149,28 @@ class Service:
         self._writes = threading.Lock()
         self.gate = GuessGate() if gate is None else gate
         self._key_facts = key_facts
+        self.certs = certs
         self._last_use: datetime | None = None
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
         self._catalog = Catalog(())
 
-    def handle(  # noqa: PLR0911, PLR0912 - one case per op
-        self, request: Request, now: datetime, *, blocking: bool = True
-    ) -> Result:
+    def handle(self, request: Request, now: datetime, *, blocking: bool = True) -> Result:
         """Serve ``request`` at time ``now``; with ``blocking`` False, never reach the OS keyring.
 
         Raises:
             HelperdError: the error to answer with.
         """
+        try:
+            return self._handle(request, now, blocking)
+        finally:
+            # Certificate files follow every change of records or lock state (core/certs.py).
+            if self.certs is not None and isinstance(request, _CHANGES):
+                self.certs.update(self.store, now)
+
+    def _handle(  # noqa: PLR0911, PLR0912 - one case per op
+        self, request: Request, now: datetime, blocking: bool
+    ) -> Result:
         self.tick(now)
         if not isinstance(request, HelloRequest | StatusRequest):
             with self._mutex:
@@ -190,6 +214,8 @@ class Service:
                     lambda: self.store.change_passphrase(request.old, request.new), self.store, now
                 )
                 return self._succeeded()
+            case CertPathRequest():
+                return self._cert_path(request, now)
         raise BadRequestError("unhandled request")  # pragma: no cover - the union is closed
 
     def answer_now(self, request: Request, now: datetime) -> Result | None:
@@ -221,6 +247,8 @@ class Service:
         self.store.lock()
         with self._mutex:
             self._last_use = None
+        if self.certs is not None:
+            self.certs.clear()
         log.info("store locked after %s without use", self.idle_lock)
         return True
 
@@ -318,6 +346,8 @@ class Service:
         if request.expires_at is not None and request.expires_at <= now:
             raise BadRequestError("expires_at is in the past")
         existing = records.get((name, username))
+        if Kind.CERT in (kind, existing.kind if existing is not None else None):
+            self._check_cert(kind, existing, urls, request.password)
         if urls is None:
             urls = existing.urls if existing is not None else ()
         record = Record(
@@ -350,8 +380,39 @@ class Service:
             raise BadRequestError(
                 "a repository name may hold only letters, digits, '.', '_' and '-'"
             )
-        default = TOKEN_USERNAME if kind is Kind.TOKEN else ""
+        default = {Kind.TOKEN: TOKEN_USERNAME, Kind.CERT: CERT_USERNAME}.get(kind, "")
+        if kind is Kind.CERT and request.username not in (None, CERT_USERNAME):
+            raise BadRequestError(f"a certificate record's username is {CERT_USERNAME}")
         return request.name, default if request.username is None else request.username, kind
+
+    @staticmethod
+    def _check_cert(
+        kind: Kind, existing: Record | None, urls: tuple[str, ...] | None, pem: SecretStr
+    ) -> None:
+        """A certificate record is written only as one, with a valid bundle and no URLs."""
+        if kind is not Kind.CERT or (existing is not None and existing.kind is not Kind.CERT):
+            raise BadRequestError("a certificate record is replaced only by a certificate")
+        if urls:
+            raise BadRequestError("a certificate record has no URLs")
+        bundle(pem.get_secret_value().encode("utf-8"))
+
+    def _cert_path(self, request: CertPathRequest, now: datetime) -> CertPathResult:
+        """Where ``cert_path`` finds the file: locked first, then not found, then the path."""
+        if self.certs is None:
+            raise BadRequestError("this daemon keeps no certificate files")
+        if self.store.state is not StoreState.UNLOCKED:
+            raise LockedError("the store is locked: run `helperctl unlock`")
+        if request.name not in self.certs.records(self.store, now):
+            raise NotFoundError(f"no record named {request.name!r} holds a client certificate")
+        self.certs.update(self.store, now)  # writes it again if someone removed it
+        files = self.certs.files
+        present = files.exists(request.name)
+        return CertPathResult(
+            name=request.name,
+            path=str(files.path(request.name)),
+            present=present,
+            reason=None if present else files.problem() or "it could not be written: see the log",
+        )
 
     def _delete(self, request: DeleteRequest) -> DeleteResult:
         if (request.name is None) == (request.service is None):

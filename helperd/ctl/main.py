@@ -25,6 +25,7 @@ from helperd_client.errors import HelperdError, LockedError
 from helperd import __version__
 from helperd.ctl import cli_input
 from helperd.ctl.cli_admin import doctor, install_service
+from helperd.ctl.cli_certs import cert_path, set_cert
 from helperd.ctl.cli_input import fail
 from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
 from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock
@@ -331,3 +332,5 @@ cli.add_command(migrate)
 cli.add_command(install_service)
 cli.add_command(doctor)
 cli.add_command(install_shim)
+cli.add_command(set_cert)
+cli.add_command(cert_path)
