@@ -98,6 +98,8 @@ class CertKeeper:
                 self.files.clear()
             except OSError as exc:
                 log.warning("cannot remove certificate files: %s", exc.strerror)
+            except HelperdError as exc:
+                log.warning("cannot remove certificate files: %s", exc.message)
 
     def update(self, store: Store, now: datetime) -> None:
         """Write the files of the store's live certificate records, remove the others."""

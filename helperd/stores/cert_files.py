@@ -44,7 +44,7 @@ class FolderCertFiles:
 
     def path(self, name: str) -> Path:
         """The absolute path of ``name``'s file."""
-        if not NAME_PATTERN.fullmatch(name) or name.startswith("."):
+        if not NAME_PATTERN.fullmatch(name):
             raise ValueError("not a repository name")  # never a path out of the folder
         return self.folder / f"{name}{SUFFIX}"
 
