@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,3 +202,38 @@ def test_after_lock_the_file_is_gone_and_installs_fail_cleanly(tools: Tools, mtl
     assert 0 == unlocked.returncode, unlocked.describe()
     assert path == mtls.cert_path()
     assert path.is_file()
+
+
+def test_import_poetry_moves_the_client_cert_key(tools: Tools, mtls: Mtls) -> None:
+    """``import-poetry --move-client-certs`` stores the key of Poetry's client-cert file in
+    helperd, points the setting at helperd's file and leaves the certificate alone in the old
+    file; Poetry then installs through the proxy with the key in no file of the sandbox."""
+    sandbox = mtls.sandbox
+    poetry = [tools.poetry, "--no-ansi"]
+    old = sandbox.root / "client.pem"
+    old.write_text(mtls.ca.client_cert.read_text() + mtls.ca.client_key_plain.read_text())
+    old.chmod(0o600)
+    for key, value in (("client-cert", str(old)), ("cert", str(mtls.ca.ca))):
+        configured = sandbox.run([*poetry, "config", f"certificates.acme.{key}", value])
+        assert 0 == configured.returncode, configured.describe()
+
+    moved = mtls.helperctl("import-poetry", "--move-client-certs")
+
+    assert 0 == moved.returncode, moved.describe()
+    path = mtls.cert_path()
+    auth = tomllib.loads((sandbox.poetry_config / "auth.toml").read_text())
+    assert {"client-cert": str(path), "cert": str(mtls.ca.ca)} == auth["certificates"]["acme"]
+    assert mtls.ca.client_cert.read_text() == old.read_text()
+    key = _key_text(mtls.ca)
+    assert key not in moved.output
+    assert [] == files_containing(sandbox.root, key)
+    project = sandbox.root / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "helperd-e2e-app"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        "dependencies = []\n\n[tool.poetry]\npackage-mode = false\n\n"
+        f'[[tool.poetry.source]]\nname = "acme"\nurl = "{mtls.proxy.url()}"\n'
+        'priority = "primary"\n'
+    )
+    added = sandbox.run([*poetry, "add", "--source", "acme", PACKAGE], cwd=project)
+    assert 0 == added.returncode, added.describe()
