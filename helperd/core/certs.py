@@ -93,25 +93,23 @@ class CertKeeper:
     def clear(self) -> None:
         """Remove every file (on lock and at stop)."""
         with self._lock:
-            self._written.clear()
-            try:
-                self.files.clear()
-            except OSError as exc:
-                log.warning("cannot remove certificate files: %s", exc.strerror)
-            except HelperdError as exc:
-                log.warning("cannot remove certificate files: %s", exc.message)
+            self._clear()
 
     def update(self, store: Store, now: datetime) -> None:
-        """Write the files of the store's live certificate records, remove the others."""
-        try:
-            unlocked = store.state is StoreState.UNLOCKED
-            certs = self.records(store, now) if unlocked else None
-        except LockedError:
-            certs = None
-        if certs is None:
-            self.clear()
-            return
+        """Write the files of the store's live certificate records, remove the others.
+
+        One lock covers reading the store's state and writing, so that a lock racing a
+        write never leaves a file behind while the store is locked.
+        """
         with self._lock:
+            try:
+                unlocked = store.state is StoreState.UNLOCKED
+                certs = self.records(store, now) if unlocked else None
+            except LockedError:
+                certs = None
+            if certs is None:
+                self._clear()
+                return
             try:
                 for name in set(self._written) - set(certs):
                     self.files.remove(name)
@@ -126,6 +124,15 @@ class CertKeeper:
                 log.warning("cannot write certificate files: %s", exc.strerror)
             except HelperdError as exc:
                 log.warning("cannot write certificate files: %s", exc.message)
+
+    def _clear(self) -> None:
+        self._written.clear()
+        try:
+            self.files.clear()
+        except OSError as exc:
+            log.warning("cannot remove certificate files: %s", exc.strerror)
+        except HelperdError as exc:
+            log.warning("cannot remove certificate files: %s", exc.message)
 
     @staticmethod
     def records(store: Store, now: datetime) -> dict[str, Record]:
