@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from keyring.backends import SecretService as SecretServiceBackend
 
 from helperd.testing import Daemon, start_daemon
 from tests.support.certs import TestCA, make_ca
+from tests.support.secret_service import SecretService
 
 HELPERCTL = [sys.executable, "-c", "from helperd.ctl.main import main; main()"]
 PASSPHRASE = "cert passphrase"
@@ -159,3 +161,31 @@ def test_no_file_off_tmpfs_unless_configured(
         assert (1, "", []) == (shown.returncode, shown.stdout, files)
         assert "is not on a tmpfs" in shown.stderr
         assert "cert_files_on_disk = true" in shown.stderr
+
+
+def test_keyring_store_keeps_the_pem_in_the_os_keyring(
+    home: Path, runtime: Path, ca: TestCA, secret_service: SecretService
+) -> None:
+    """With the OS keyring store the PEM sits in the Secret Service (helperd:corp, __cert__)
+    and in no file under the daemon's home; a restart writes the cert file again at start."""
+    env = {**secret_service.env, "XDG_RUNTIME_DIR": str(runtime)}
+    daemon = start_daemon(home, "--store", "keyring", env=env)
+    try:
+        _set_cert(daemon, ca)
+        stored = SecretServiceBackend.Keyring().get_password("helperd:corp", "__cert__")
+    finally:
+        daemon.stop()
+    path = runtime / "helperd" / "certs" / "corp.pem"
+    after_stop = path.exists()
+    again = start_daemon(home, "--store", "keyring", env=env)
+    try:
+        shown = _helperctl(again, "cert-path", "corp")
+        content = path.read_text()
+    finally:
+        again.stop()
+
+    key = ca.client_key_plain.read_text()
+    assert stored is not None
+    assert key in stored
+    assert [] == [p for p in home.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert (False, 0, stored) == (after_stop, shown.returncode, content)
