@@ -20,16 +20,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from helperd_client.errors import BadRequestError, HelperdError, LockedError
+from helperd_client.errors import BadRequestError, HelperdError, LockedError, NotFoundError
 from pydantic import SecretStr
 
+from helperd.core.protocol import CertPathResult
 from helperd.core.record import Kind, Record
 from helperd.core.store import Store, StoreState
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["CertFiles", "CertKeeper", "KeyPassphraseNeeded", "bundle"]
+__all__ = ["CertFiles", "CertKeeper", "KeyPassphraseNeeded", "bundle", "check_cert_record"]
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,48 @@ class CertKeeper:
         except HelperdError as exc:
             log.warning("cannot remove certificate files: %s", exc.message)
 
+    def answer(self, store: Store, name: str, now: datetime) -> CertPathResult:
+        """The ``cert_path`` answer for ``name``: locked first, then not found, then the path.
+
+        Raises:
+            LockedError: the store is locked.
+            NotFoundError: ``name`` holds no live certificate record.
+        """
+        if store.state is not StoreState.UNLOCKED:
+            raise LockedError("the store is locked: run `helperctl unlock`")
+        if name not in self.records(store, now):
+            raise NotFoundError(f"no record named {name!r} holds a client certificate")
+        self.update(store, now)  # writes it again if someone removed it
+        present = self.files.exists(name)
+        return CertPathResult(
+            name=name,
+            path=str(self.files.path(name)),
+            present=present,
+            reason=None
+            if present
+            else self.files.problem() or "it could not be written: see the log",
+        )
+
     @staticmethod
     def records(store: Store, now: datetime) -> dict[str, Record]:
         """The live certificate records of ``store``, by name."""
         return {r.name: r for r in store.records() if r.kind is Kind.CERT and not r.expired(now)}
+
+
+def check_cert_record(
+    kind: Kind, existing: Record | None, urls: tuple[str, ...] | None, pem: SecretStr
+) -> None:
+    """A certificate record is written only as one, with a valid bundle and no URLs.
+
+    Raises:
+        BadRequestError: a certificate replaced by another kind or the reverse, URLs, or a
+            PEM text that `bundle` refuses.
+    """
+    if kind is not Kind.CERT or (existing is not None and existing.kind is not Kind.CERT):
+        raise BadRequestError("a certificate record is replaced only by a certificate")
+    if urls:
+        raise BadRequestError("a certificate record has no URLs")
+    bundle(pem.get_secret_value().encode("utf-8"))
 
 
 def bundle(cert: bytes, key: bytes | None = None, passphrase: bytes | None = None) -> str:

@@ -26,14 +26,13 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
-from helperd.core.certs import CertKeeper, bundle
+from helperd.core.certs import CertKeeper, check_cert_record
 from helperd.core.gate import GuessGate
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.core.migration import Marker, copy_verified
 from helperd.core.protocol import (
     Ack,
     CertPathRequest,
-    CertPathResult,
     DeleteRequest,
     DeleteResult,
     GetRequest,
@@ -215,7 +214,9 @@ class Service:
                 )
                 return self._succeeded()
             case CertPathRequest():
-                return self._cert_path(request, now)
+                if self.certs is None:
+                    raise BadRequestError("this daemon keeps no certificate files")
+                return self.certs.answer(self.store, request.name, now)
         raise BadRequestError("unhandled request")  # pragma: no cover - the union is closed
 
     def answer_now(self, request: Request, now: datetime) -> Result | None:
@@ -347,7 +348,7 @@ class Service:
             raise BadRequestError("expires_at is in the past")
         existing = records.get((name, username))
         if Kind.CERT in (kind, existing.kind if existing is not None else None):
-            self._check_cert(kind, existing, urls, request.password)
+            check_cert_record(kind, existing, urls, request.password)
         if urls is None:
             urls = existing.urls if existing is not None else ()
         record = Record(
@@ -384,35 +385,6 @@ class Service:
         if kind is Kind.CERT and request.username not in (None, CERT_USERNAME):
             raise BadRequestError(f"a certificate record's username is {CERT_USERNAME}")
         return request.name, default if request.username is None else request.username, kind
-
-    @staticmethod
-    def _check_cert(
-        kind: Kind, existing: Record | None, urls: tuple[str, ...] | None, pem: SecretStr
-    ) -> None:
-        """A certificate record is written only as one, with a valid bundle and no URLs."""
-        if kind is not Kind.CERT or (existing is not None and existing.kind is not Kind.CERT):
-            raise BadRequestError("a certificate record is replaced only by a certificate")
-        if urls:
-            raise BadRequestError("a certificate record has no URLs")
-        bundle(pem.get_secret_value().encode("utf-8"))
-
-    def _cert_path(self, request: CertPathRequest, now: datetime) -> CertPathResult:
-        """Where ``cert_path`` finds the file: locked first, then not found, then the path."""
-        if self.certs is None:
-            raise BadRequestError("this daemon keeps no certificate files")
-        if self.store.state is not StoreState.UNLOCKED:
-            raise LockedError("the store is locked: run `helperctl unlock`")
-        if request.name not in self.certs.records(self.store, now):
-            raise NotFoundError(f"no record named {request.name!r} holds a client certificate")
-        self.certs.update(self.store, now)  # writes it again if someone removed it
-        files = self.certs.files
-        present = files.exists(request.name)
-        return CertPathResult(
-            name=request.name,
-            path=str(files.path(request.name)),
-            present=present,
-            reason=None if present else files.problem() or "it could not be written: see the log",
-        )
 
     def _delete(self, request: DeleteRequest) -> DeleteResult:
         if (request.name is None) == (request.service is None):
