@@ -71,6 +71,12 @@ def test_set_cert_refusals_send_nothing_and_quote_nothing(ca: TestCA, case: str)
 
     assert 2 == result.exit_code, result.output
     assert "set" not in client.ops
+    said = {
+        "no passphrase": "the private key is encrypted",
+        "wrong key": "the private key does not belong to the client certificate",
+        "stdin twice": "stdin cannot hold both the certificate and the key passphrase",
+    }
+    assert said[case] in result.output
     for path in (ca.client_key, ca.client_key_plain, ca.server_key):
         assert _body(path) not in result.output
 
