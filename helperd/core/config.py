@@ -42,6 +42,7 @@ __all__ = [
     "StoreChoice",
     "UpstreamFileConfig",
     "UpstreamSettings",
+    "cert_folder",
 ]
 
 CONFIG_NAME = "config.toml"
@@ -68,6 +69,8 @@ class FileConfig(BaseModel):
     """The listen backlog: connections the kernel queues before the daemon accepts them."""
     upstream: UpstreamFileConfig | None = None
     """The ``[upstream]`` table: a secret engine (OpenBao, Vault) to read repositories from."""
+    cert_files_on_disk: bool | None = None
+    """Write client-certificate files even where the folder is not on a tmpfs."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class Settings:
     keyring_timeout: float = KEYRING_CALL_TIMEOUT
     backlog: int = socket.SOMAXCONN
     upstream: UpstreamSettings | None = None
+    cert_dir: Path | None = None
+    """Where client-certificate files go (None: `cert_folder` of the environment)."""
+    cert_files_on_disk: bool = False
 
     @property
     def config_file(self) -> Path:
@@ -144,7 +150,22 @@ class Settings:
             keyring_timeout=file.keyring_timeout or defaults.keyring_timeout,
             backlog=file.backlog or defaults.backlog,
             upstream=_upstream_settings(file.upstream, env),
+            cert_dir=cert_folder(env),
+            cert_files_on_disk=bool(file.cert_files_on_disk),
         )
+
+
+def cert_folder(env: Mapping[str, str]) -> Path:
+    """Where the daemon keeps client-certificate files: a runtime folder, usually a tmpfs.
+
+    ``$XDG_RUNTIME_DIR/helperd/certs`` when that variable is set, else
+    ``/dev/shm/helperd-<uid>/certs``. The path depends on nothing else, so that it stays the
+    same across restarts (tools keep it in their configuration).
+    """
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "helperd" / "certs"
+    return Path("/dev/shm") / f"helperd-{os.getuid()}" / "certs"  # noqa: S108 - a tmpfs, checked
 
 
 def _credential_key(env: Mapping[str, str]) -> Path | None:

@@ -104,6 +104,8 @@ class Catalog:
             return
         known = {} if previous is None else previous._parsed
         for record in self.records:
+            if record.kind is Kind.CERT:
+                continue  # a certificate is never a password: no lookup finds it (certs.py)
             if record.kind is Kind.GENERIC:
                 self._generic.setdefault(record.name, []).append(record)
                 continue
@@ -130,6 +132,8 @@ class Catalog:
         origins, hosts = dict(previous._origins), dict(previous._hosts)
         parsed = dict(previous._parsed)
         for record in removed:
+            if record.kind is Kind.CERT:
+                continue  # never indexed (see above)
             if record.kind is Kind.GENERIC:
                 _drop(generic, record.name, record, _itself)
                 continue
@@ -139,6 +143,8 @@ class Catalog:
                 _drop(origins, origin, record, _item_record)
                 _drop(hosts, url.host, record, _item_record)
         for record in added:
+            if record.kind is Kind.CERT:
+                continue
             if record.kind is Kind.GENERIC:
                 _add(generic, record.name, [record], _itself)
                 continue

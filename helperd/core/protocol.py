@@ -45,6 +45,8 @@ from helperd.core.record import Kind, Record
 
 __all__ = [
     "Ack",
+    "CertPathRequest",
+    "CertPathResult",
     "DeleteRequest",
     "DeleteResult",
     "GetRequest",
@@ -201,6 +203,13 @@ class MigrateRequest(_Request):
     passphrase: Secret | None = None
 
 
+class CertPathRequest(_Request):
+    """Ask where the daemon keeps the client-certificate file of ``name`` (cert + key, PEM)."""
+
+    op: Literal["cert_path"]
+    name: Text
+
+
 Request = Annotated[
     HelloRequest
     | StatusRequest
@@ -212,7 +221,8 @@ Request = Annotated[
     | LockRequest
     | UnlockRequest
     | PasswdRequest
-    | MigrateRequest,
+    | MigrateRequest
+    | CertPathRequest,
     Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
@@ -331,6 +341,19 @@ class MigrateResult(_Model):
     store_reason: str
 
 
+class CertPathResult(_Model):
+    """Where the certificate file of ``name`` is, and whether it is there now.
+
+    ``present`` is false only when the daemon writes no file (``reason`` says why: no tmpfs
+    and ``cert_files_on_disk`` not set, or the folder is not safe); the path stays the same.
+    """
+
+    name: str
+    path: str
+    present: bool
+    reason: str | None = None
+
+
 Result = (
     HelloResult
     | StatusResult
@@ -340,6 +363,7 @@ Result = (
     | ListResult
     | Ack
     | MigrateResult
+    | CertPathResult
 )
 
 

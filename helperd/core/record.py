@@ -13,10 +13,13 @@ from enum import StrEnum
 from helperd_client.names import NAME_REGEX, TOKEN_USERNAME
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
-__all__ = ["NAME_PATTERN", "TOKEN_USERNAME", "Kind", "Record", "RecordKey"]
+__all__ = ["CERT_USERNAME", "NAME_PATTERN", "TOKEN_USERNAME", "Kind", "Record", "RecordKey"]
 
 NAME_PATTERN = re.compile(NAME_REGEX)
 """A repository name as Poetry knows it (`helperd_client.names.NAME_REGEX`)."""
+
+CERT_USERNAME = "__cert__"
+"""Username of a certificate record: one name may hold a password, a token and a certificate."""
 
 RecordKey = tuple[str, str]
 """(name, username): what identifies a record."""
@@ -28,13 +31,17 @@ class Kind(StrEnum):
     BASIC = "basic"
     TOKEN = "token"  # noqa: S105 - a kind name, not a secret
     GENERIC = "generic"
+    CERT = "cert"
+    """A client certificate and its private key (PEM); never served by ``get``."""
 
 
 class Record(BaseModel):
     """A stored credential's public facts: everything but the password.
 
     ``name`` is a repository name for `Kind.BASIC` and `Kind.TOKEN`, and the raw keyring
-    service for `Kind.GENERIC`.
+    service for `Kind.GENERIC`. A `Kind.CERT` record's secret is the PEM of a client
+    certificate and its unencrypted private key; the daemon writes it to a private file
+    (helperd.core.certs) and never hands it out over the wire.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -29,11 +29,13 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
+from helperd.core.certs import CertKeeper, check_cert_record
 from helperd.core.gate import GuessGate
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.core.migration import Marker, copy_verified
 from helperd.core.protocol import (
     Ack,
+    CertPathRequest,
     DeleteRequest,
     DeleteResult,
     GetRequest,
@@ -56,12 +58,22 @@ from helperd.core.protocol import (
     StatusResult,
     UnlockRequest,
 )
-from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.core.record import CERT_USERNAME, NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 from helperd.core.store import ForeignKeyring, Store, StoreState
 
 __all__ = ["KeyFacts", "Migrations", "Service"]
 
 log = logging.getLogger(__name__)
+
+# The requests after which the certificate files may have to change.
+_CHANGES = (
+    SetRequest,
+    DeleteRequest,
+    InitRequest,
+    LockRequest,
+    UnlockRequest,
+    MigrateRequest,
+)
 
 
 _READS = (HelloRequest, StatusRequest, GetRequest, ListRequest)
@@ -118,6 +130,7 @@ class Service:
         gate: the daemon-wide gate on passphrase guesses (None: a fresh one, in memory).
         key_facts: what ``status`` says of key derivation and key memory (None: nothing
             derived, nothing locked).
+        certs: keeps the client-certificate files in step with the store (None: no files).
     """
 
     def __init__(
@@ -130,6 +143,7 @@ class Service:
         migrations: Migrations | None = None,
         gate: GuessGate | None = None,
         key_facts: KeyFacts | None = None,
+        certs: CertKeeper | None = None,
     ) -> None:
         self.store = store
         self.store_reason = store_reason
@@ -141,6 +155,7 @@ class Service:
         self._writes = threading.Lock()
         self.gate = GuessGate() if gate is None else gate
         self._key_facts = key_facts
+        self.certs = certs
         self._last_use: datetime | None = None
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
@@ -160,6 +175,9 @@ class Service:
         finally:
             if not isinstance(request, _READS):
                 self._prime_catalog()
+            # Certificate files follow every change of records or lock state (core/certs.py).
+            if self.certs is not None and isinstance(request, _CHANGES):
+                self.certs.update(self.store, now)
 
     def _serve(  # noqa: PLR0911, PLR0912 - one case per op
         self, request: Request, now: datetime, blocking: bool
@@ -207,6 +225,10 @@ class Service:
                     lambda: self.store.change_passphrase(request.old, request.new), self.store, now
                 )
                 return self._succeeded()
+            case CertPathRequest():
+                if self.certs is None:
+                    raise BadRequestError("this daemon keeps no certificate files")
+                return self.certs.answer(self.store, request.name, now)
         raise BadRequestError("unhandled request")  # pragma: no cover - the union is closed
 
     def answer_now(self, request: Request, now: datetime) -> Result | None:
@@ -257,6 +279,8 @@ class Service:
         self.store.lock()
         with self._mutex:
             self._last_use = None
+        if self.certs is not None:
+            self.certs.clear()
         log.info("store locked after %s without use", self.idle_lock)
         return True
 
@@ -361,6 +385,11 @@ class Service:
         # From the catalog, not a map of every record: a write creates few objects (GC pauses).
         same_name = [*catalog.named(name), *catalog.generic(name)]
         existing = next((r for r in same_name if r.key == (name, username)), None)
+        if existing is None and username == CERT_USERNAME:
+            # Lookups skip certificates, so the catalog never holds one: ask the store.
+            existing = next((r for r in self.store.records() if r.key == (name, username)), None)
+        if Kind.CERT in (kind, existing.kind if existing is not None else None):
+            check_cert_record(kind, existing, urls, request.password)
         if urls is None:
             urls = existing.urls if existing is not None else ()
         record = Record(
@@ -393,7 +422,9 @@ class Service:
             raise BadRequestError(
                 "a repository name may hold only letters, digits, '.', '_' and '-'"
             )
-        default = TOKEN_USERNAME if kind is Kind.TOKEN else ""
+        default = {Kind.TOKEN: TOKEN_USERNAME, Kind.CERT: CERT_USERNAME}.get(kind, "")
+        if kind is Kind.CERT and request.username not in (None, CERT_USERNAME):
+            raise BadRequestError(f"a certificate record's username is {CERT_USERNAME}")
         return request.name, default if request.username is None else request.username, kind
 
     def _delete(self, request: DeleteRequest) -> DeleteResult:

@@ -42,9 +42,20 @@ __all__ = ["import_poetry"]
     help="Delete the backups beside auth.toml (auth.toml~, .auth.toml.swp, .bak, .orig)"
     " that hold a moved secret [default: list them and keep them].",
 )
+@click.option(
+    "--move-client-certs",
+    is_flag=True,
+    help="Also move the keys of certificates.NAME.client-cert files into helperd"
+    " (see docs/certificates.md).",
+)
 @click.pass_obj
 def import_poetry(
-    session: Session, *, auth_toml: Path | None, dry_run: bool, delete_backups: bool
+    session: Session,
+    *,
+    auth_toml: Path | None,
+    dry_run: bool,
+    delete_backups: bool,
+    move_client_certs: bool,
 ) -> None:
     """Move the secrets of Poetry's plaintext auth.toml into helperd.
 
@@ -77,6 +88,10 @@ def import_poetry(
     from helperd.integrations import auth_file, poetry  # noqa: PLC0415 - tomlkit and pydantic: on demand
 
     path = auth_toml if auth_toml is not None else poetry.auth_toml_path()
+    if move_client_certs:  # helperd.ctl.import_certs: the whole feature, in its own module
+        from helperd.ctl.import_certs import move_client_certs as move_certs  # noqa: PLC0415
+
+        move_certs(session, path, dry_run=dry_run)
     auth = poetry.read_auth(path)
     if auth is None:
         if auth_toml is not None:

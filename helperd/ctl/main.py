@@ -28,6 +28,7 @@ from helperd import __version__
 from helperd.core.ladder import timeout_warning
 from helperd.ctl import cli_input
 from helperd.ctl.cli_admin import doctor, install_service
+from helperd.ctl.cli_certs import cert_path, set_cert
 from helperd.ctl.cli_exec import exec_command
 from helperd.ctl.cli_import import import_poetry
 from helperd.ctl.cli_input import fail
@@ -335,3 +336,5 @@ cli.add_command(migrate)
 cli.add_command(install_service)
 cli.add_command(doctor)
 cli.add_command(install_shim)
+cli.add_command(set_cert)
+cli.add_command(cert_path)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import click
 from helperd_client import Client, Credential, Hello, RecordInfo, Status
@@ -52,6 +52,7 @@ class DaemonClient(Protocol):
     def unlock(self, passphrase: str | None) -> None: ...
     def passwd(self, old: str, new: str) -> None: ...
     def migrate(self, to: str, passphrase: str | None = None) -> tuple[int, str]: ...
+    def request(self, op: str, **args: Any) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 

@@ -13,13 +13,15 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from helperd_client.errors import HelperdError
 
 from helperd import __version__
-from helperd.core.config import LogLevel, Settings, StoreChoice
+from helperd.core.certs import CertKeeper
+from helperd.core.config import LogLevel, Settings, StoreChoice, cert_folder
 from helperd.core.gate import GuessGate
 from helperd.core.service import Service
 from helperd.core.store import Store, StoreState
@@ -35,6 +37,7 @@ from helperd.daemon.activation import (
 from helperd.daemon.hardening import harden_process, room_for_connections
 from helperd.daemon.server import Lifecycle, Server, StartupError, bind_socket
 from helperd.stores import keys, secret_memory
+from helperd.stores.cert_files import FolderCertFiles
 from helperd.stores.choice import Migrations, build_store
 from helperd.stores.guess_gate import GATE_FILE, GateFile
 
@@ -54,6 +57,11 @@ def build_service(settings: Settings) -> Service:
         migrations=Migrations(settings),
         gate=GuessGate(GateFile(settings.data_dir / GATE_FILE)),
         key_facts=_KeyFacts(),
+        certs=CertKeeper(
+            FolderCertFiles(
+                settings.cert_dir or cert_folder(os.environ), on_disk=settings.cert_files_on_disk
+            )
+        ),
     )
 
 
@@ -135,6 +143,8 @@ async def _serve(
     where = socket_address(sock)
     try:
         service = build_service(settings)
+        if service.certs is not None:  # stale files of an earlier run go; the store's come back
+            service.certs.start(service.store, datetime.now(UTC))
     except BaseException:
         sock.close()
         if owned_path is not None:
@@ -166,6 +176,8 @@ async def _serve(
     finally:
         if watcher is not None:
             watcher.cancel()
+        if service.certs is not None:
+            service.certs.clear()
         service.store.close()
 
 

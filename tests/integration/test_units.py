@@ -22,7 +22,7 @@ import pytest
 from helperd_client import Client
 from helperd_client.paths import socket_path
 
-from helperd.core.config import Settings
+from helperd.core.config import Settings, cert_folder
 from helperd.integrations import units
 from helperd.testing import daemon_env, start_daemon
 from tests.support.tools import require_tool
@@ -174,7 +174,8 @@ class TestUserUnits:
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         """ReadWritePaths= (and the folders made before start) are exactly where the
-        daemon keeps config.toml and its store, with the default XDG folders."""
+        daemon keeps config.toml and its store, with the default XDG folders, plus the
+        runtime folder where it writes client-certificate files (made by the socket unit)."""
         monkeypatch.setenv("HOME", str(tmp_path))
         for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME"):
             monkeypatch.delenv(name, raising=False)
@@ -183,7 +184,10 @@ class TestUserUnits:
         [writable] = values(unit, "Service", "ReadWritePaths")
         made = values(unit, "Service", "ExecStartPre")[0].split()[-2:]
         expected = {settings.config_dir, settings.data_dir}
-        assert expected == {Path(p.replace("%h", str(tmp_path))) for p in writable.split()}
+        paths = writable.split()
+        assert "-%t/helperd" == paths[-1]
+        assert cert_folder({"XDG_RUNTIME_DIR": "%t"}).parent == Path(paths[-1].lstrip("-"))
+        assert expected == {Path(p.replace("%h", str(tmp_path))) for p in paths[:-1]}
         assert expected == {Path(p.replace("%h", str(tmp_path))) for p in made}
 
 
@@ -208,6 +212,9 @@ class TestSystemTemplate:
         assert "file" == environment["HELPERD_STORE"]
         assert "%S/helperd/%i" == environment["HELPERD_HOME"]
         assert ["helperd/%i"] == values(service, "Service", "StateDirectory")
+        # Certificate files: beside the socket, writable, not in the service's private /dev/shm.
+        assert "/run/helperd/%i" == environment["XDG_RUNTIME_DIR"]
+        assert ["-/run/helperd/%i"] == values(service, "Service", "ReadWritePaths")
         assert ["0700"] == values(service, "Service", "StateDirectoryMode")
 
     def test_key_comes_from_a_credential_named_helperd_key(self) -> None:

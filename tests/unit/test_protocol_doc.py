@@ -12,6 +12,7 @@ from helperd_client.wire import OPS
 
 from helperd.core.protocol import (
     Ack,
+    CertPathResult,
     DeleteResult,
     GetResult,
     HelloResult,
@@ -36,6 +37,7 @@ RESULTS = {
     "lock": Ack,
     "unlock": Ack,
     "passwd": Ack,
+    "cert_path": CertPathResult,
     "migrate": MigrateResult,
 }
 
