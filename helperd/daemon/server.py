@@ -437,15 +437,12 @@ def _pending(conn: _Connection) -> bool:
 
 
 def unread(reader: asyncio.StreamReader) -> bytes | bytearray:
-    """What asyncio has taken off the socket for ``reader`` that no read has consumed yet.
+    """What asyncio took off the socket for ``reader`` that no read has consumed yet.
 
-    asyncio offers no public view of this: ``StreamReader`` has no peek, and reading would
-    take the bytes from the task that serves them. The one alternative, a protocol of the
-    server's own that tracks complete lines itself, would rewrite the server's reading. So
-    this is the one place that reads asyncio's private ``StreamReader._buffer`` (a bytearray,
-    not copied); ``tests/unit/test_server_unread.py`` fails loudly when a Python release
-    changes it. Should it vanish at run time all the same, this says "nothing": the cap may
-    then close a connection whose request reached asyncio in the same loop turn.
+    asyncio has no public view of it (no peek), and a protocol of the server's own would
+    rewrite its reading: this is the one read of the private ``StreamReader._buffer``, which
+    tests/unit/test_server_unread.py checks. Were it gone, this says "nothing", and the cap
+    could close a connection whose request reached asyncio in the same loop turn.
     """
     buffer = getattr(reader, "_buffer", b"")
     return buffer if isinstance(buffer, bytes | bytearray) else b""
