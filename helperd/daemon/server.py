@@ -420,9 +420,9 @@ def _pending(conn: _Connection) -> bool:
     Such a connection is not idle and must not be closed at the cap; half a line followed by
     silence does not count (that is the slow peer the cap is there for).
     """
-    # asyncio has no public view of a reader's buffer, and a line reaches it (from the
-    # socket) one loop turn before the task that reads it runs: it must be looked at here.
-    if b"\n" in getattr(conn.reader, "_buffer", b""):
+    # A line reaches the reader's buffer (from the socket) one loop turn before the task
+    # that reads it runs: it must be looked at there, not only on the socket.
+    if b"\n" in unread(conn.reader):
         return True
     sock = conn.writer.get_extra_info("socket")
     if sock is None:
@@ -434,6 +434,18 @@ def _pending(conn: _Connection) -> bool:
     except OSError:
         return False
     return b"\n" in waiting
+
+
+def unread(reader: asyncio.StreamReader) -> bytes | bytearray:
+    """What asyncio took off the socket for ``reader`` that no read has consumed yet.
+
+    asyncio has no public view of it (no peek), and a protocol of the server's own would
+    rewrite its reading: this is the one read of the private ``StreamReader._buffer``, which
+    tests/unit/test_server_unread.py checks. Were it gone, this says "nothing", and the cap
+    could close a connection whose request reached asyncio in the same loop turn.
+    """
+    buffer = getattr(reader, "_buffer", b"")
+    return buffer if isinstance(buffer, bytes | bytearray) else b""
 
 
 _BOUNDED = (GetRequest, ListRequest, StatusRequest)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 from dataclasses import dataclass
 
-from helperd_client.errors import LockedError, StoreUnavailableError
+from helperd_client.errors import StoreUnavailableError
 from keyring.backend import KeyringBackend
 
 from helperd.core.config import Settings
@@ -23,7 +23,7 @@ from helperd.stores.durable import check_private_dir
 from helperd.stores.file_store import FileStore
 from helperd.stores.keyring_store import ForeignEntries, KeyringStore
 from helperd.stores.migration import MigrationMarker
-from helperd.stores.os_keyring import PROBE_SERVICE, BoundedKeyring, pick_backend
+from helperd.stores.os_keyring import BoundedKeyring, pick_backend, probe
 
 __all__ = ["Choice", "Migrations", "build_store"]
 
@@ -119,11 +119,11 @@ def _keyring(settings: Settings, keyring: BoundedKeyring, why: str) -> Choice:
 def _os_keyring(settings: Settings) -> tuple[BoundedKeyring | None, str]:
     """A bounded handle on the best OS keyring backend, or None and why not.
 
-    A backend counts when it answers a harmless read within the bound; a locked collection
-    answers too. Even choosing a backend talks to D-Bus, so that is bounded as well. At start
-    no client waits, and a Secret Service may still be starting (D-Bus activation): the
-    probe gets the longer of `STARTUP_PROBE_TIMEOUT` and ``keyring_timeout``; requests later
-    get ``keyring_timeout``, a rung of the timeout ladder (helperd.core.ladder).
+    A backend counts when it passes `probe` (a harmless read within the bound; a locked
+    collection answers too). Even choosing a backend talks to D-Bus, so that is bounded as
+    well. At start no client waits, and a Secret Service may still be starting (D-Bus
+    activation): the probe gets the longer of `STARTUP_PROBE_TIMEOUT` and ``keyring_timeout``;
+    requests later get ``keyring_timeout``, a rung of the timeout ladder (helperd.core.ladder).
     """
     timeout = max(settings.keyring_timeout, STARTUP_PROBE_TIMEOUT)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="helperd-probe")
@@ -140,11 +140,7 @@ def _os_keyring(settings: Settings) -> tuple[BoundedKeyring | None, str]:
         )
     keyring = BoundedKeyring(backend, timeout=timeout)
     try:
-        keyring.get_password(PROBE_SERVICE, "probe")
-    except LockedError:
-        return keyring, f"{keyring.describe()} is locked (`helperctl unlock` opens it)"
-    except StoreUnavailableError as exc:
-        return None, exc.message
+        usable, verdict = probe(keyring)
     finally:
         keyring.timeout = settings.keyring_timeout
-    return keyring, f"{keyring.describe()} answered"
+    return (keyring if usable else None), verdict

@@ -43,7 +43,8 @@ from helperd.stores.durable import (
     remove_stale_temps,
     write_atomic,
 )
-from helperd.stores.os_keyring import LOCKED_MESSAGE, BoundedKeyring
+from helperd.stores.os_keyring import BoundedKeyring
+from helperd.stores.secret_service import LOCKED_MESSAGE
 
 __all__ = ["SERVICE_PREFIX", "ForeignEntries", "KeyringStore", "location"]
 

@@ -2,23 +2,17 @@
 
 helperd never goes through ``keyring.get_keyring()``: once helperd's own plugin is installed,
 that would call the daemon from inside the daemon. `pick_backend` chooses among the real OS
-backends instead, and `BoundedKeyring` runs each call in a worker thread with a deadline.
+backends instead, `BoundedKeyring` runs each call in a worker thread with a deadline, and
+`probe` is the one test of whether a keyring answers (the store choice uses it).
 
-For the Secret Service (GNOME Keyring, KWallet, KeePassXC on Linux) the calls go through
-``secretstorage`` directly, with the item attributes and label that keyring's own backend uses:
-keyring's backend unlocks a locked collection on its own, which pops a prompt (or, headless,
-fails in a way that looks like a missing password). Here a locked collection is a `LockedError`,
-and only `BoundedKeyring.unlock` asks for the unlock prompt.
+The Secret Service is reached without keyring's backend, which pops unlock prompts: see
+`helperd.stores.secret_service`. Only `BoundedKeyring.unlock` asks for the unlock prompt.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar, cast
 
 import keyring.backend
@@ -28,22 +22,13 @@ from keyring.backend import KeyringBackend
 from keyring.backends import SecretService
 from pydantic import SecretStr
 
-try:
-    import secretstorage
-    from jeepney import DBusErrorResponse
-    from jeepney.bus_messages import message_bus
-    from jeepney.io.blocking import Proxy
-    from secretstorage.collection import DEFAULT_COLLECTION, SERVICE_IFACE
-    from secretstorage.defines import SS_PATH
-    from secretstorage.util import PROMPT_IFACE, DBusAddressWrapper, exec_prompt
-except ImportError:  # only Linux needs them; keyring does not install them elsewhere
-    _LOCKED_ERRORS: tuple[type[BaseException], ...] = (keyring.errors.KeyringLocked,)
-else:
-    _LOCKED_ERRORS = (
-        keyring.errors.KeyringLocked,
-        secretstorage.LockedException,
-        secretstorage.PromptDismissedException,
-    )
+from helperd.stores.secret_service import (
+    LOCKED_ERRORS,
+    LOCKED_MESSAGE,
+    SecretServiceCalls,
+    dbus_error_name,
+    seconds,
+)
 
 __all__ = ["BoundedKeyring", "pick_backend", "probe"]
 
@@ -51,11 +36,6 @@ T = TypeVar("T")
 
 PROBE_SERVICE = "helperd-probe"
 """The service `probe` reads: nobody stores anything there."""
-
-LOCKED_MESSAGE = (
-    "the OS keyring collection is locked:"
-    " run `helperctl unlock` or unlock it in your desktop session"
-)
 
 # Only keyring's own OS backends may hold helperd's secrets. Everything else is left out:
 # helperd's own plugin (it would call the daemon), keyring's chainer (it may reach that
@@ -76,14 +56,6 @@ _LABELS = {
     "keyring.backends.macOS": "macOS Keychain",
     "keyring.backends.Windows": "Windows Credential Locker",
 }
-
-# What /proc/<pid>/comm of the org.freedesktop.secrets owner says, and who that is.
-_PROVIDERS = (
-    ("gnome-keyring", "GNOME Keyring"),
-    ("kwalletd", "KWallet"),
-    ("ksecretd", "KWallet"),
-    ("keepassxc", "KeePassXC"),
-)
 
 
 def _excluded(backend: KeyringBackend) -> bool:
@@ -121,128 +93,12 @@ def _label(backend: KeyringBackend) -> str:
     return _LABELS.get(type(backend).__module__, str(backend.name))
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
-
-
 def _reason(exc: BaseException, secret: str | None) -> str:
     """A short text for ``exc`` that is known not to contain ``secret``."""
     text = " ".join(str(exc).split())[:200]
     if not text or (secret and secret in text):
         return type(exc).__name__
     return text
-
-
-class _SecretServiceCalls:
-    """keyring's Secret Service backend minus its unlock prompts; one D-Bus connection per call."""
-
-    def __init__(self, backend: SecretService.Keyring) -> None:
-        self._backend = backend
-        self._path = str(getattr(backend, "preferred_collection", "") or DEFAULT_COLLECTION)
-
-    @contextlib.contextmanager
-    def _collection(self, *, allow_locked: bool = False) -> Iterator[secretstorage.Collection]:
-        connection = secretstorage.dbus_init()
-        try:
-            try:
-                collection = secretstorage.Collection(connection, self._path)
-            except secretstorage.ItemNotFoundException:
-                # secretstorage would create it, with a prompt: tell the user instead.
-                raise StoreUnavailableError(
-                    f"the Secret Service has no collection {self._path}: create a default keyring"
-                    " in your desktop session (for example with Seahorse) first"
-                ) from None
-            if not allow_locked and collection.is_locked():
-                raise LockedError(LOCKED_MESSAGE)
-            yield collection
-        finally:
-            connection.close()
-
-    def _first(self, collection: secretstorage.Collection, query: dict[str, str]) -> Any:
-        for item in collection.search_items(query):
-            if item.is_locked():
-                raise LockedError(LOCKED_MESSAGE)
-            return item
-        return None
-
-    def get_password(self, service: str, username: str) -> str | None:
-        with self._collection() as collection:
-            item = self._first(collection, self._backend._query(service, username))
-            return None if item is None else bytes(item.get_secret()).decode("utf-8")
-
-    def get_credential(self, service: str, username: str | None) -> tuple[str, str] | None:
-        field = self._backend.schemes[self._backend.scheme]["username"]
-        with self._collection() as collection:
-            for item in collection.search_items(self._backend._query(service, username)):
-                if item.is_locked():
-                    raise LockedError(LOCKED_MESSAGE)
-                found = item.get_attributes().get(field)
-                if found is not None:  # a credential without a username is of no use to a client
-                    return found, bytes(item.get_secret()).decode("utf-8")
-        return None
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        attributes = self._backend._query(service, username, application=self._backend.appid)
-        label = f"Password for '{username}' on '{service}'"
-        with self._collection() as collection:
-            collection.create_item(label, attributes, password.encode("utf-8"), replace=True)
-
-    def delete_password(self, service: str, username: str) -> bool:
-        with self._collection() as collection:
-            item = self._first(collection, self._backend._query(service, username))
-            if item is None:
-                return False
-            item.delete()
-            return True
-
-    def is_locked(self) -> bool:
-        with self._collection(allow_locked=True) as collection:
-            return collection.is_locked()
-
-    def unlock(self, prompt_timeout: float) -> None:
-        with self._collection(allow_locked=True) as collection:
-            if not collection.is_locked():
-                return
-            service = DBusAddressWrapper(SS_PATH, SERVICE_IFACE, collection.connection)
-            _unlocked, prompt = service.call("Unlock", "ao", [self._path])
-            if prompt != "/":
-                try:
-                    dismissed, _result = exec_prompt(
-                        collection.connection, prompt, timeout=prompt_timeout
-                    )
-                except TimeoutError:
-                    # Take the dialog away again rather than leave it for someone to find.
-                    with contextlib.suppress(Exception):
-                        DBusAddressWrapper(prompt, PROMPT_IFACE, collection.connection).call(
-                            "Dismiss", ""
-                        )
-                    raise LockedError(
-                        f"nobody answered the OS keyring's unlock prompt within"
-                        f" {_seconds(prompt_timeout)} s; the collection stays locked"
-                    ) from None
-                if dismissed:
-                    raise LockedError(
-                        "the OS keyring did not unlock: its unlock prompt was dismissed or could"
-                        " not be shown (no desktop session here?); unlock the collection in your"
-                        " desktop session"
-                    )
-            if collection.is_locked():
-                raise LockedError(LOCKED_MESSAGE)
-
-    def provider(self) -> str | None:
-        """Who owns ``org.freedesktop.secrets`` (GNOME Keyring, KWallet...), when Linux says."""
-        with contextlib.closing(secretstorage.dbus_init()) as connection:
-            pid = Proxy(message_bus, connection).GetConnectionUnixProcessID(
-                "org.freedesktop.secrets"
-            )[0]
-        try:
-            comm = Path(f"/proc/{int(pid)}/comm").read_text().strip()
-        except OSError:
-            return None
-        for prefix, provider in _PROVIDERS:
-            if comm.startswith(prefix):
-                return provider
-        return comm or None
 
 
 class _Call(Generic[T]):
@@ -286,7 +142,7 @@ class BoundedKeyring:
         self.name = _label(backend)
         """What messages call this keyring: "Secret Service", "macOS Keychain"..."""
         self._secret_service = (
-            _SecretServiceCalls(backend) if isinstance(backend, SecretService.Keyring) else None
+            SecretServiceCalls(backend) if isinstance(backend, SecretService.Keyring) else None
         )
         self._guard = threading.Lock()
         self._stuck = 0
@@ -402,7 +258,7 @@ class BoundedKeyring:
                     call.abandoned = True
                     self._stuck += 1
                     raise StoreUnavailableError(
-                        f"the OS keyring ({self.name}) did not answer within {_seconds(limit)} s"
+                        f"the OS keyring ({self.name}) did not answer within {seconds(limit)} s"
                         f" (asked to {what}); it may be hung or waiting for a prompt"
                     )
         if call.error is not None:
@@ -424,10 +280,11 @@ class BoundedKeyring:
         """Map a backend or D-Bus error to helperd's errors, never quoting the secret."""
         if isinstance(exc, HelperdError):
             return exc
-        if isinstance(exc, _LOCKED_ERRORS):
+        if isinstance(exc, LOCKED_ERRORS):
             return LockedError(LOCKED_MESSAGE)
-        if self._secret_service is not None and isinstance(exc, DBusErrorResponse):
-            detail = f"refused to {what}: D-Bus error {exc.name}"
+        dbus_error = dbus_error_name(exc) if self._secret_service is not None else None
+        if dbus_error is not None:
+            detail = f"refused to {what}: D-Bus error {dbus_error}"
         elif type(exc).__name__ == "SecretServiceNotAvailableException":
             detail = f"is not available: {_reason(exc, secret)}"
         elif isinstance(exc, UnicodeDecodeError):
@@ -439,25 +296,22 @@ class BoundedKeyring:
         return StoreUnavailableError(f"the OS keyring ({self.name}) {detail}")
 
 
-def probe(backend: KeyringBackend, timeout: float = 2.0) -> tuple[bool, str]:
-    """Tell whether ``backend`` answers a harmless read within ``timeout`` seconds, and why.
+def probe(keyring: BoundedKeyring) -> tuple[bool, str]:
+    """Whether ``keyring`` answers a harmless read within its deadline, and a verdict saying so.
+
+    The one probe of an OS keyring: the store choice (helperd.stores.choice) and the tests use
+    it alike. A locked collection answers: it is usable, and the keyring store reports
+    ``locked`` until ``helperctl unlock`` (or the desktop session) opens it.
 
     Returns:
-        (usable, reason): reason is a sentence for ``status``, such as "Secret Service (GNOME
-        Keyring) answered in 12 ms", "no D-Bus session bus", "... did not answer within 2 s"
-        or "... the collection is locked". A locked collection counts as not usable.
+        (usable, verdict): verdict is a sentence for ``status``'s ``store_reason``, such as
+        "Secret Service (GNOME Keyring) answered", "Secret Service (GNOME Keyring) is locked
+        (`helperctl unlock` opens it)" or, when not usable, the error that says why.
     """
-    bounded = BoundedKeyring(backend, timeout=timeout, max_stuck=1)
-    if isinstance(backend, SecretService.Keyring) and not os.environ.get(
-        "DBUS_SESSION_BUS_ADDRESS"
-    ):
-        return False, "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
-    start = time.monotonic()
     try:
-        bounded.get_password(PROBE_SERVICE, "probe")
+        keyring.get_password(PROBE_SERVICE, "probe")
     except LockedError:
-        return False, f"{bounded.describe()}: the collection is locked"
+        return True, f"{keyring.describe()} is locked (`helperctl unlock` opens it)"
     except StoreUnavailableError as exc:
         return False, exc.message
-    elapsed = time.monotonic() - start
-    return True, f"{bounded.describe()} answered in {elapsed * 1000:.0f} ms"
+    return True, f"{keyring.describe()} answered"

@@ -156,12 +156,9 @@ class TestPickBackend:
 class TestBoundedKeyring:
     """Every call into the OS keyring returns within its deadline, and prompts never pop."""
 
-    def test_probe_answers(self, backend: SecretServiceBackend.Keyring) -> None:
-        """A running, unlocked gnome-keyring passes the probe, named in the reason."""
-        usable, reason = probe(backend, TIMEOUT)
-
-        assert usable, reason
-        assert reason.startswith("Secret Service (GNOME Keyring) answered in ")
+    def test_probe_answers(self, bounded: BoundedKeyring) -> None:
+        """A running, unlocked gnome-keyring passes the probe, named in the verdict."""
+        assert (True, "Secret Service (GNOME Keyring) answered") == probe(bounded)
 
     def test_pick_backend_finds_secret_service(self, secret_service: SecretService) -> None:
         """With real backends, the Secret Service wins over fail and null."""
@@ -170,15 +167,16 @@ class TestBoundedKeyring:
         assert isinstance(pick_backend(candidates), SecretServiceBackend.Keyring)
 
     def test_probe_without_session_bus(
-        self, backend: SecretServiceBackend.Keyring, monkeypatch: pytest.MonkeyPatch
+        self, bounded: BoundedKeyring, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """No D-Bus session bus: the probe says so instead of failing."""
         monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")
 
-        usable, reason = probe(backend, TIMEOUT)
+        usable, reason = probe(bounded)
 
         assert not usable
-        assert "no D-Bus session bus" in reason
+        assert reason.startswith("the OS keyring (Secret Service) is not available: "), reason
+        assert "DBUS_SESSION_BUS_ADDRESS" in reason
 
     def test_locked_collection_is_locked_error_fast(
         self, secret_service: SecretService, bounded: BoundedKeyring
@@ -195,9 +193,22 @@ class TestBoundedKeyring:
         print(f"\nlocked-collection get: {elapsed * 1000:.1f} ms")
         assert elapsed < TIMEOUT
         assert secret_service.is_locked()
-        assert (False, "Secret Service (GNOME Keyring): the collection is locked") == probe(
-            bounded.backend, TIMEOUT
+
+    def test_probe_counts_a_locked_collection_as_usable(
+        self, secret_service: SecretService, bounded: BoundedKeyring
+    ) -> None:
+        """A locked collection answers the probe: usable, with a verdict that says how to unlock.
+
+        The store choice uses this same probe, so `--store auto` keeps the keyring store.
+        """
+        secret_service.lock_collection()
+
+        expected = (
+            True,
+            "Secret Service (GNOME Keyring) is locked (`helperctl unlock` opens it)",
         )
+        assert expected == probe(bounded)
+        assert secret_service.is_locked()
 
     def test_unlock_without_display_fails_at_once(
         self, secret_service: SecretService, bounded: BoundedKeyring
@@ -248,7 +259,7 @@ class TestBoundedKeyring:
         """A frozen gnome-keyring fails the probe within the bound."""
         with secret_service.paused_keyring():
             start = time.monotonic()
-            usable, reason = probe(backend, TIMEOUT)
+            usable, reason = probe(BoundedKeyring(backend, timeout=TIMEOUT, max_stuck=1))
             elapsed = time.monotonic() - start
 
         assert not usable

@@ -75,6 +75,27 @@ def test_auto_with_a_secret_service_keeps_secrets_there(
         again.stop()
 
 
+def test_auto_with_a_locked_collection_picks_the_keyring_store(
+    home: Path, secret_service: SecretService
+) -> None:
+    """auto with the collection locked from the start still picks the keyring store.
+
+    The store reports locked and its reason says how to unlock: the probe counts a locked
+    collection as a keyring that answers, and the file store is not created behind its back.
+    """
+    secret_service.lock_collection()
+    daemon = start_daemon(home, env=secret_service.env)
+    try:
+        status = daemon.client().status()
+        assert ("keyring", True) == (status.store, status.locked)
+        assert status.store_reason.endswith(
+            "Secret Service (GNOME Keyring) is locked (`helperctl unlock` opens it)"
+        ), status.store_reason
+        assert [] == list(home.rglob("store.enc"))
+    finally:
+        daemon.stop()
+
+
 def test_locked_collection_answers_exit_5_in_time(
     home: Path, secret_service: SecretService
 ) -> None:
