@@ -221,3 +221,36 @@ def _read(path: Path) -> str:
         return path.read_bytes().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def test_lock_drops_the_token_unlock_loads_it_delete_forgets_it(
+    daemon: Daemon, provider: Provider
+) -> None:
+    """With a passphrase store: lock drops the provider records from the daemon (get exits 5,
+    status counts none); unlock loads the stored token again without a run; after delete the
+    daemon keeps no provider record and the provider never runs again."""
+    env = dict(daemon.env)
+    with daemon.client() as client:
+        client.init("provider passphrase")
+    assert 0 == set_provider(env, provider).returncode
+    [token] = provider.tokens
+
+    assert 0 == helperctl(env, "lock").returncode
+    assert 5 == get(env).returncode
+    assert None is json.loads(helperctl(env, "status", "--json").stdout)["providers"]
+    done = subprocess.run(
+        [HELPERCTL, "unlock", "--passphrase-stdin"],
+        env=env,
+        input="provider passphrase",
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+
+    assert token == get(env).stdout.strip()
+    assert 1 == json.loads(helperctl(env, "status", "--json").stdout)["providers"]
+    assert 0 == helperctl(env, "rm", "corp").returncode
+    assert 0 == json.loads(helperctl(env, "status", "--json").stdout)["providers"]
+    assert 1 == provider.runs
