@@ -74,9 +74,12 @@ class ProviderDesk:
         self._kept: dict[RecordKey, ProviderFacts] = {}
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Load the store's provider records and start refreshing ahead (a daemon task)."""
-        await self.reload()
+    def start(self) -> None:
+        """Load the store's provider records, then refresh ahead, in a task of the daemon.
+
+        Loading does not hold up serving: until a record is loaded, its get is answered with
+        the stored token while that is valid.
+        """
         self._task = asyncio.get_running_loop().create_task(self._ahead())
 
     async def aclose(self) -> None:
@@ -142,9 +145,15 @@ class ProviderDesk:
             self.refresher.remove(key)
             del self._kept[key]
         for key, (name, facts, minted) in loaded.items():
-            if self._kept.get(key) != facts:
-                self.refresher.add(key, name, facts.spec, minted)
-                self._kept[key] = facts
+            now_kept = self._kept.get(key)
+            if (
+                now_kept is not None
+                and now_kept.spec == facts.spec
+                and now_kept.minted_at >= facts.minted_at
+            ):
+                continue  # the same, or read before the refresher stored a newer token
+            self.refresher.add(key, name, facts.spec, minted)
+            self._kept[key] = facts
 
     def _load(self, kept: dict[RecordKey, ProviderFacts]) -> Loaded:
         """In a worker thread: the store's provider records, their tokens read if new."""
@@ -206,6 +215,7 @@ class ProviderDesk:
             self._kept[key] = ProviderFacts.of(spec, minted)
 
     async def _ahead(self) -> None:
+        await self.reload()
         while True:
             await asyncio.sleep(AHEAD_INTERVAL)
             if self._kept and self._service.store.lockable:

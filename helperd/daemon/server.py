@@ -221,7 +221,7 @@ class Server:
             self._on_connect, sock=sock, limit=MAX_LINE, backlog=self._backlog
         )
         ticker = asyncio.create_task(self._tick_idle_lock())
-        await self.providers.start()
+        self.providers.start()
         log.info("listening on %s", sock.getsockname())
         if ready is not None:
             ready.set()

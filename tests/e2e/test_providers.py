@@ -79,7 +79,15 @@ def _pip(tools: Tools, sandbox: Sandbox, gate: TokenGate, target: Path) -> Resul
     )
 
 
-def _uv(tools: Tools, sandbox: Sandbox, gate: TokenGate, target: Path) -> Result:
+def _shim(sandbox: Sandbox) -> Path:
+    folder = sandbox.root / "shim-bin"
+    subprocess.run(
+        [HELPERCTL, "install-shim", "--dir", str(folder)], check=True, capture_output=True
+    )
+    return folder
+
+
+def _uv(tools: Tools, sandbox: Sandbox, gate: TokenGate, target: Path, shim: Path) -> Result:
     return sandbox.run(
         [
             tools.uv,
@@ -87,7 +95,7 @@ def _uv(tools: Tools, sandbox: Sandbox, gate: TokenGate, target: Path) -> Result
             *("--keyring-provider", "subprocess", "--default-index", gate.url_with_user()),
             *("--target", str(target), PACKAGE),
         ],
-        path=(tools.keyring_bin,),
+        path=(shim,),  # the shim alone answers uv's lookups: no real keyring behind it
     )
 
 
@@ -124,15 +132,16 @@ def _wait_for_run(gate: TokenGate, runs: int) -> None:
 def test_tools_install_across_refreshes_one_run_each(
     tools: Tools, gated: TokenGate, sandbox: Sandbox, helperd: Daemon
 ) -> None:
-    """pip, uv and Poetry install through the gate in several rounds, each round after a
-    refresh: every token the tools sent was fresh (no 403), each refresh ran the provider
-    exactly once (every run minted a token, runs spaced by the rule, never doubled), and no
-    token reached the daemon's log or the tools' output."""
+    """pip (the plugin), uv (the shim) and Poetry (the plugin) install through the gate in
+    several rounds, each after a refresh: every token the tools sent was fresh (no 403), each
+    refresh ran the provider exactly once (every run minted a token, runs spaced by the rule,
+    never doubled), and no token reached the daemon's log or the tools' output."""
     outputs = []
+    shim = _shim(sandbox)
     for round_ in range(ROUNDS):
         runs = len(gated.runs)
         outputs.append(_ok(_pip(tools, sandbox, gated, sandbox.root / f"pip{round_}")))
-        outputs.append(_ok(_uv(tools, sandbox, gated, sandbox.root / f"uv{round_}")))
+        outputs.append(_ok(_uv(tools, sandbox, gated, sandbox.root / f"uv{round_}", shim)))
         project = _poetry_project(sandbox, gated, f"app{round_}")
         outputs.append(_ok(sandbox.run([tools.poetry, "--no-ansi", "install"], cwd=project)))
         assert all(_installed(sandbox.root / p) for p in (f"pip{round_}", f"uv{round_}"))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helperd_client import RecordInfo
+from helperd_client import RecordInfo, Status
 
 from helperd.core.provider import AZURE_DEVOPS_RESOURCE, ProviderSpec
 from helperd.ctl.main import cli
@@ -26,8 +26,15 @@ class RecordingClient:
 
     path = Path("/nonexistent/helperd.sock")
 
-    def __init__(self) -> None:
+    def __init__(self, locked: bool = False) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.locked = locked
+
+    def status(self) -> Status:
+        return Status(
+            version="0", protocol=1, pid=1, store="file", store_reason="test", initialized=True,
+            locked=self.locked, lockable=True, repositories=0, records=0, idle_lock_seconds=None,
+        )  # fmt: skip
 
     def set(self, name: str, password: str | None, **args: Any) -> RecordInfo:
         self.sent.append({"name": name, "password": password, **args})
@@ -196,3 +203,13 @@ def test_a_command_not_on_path_is_refused(on_path: Path) -> None:
 
     assert ([], 2) == (client.sent, result.exit_code)
     assert "'no-such-mint' not found on PATH" in result.stderr
+
+
+def test_a_locked_store_is_refused_before_the_provider_runs(on_path: Path) -> None:
+    """A locked store: exit 5 before anything is sent, so no cloud CLI runs for nothing."""
+    client = RecordingClient(locked=True)
+
+    result = run(client, "set", "corp", "--provider", "gar")
+
+    assert ([], 5) == (client.sent, result.exit_code)
+    assert "the store is locked" in result.stderr
