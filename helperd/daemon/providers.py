@@ -38,7 +38,8 @@ from helperd.core.provider_record import ProviderFacts, check_provider_set, no_v
 from helperd.core.record import Kind, RecordKey
 from helperd.core.service import Service
 from helperd.core.store import StoreState
-from helperd.integrations.providers.refresher import AHEAD_INTERVAL, Refresher
+from helperd.integrations.providers.refresher import AHEAD_INTERVAL, Refresher, RunProvider
+from helperd.integrations.providers.runner import run_provider
 
 __all__ = ["ProviderDesk"]
 
@@ -55,7 +56,7 @@ class ProviderDesk:
     Args:
         service: the service whose store holds the records.
         executor: the worker threads for store calls.
-        refresher: the refresher (None: one that runs real commands, with the defaults).
+        run: runs a provider once (None: `run_provider`, the real commands; a fake in tests).
         clock: the time now (aware).
     """
 
@@ -64,13 +65,15 @@ class ProviderDesk:
         service: Service,
         executor: Executor,
         *,
-        refresher: Refresher | None = None,
+        run: RunProvider | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._service = service
         self._executor = executor
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.refresher = refresher or Refresher(on_minted=self._store_minted)
+        self.refresher = Refresher(
+            run=run or run_provider, clock=self._clock, on_minted=self._store_minted
+        )
         self._kept: dict[RecordKey, ProviderFacts] = {}
         self._task: asyncio.Task[None] | None = None
 
