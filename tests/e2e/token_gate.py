@@ -4,8 +4,10 @@ the provider that mints its tokens.
 `TokenGate` listens on 127.0.0.1 and passes a request on to pypiserver (with alice's
 credentials) only when it carries, as basic auth, ``USERNAME`` and a token the provider minted
 less than ``lifetime`` seconds ago; anything else gets 401 (no or unknown credentials) or 403
-(a token past its lifetime), the way a cloud index answers an expired token. pypiserver itself
-is left alone: it reads its htpasswd once, so rotating that file would not do.
+(a token past its lifetime), the way a cloud index answers an expired token. pypiserver does
+re-read its htpasswd when it changes, but that file holds one password per user: rotating it
+at each run would refuse the previous token at once, while a cloud index accepts every token
+until it expires (and a tool may still be using the previous one).
 
 `PROVIDER_SCRIPT` is the provider command: each run appends a fresh random token and the time
 to the gate's token file, counts itself in a runs file, and prints the token alone (text).
