@@ -37,6 +37,7 @@ SECTIONS = (
     "poetry",
     "uv",
     "profile",
+    "providers",
 )
 
 
@@ -75,6 +76,9 @@ class Budget:
     writer_sizes: tuple[int, ...] = (10, 1_000, 10_000)
     writer_rounds: int = 6
     writer_window: float = 1.0
+    provider_gets: int = 2000
+    provider_rounds: int = 5
+    provider_runs: int = 30
 
 
 QUICK = Budget(
@@ -107,6 +111,9 @@ QUICK = Budget(
     profile_big=2_000,
     writer_rounds=2,
     writer_window=0.3,
+    provider_gets=200,
+    provider_rounds=2,
+    provider_runs=5,
 )
 
 
@@ -179,7 +186,7 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 "load": compile_c(BENCH / "load.c", work, "-pthread"),
             }
         tools: Any = None
-        if wanted - {"latency", "throughput", "scale", "writers"}:
+        if wanted - {"latency", "throughput", "scale", "writers", "providers"}:
             with clock.part("preparing the e2e tool venvs (built once per machine)"):
                 tools = stack.enter_context(prepared_tools())
         results["versions"] = machine.versions(
@@ -312,6 +319,15 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 folder = work / "uv"
                 folder.mkdir()
                 results["uv"] = uv_lock.uv_lock(tools, folder, budget.uv_runs)
+        if "providers" in wanted:
+            with clock.part("9. provider records: a warm get against a plain one"):
+                from bench.providers import providers
+
+                folder = work / "providers"
+                folder.mkdir()
+                results["providers"] = providers(
+                    folder, budget.provider_gets, budget.provider_rounds, budget.provider_runs
+                )
     results["part_seconds"] = clock.seconds
     results["total_seconds"] = time.perf_counter() - clock.started
 

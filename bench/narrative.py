@@ -323,6 +323,15 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " the `keyring` calls.\n"
     )
     out.append(tables["uv"])
+    out.append(
+        "## 9. Provider records (short-lived tokens)\n\n"
+        "One connection asks in turns for a plain token record and for a provider record whose"
+        " token is warm (minted at `set`, not yet near its minimum life), the same number of"
+        " times each (`bench/providers.py`). Beside them, the cost of running the provider on"
+        " every lookup, as the per-cloud keyring plugins do: here a Python script that prints"
+        " a token, far cheaper than a cloud CLI, whose start alone `aws --version` shows.\n"
+    )
+    out.append(tables["providers"])
     out.append("## Profile of `get`: what dominates\n")
     out.append(_profile_words(r) + "\n")
     out.append(tables["profile"])

@@ -391,6 +391,37 @@ def _profile(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _providers(r: dict[str, Any]) -> str:
+    p = r["providers"]
+    rows = [
+        [
+            "get of a plain token record",
+            f"{us(p['plain_us']['p50'])} ({_spread_us(p['plain_us'])})",
+            "1x",
+        ],
+        [
+            "get of a provider record, warm token",
+            f"{us(p['provider_us']['p50'])} ({_spread_us(p['provider_us'])})",
+            x(p["warm_ratio"]),
+        ],
+        [
+            "running the provider (a Python script) per lookup",
+            f"{ms(p['run_ms']['p50'])} ({_spread_ms(p['run_ms'])})",
+            x(p["run_ratio"]),
+        ],
+    ]
+    if p.get("aws_start_ms"):
+        aws = p["aws_start_ms"]
+        rows.append(
+            [
+                "`aws --version` (a cloud CLI's start alone)",
+                f"{ms(aws['p50'])} ({_spread_ms(aws)})",
+                DASH,
+            ]
+        )
+    return _table(["path", "median (quartiles)", "against a plain get"], rows)
+
+
 def write(results: dict[str, Any], report: Path, plot_path: Path) -> None:
     """Render the Markdown report and the PNG plot of ``results``."""
     from bench.narrative import narrative
@@ -410,6 +441,7 @@ def write(results: dict[str, Any], report: Path, plot_path: Path) -> None:
         "poetry": _poetry(results) if "poetry" in results else "(not run)\n",
         "uv": _uv(results) if "uv" in results else "(not run)\n",
         "profile": _profile(results) if "profile_daemon" in results else "(not run)\n",
+        "providers": _providers(results) if "providers" in results else "(not run)\n",
     }
     text = narrative(results, found, tables, plot_path.name)
     report.parent.mkdir(parents=True, exist_ok=True)

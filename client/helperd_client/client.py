@@ -50,6 +50,7 @@ from helperd_client.wire import PROTOCOL_VERSION, decode_line, encode_line
 __all__ = [
     "DEFAULT_TIMEOUT",
     "PASSPHRASE_TIMEOUT",
+    "PROVIDER_SET_TIMEOUT",
     "Client",
     "Credential",
     "Hello",
@@ -63,6 +64,9 @@ BUSY_MAX_PAUSE = 0.1
 
 PASSPHRASE_TIMEOUT = 90.0
 """Seconds for calls that carry a passphrase: long enough for the KDF on a slow machine."""
+
+PROVIDER_SET_TIMEOUT = 70.0
+"""Seconds for a ``set`` with a provider: the daemon's run bound (60 s) and a margin."""
 
 
 def _time(value: Any) -> datetime | None:
@@ -109,6 +113,10 @@ class RecordInfo:
     expired: bool
     created_at: datetime
     updated_at: datetime
+    provider: str | None = None
+    """A provider record's preset (``expires_at`` is then its current token's)."""
+    provider_error: str | None = None
+    """A provider record's last failed run, scrubbed; None when the last run worked."""
 
     @property
     def url(self) -> str | None:
@@ -127,6 +135,8 @@ class RecordInfo:
             expired=data["expired"],
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
+            provider=data.get("provider"),
+            provider_error=data.get("provider_error"),
         )
 
 
@@ -149,6 +159,8 @@ class Status:
     kdf_runs: int = 0
     passphrase_retry_in: float = 0.0
     memory_locked: bool = False
+    providers: int | None = None
+    providers_failing: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -237,19 +249,23 @@ class Client:
     def set(
         self,
         name: str | None,
-        password: str,
+        password: str | None,
         *,
         service: str | None = None,
         username: str | None = None,
         kind: str | None = None,
         urls: list[str] | tuple[str, ...] | None = None,
         expires_at: datetime | None = None,
+        provider: Mapping[str, Any] | None = None,
     ) -> RecordInfo:
         """Add or replace the (name, username) record; returns its public facts.
 
         Give ``name`` (a repository, or a generic entry's service with ``kind="generic"``),
         or ``name=None`` and a raw keyring ``service`` that the daemon resolves as keyring
         writes are (``poetry-repository-NAME`` is repository NAME, and so on).
+        With ``provider`` (a provider spec, see docs/protocol.md) and ``password`` None, the
+        daemon runs the provider once and stores its token; this call then waits up to
+        `PROVIDER_SET_TIMEOUT`, as a cloud CLI may take seconds.
         """
         args: dict[str, Any] = {
             "name": name,
@@ -259,8 +275,11 @@ class Client:
             "username": username,
             "urls": None if urls is None else list(urls),
             "expires_at": None if expires_at is None else expires_at.isoformat(),
+            "provider": None if provider is None else dict(provider),
         }
-        return RecordInfo.from_wire(self.request("set", **_present(args))["record"])
+        timeout = None if provider is None else max(self.timeout, PROVIDER_SET_TIMEOUT)
+        result = self.request("set", _timeout=timeout, **_present(args))
+        return RecordInfo.from_wire(result["record"])
 
     def delete(
         self, name: str | None, username: str | None = None, *, service: str | None = None

@@ -39,8 +39,10 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_serializer,
+    model_validator,
 )
 
+from helperd.core.provider import ProviderSpec
 from helperd.core.record import Kind, Record
 
 __all__ = [
@@ -132,21 +134,31 @@ class SetRequest(_Request):
     ``username`` defaults to ``__token__`` for tokens and to the empty string otherwise;
     ``kind`` defaults to ``basic`` for a name and is inferred for a service;
     ``urls`` (or a single ``url``) left out keeps the URLs of the record being replaced.
+    With ``provider`` (and no ``password``) the daemon runs that command once and stores the
+    token it prints: a provider record, a ``token`` record whose ``username`` defaults to the
+    provider's; nothing is stored when the run fails.
     """
 
     op: Literal["set"]
     name: Text | None = None
     service: Text | None = None
     username: Text | None = None
-    password: Secret
+    password: Secret | None = None
+    provider: ProviderSpec | None = None
     kind: KindName | None = None
     urls: list[Text] | None = Field(default=None, max_length=64)
     url: Text | None = None
     expires_at: Timestamp | None = None
 
     @field_serializer("password", when_used="json")
-    def _password(self, value: SecretStr, info: SerializationInfo) -> str:
-        return _reveal(value, info)
+    def _password(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        return None if value is None else _reveal(value, info)
+
+    @model_validator(mode="after")
+    def _password_or_provider(self) -> SetRequest:
+        if (self.password is None) == (self.provider is None):
+            raise ValueError("give exactly one of password and provider")
+        return self
 
 
 class DeleteRequest(_Request):
@@ -257,6 +269,10 @@ class StatusResult(_Model):
     """Seconds until a passphrase is checked again (0 when the gate is open)."""
     memory_locked: bool = False
     """Whether the key's memory is locked against swap (mlock)."""
+    providers: int | None = None
+    """Provider records the daemon keeps fresh (null while locked)."""
+    providers_failing: list[str] = Field(default_factory=list)
+    """Names of the provider records whose last run failed."""
 
 
 class RecordInfo(_Model):
@@ -271,20 +287,27 @@ class RecordInfo(_Model):
     expired: bool
     created_at: datetime
     updated_at: datetime
+    provider: str | None = None
+    """A provider record's preset (``codeartifact``, ``gar``, ``azure`` or ``command``);
+    its ``expires_at`` is then its current token's."""
+    provider_error: str | None = None
+    """A provider record's last failed run, scrubbed (null when the last run worked)."""
 
     @classmethod
     def of(cls, record: Record, now: datetime) -> RecordInfo:
         """Describe ``record`` as seen at ``now``."""
+        facts = record.provider
         return cls(
             name=record.name,
             username=record.username,
             kind=record.kind,
             urls=list(record.urls),
             url=record.urls[0] if record.urls else None,
-            expires_at=record.expires_at,
+            expires_at=record.expires_at if facts is None else facts.expires_at,
             expired=record.expired(now),
             created_at=record.created_at,
             updated_at=record.updated_at,
+            provider=None if facts is None else facts.spec.preset,
         )
 
 

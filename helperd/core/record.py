@@ -11,7 +11,16 @@ from datetime import datetime
 from enum import StrEnum
 
 from helperd_client.names import NAME_REGEX, TOKEN_USERNAME
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
+
+from helperd.core.provider_record import ProviderFacts
 
 __all__ = ["CERT_USERNAME", "NAME_PATTERN", "TOKEN_USERNAME", "Kind", "Record", "RecordKey"]
 
@@ -53,6 +62,16 @@ class Record(BaseModel):
     expires_at: AwareDatetime | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    provider: ProviderFacts | None = None
+    """Set for a token minted by a provider (see `helperd.core.provider_record`)."""
+
+    @model_serializer(mode="wrap")
+    def _without_no_provider(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # A record without a provider is stored as before: no "provider": null in the files.
+        data: dict[str, object] = handler(self)
+        if self.provider is None:
+            data.pop("provider", None)
+        return data
 
     @field_validator("name")
     @classmethod

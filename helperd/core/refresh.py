@@ -180,6 +180,19 @@ class Refresh:
             return self._refuse_expired(now)
         return self._claim(Action.WAIT_FOR_RUN, ahead=False)
 
+    def serve_until(self) -> datetime | None:
+        """Before this instant `decide` answers ``SERVE`` (no run, no failure pending, the
+        token well above its minimum and the lead of a run ahead); None when there is no such
+        span. A get before it may skip `decide` and call `read` instead: the hot path.
+        """
+        if self._running or self._failures or self._expires_at is None:
+            return None
+        return self._expires_at - self._min_left() - self._lead()
+
+    def read(self, now: datetime) -> None:
+        """Count a get at ``now`` that was served without `decide` (see `serve_until`)."""
+        self._last_read = now
+
     def claim_ahead(self, now: datetime) -> bool:
         """Whether to start a background run now, without a get; True claims the run.
 

@@ -58,7 +58,17 @@ from helperd.core.protocol import (
     StatusResult,
     UnlockRequest,
 )
-from helperd.core.record import CERT_USERNAME, NAME_PATTERN, TOKEN_USERNAME, Kind, Record
+from helperd.core.provider import ProviderSpec
+from helperd.core.provider_output import Minted
+from helperd.core.provider_record import ProviderFacts
+from helperd.core.record import (
+    CERT_USERNAME,
+    NAME_PATTERN,
+    TOKEN_USERNAME,
+    Kind,
+    Record,
+    RecordKey,
+)
 from helperd.core.store import ForeignKeyring, Store, StoreState
 
 __all__ = ["KeyFacts", "Migrations", "Service"]
@@ -336,13 +346,18 @@ class Service:
             if found is None:
                 raise
             return found
+        expires_at = record.expires_at
+        if record.provider is not None:
+            # The stored token, even an expired one: the daemon's ProviderDesk swaps in the
+            # refresher's token, or refuses one past this expiry (helperd.daemon.providers).
+            expires_at = record.provider.expires_at
         return GetResult(
             name=record.name,
             username=record.username,
             password=self.store.password(record),
             kind=record.kind,
             urls=list(record.urls),
-            expires_at=record.expires_at,
+            expires_at=expires_at,
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
@@ -371,7 +386,13 @@ class Service:
             updated_at=None,
         )
 
-    def _set(self, request: SetRequest, now: datetime) -> SetResult:
+    def _set(
+        self, request: SetRequest, now: datetime, provider: ProviderFacts | None = None
+    ) -> SetResult:
+        if request.provider is not None and provider is None:
+            raise BadRequestError("a provider record is set through the daemon")
+        if request.password is None:
+            raise BadRequestError("set needs a password (or a provider)")
         catalog = self._current_catalog()
         name, username, kind = self._set_target(request, list(catalog.records))
         if request.url is not None and request.urls is not None:
@@ -400,9 +421,42 @@ class Service:
             expires_at=request.expires_at,
             created_at=existing.created_at if existing is not None else now,
             updated_at=now,
+            provider=provider,
         )
         self.store.put(record, request.password)
         return SetResult(record=RecordInfo.of(record, now), replaced=existing is not None)
+
+    def set_provided(self, request: SetRequest, facts: ProviderFacts, now: datetime) -> SetResult:
+        """Store a provider record: ``request`` carries the token the daemon just minted.
+
+        Like `handle` for a ``set`` (in a worker thread), with the provider's facts stored
+        beside the record.
+        """
+        try:
+            self.tick(now)
+            with self._mutex:
+                self._last_use = now
+            with self._writes:
+                return self._set(request, now, facts)
+        finally:
+            self._prime_catalog()
+
+    def store_minted(self, key: RecordKey, spec: ProviderSpec, minted: Minted) -> bool:
+        """Store a token the daemon's refresher minted for the provider record ``key``.
+
+        Returns False, storing nothing, when the record is gone or its provider changed since.
+        Runs in a worker thread: the store may write to disk or the OS keyring.
+        """
+        try:
+            with self._writes:
+                record = next((r for r in self.store.records() if r.key == key), None)
+                if record is None or record.provider is None or record.provider.spec != spec:
+                    return False
+                facts = ProviderFacts.of(spec, minted)
+                self.store.put(record.model_copy(update={"provider": facts}), minted.token)
+                return True
+        finally:
+            self._prime_catalog()
 
     @staticmethod
     def _set_target(request: SetRequest, records: list[Record]) -> tuple[str, str, Kind]:

@@ -27,7 +27,7 @@ def emit_json(data: object) -> None:
 def record_json(info: RecordInfo) -> dict[str, Any]:
     """A record's facts as ``--json`` prints them (URLs without userinfo)."""
     urls = [shown_url(u) for u in info.urls]
-    return {
+    data: dict[str, Any] = {
         "name": info.name,
         "urls": urls,
         "url": urls[0] if urls else None,
@@ -38,6 +38,9 @@ def record_json(info: RecordInfo) -> dict[str, Any]:
         "created_at": iso(info.created_at),
         "updated_at": iso(info.updated_at),
     }
+    if info.provider is not None:  # a provider record: expires_at is its current token's
+        data.update(provider=info.provider, provider_error=info.provider_error)
+    return data
 
 
 def iso(moment: datetime | None) -> str | None:

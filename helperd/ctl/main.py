@@ -33,6 +33,7 @@ from helperd.ctl.cli_exec import exec_command
 from helperd.ctl.cli_import import import_poetry
 from helperd.ctl.cli_input import fail
 from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
+from helperd.ctl.cli_provider import provider_options, provider_spec, set_provider
 from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock
 from helperd.ctl.session import Session
 from helperd.integrations.shim_install import install_shim
@@ -135,6 +136,11 @@ def status(session: Session, as_json: bool) -> None:
         f"state:        {lock_state}",
         f"repositories: {count}",
     ]
+    if state.providers:
+        failing = (
+            f" ({', '.join(state.providers_failing)} failing)" if state.providers_failing else ""
+        )
+        lines.append(f"providers:    {state.providers}{failing}")
     if state.lockable and state.idle_lock_seconds:
         lines.append(f"auto-lock:    after {state.idle_lock_seconds / 60:g} min without use")
     if state.passphrase_retry_in > 0:
@@ -166,9 +172,11 @@ def status(session: Session, as_json: bool) -> None:
     help="ISO-8601 (UTC if no zone) or 30m, 12h, 7d, 1w.",
 )
 @click.option("--password-stdin", is_flag=True, help="Read the secret from stdin.")
+@provider_options
 @_pass_session
 def set_(
     session: Session,
+    /,
     *,
     name: str,
     urls: tuple[str, ...],
@@ -176,6 +184,7 @@ def set_(
     token: bool,
     expires_at: datetime | None,
     password_stdin: bool,
+    **provider_flags: Any,
 ) -> None:
     """Add or replace a credential of repository NAME.
 
@@ -192,7 +201,17 @@ def set_(
           --url https://pkgs.example.test/simple/ --password-stdin
       helperctl set pypi --token --url https://upload.pypi.org/legacy/ --expires-at 30d
       helperctl set codeartifact --token --username aws --expires-at 12h --password-stdin
+      helperctl set ca --provider codeartifact --domain D --domain-owner 111122223333 \\
+          --url https://D-111122223333.d.codeartifact.eu-west-1.amazonaws.com/pypi/R/simple/
+      helperctl set mine --provider-command --url https://pkgs.example.test/simple/ \\
+          -- /usr/local/bin/mint-token --audience pkgs
     """
+    spec = provider_spec(provider_flags, username)
+    if spec is not None:
+        if password_stdin or expires_at is not None:
+            raise click.UsageError("a provider record takes no --password-stdin nor --expires-at")
+        set_provider(session.client(), name, spec, urls)
+        return
     cli_input.require_secret_source("password", from_stdin=password_stdin, flag="--password-stdin")
     kind = "token" if token else "basic"
     if token and username is None:
@@ -288,6 +307,9 @@ def list_(session: Session, as_json: bool) -> None:
         if len(r.urls) > 1:
             url += f" (+{len(r.urls) - 1})"
         expires = "never" if r.expires_at is None else when(r.expires_at)
+        if r.provider is not None:  # the current token's expiry, and the provider's health
+            health = "ok" if r.provider_error is None else "failing"
+            expires = f"{expires} ({r.provider}: {health})"
         rows.append(
             (
                 printable(r.name),

@@ -8,7 +8,7 @@ Tests inject a client through `Session`: ``runner.invoke(cli, args, obj=Session(
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,12 +38,13 @@ class DaemonClient(Protocol):
     def set(
         self,
         name: str,
-        password: str,
+        password: str | None,
         *,
         username: str | None = None,
         kind: str = "basic",
         urls: builtins.list[str] | tuple[str, ...] | None = None,
         expires_at: datetime | None = None,
+        provider: Mapping[str, Any] | None = None,
     ) -> RecordInfo: ...
     def delete(self, name: str, username: str | None = None) -> int: ...
     def list(self) -> builtins.list[RecordInfo]: ...

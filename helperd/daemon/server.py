@@ -54,6 +54,7 @@ from helperd.core.protocol import (
 )
 from helperd.core.service import Service
 from helperd.daemon.peer import peer_uid
+from helperd.daemon.providers import ProviderDesk
 from helperd.stores.durable import check_private_dir
 
 __all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
@@ -179,6 +180,7 @@ class Server:
         self._stop = asyncio.Event()
         self._uid = os.getuid()
         self._quiet_since = time.monotonic()
+        self.providers = ProviderDesk(service, self._executor)
 
     @property
     def idle_since(self) -> float | None:
@@ -219,6 +221,7 @@ class Server:
             self._on_connect, sock=sock, limit=MAX_LINE, backlog=self._backlog
         )
         ticker = asyncio.create_task(self._tick_idle_lock())
+        self.providers.start()
         log.info("listening on %s", sock.getsockname())
         if ready is not None:
             ready.set()
@@ -231,6 +234,7 @@ class Server:
             server.close()
             ticker.cancel()
             await self._drain()
+            await self.providers.aclose()
             for conn in list(self._connections):
                 conn.writer.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -354,9 +358,12 @@ class Server:
         except RequestError as exc:
             return render_error(exc.request_id, exc.error)
         try:
-            result = self._service.answer_now(request, _now())
+            result = await self.providers.before(request)  # a set with a provider
+            if result is None:
+                result = self._service.answer_now(request, _now())
             if result is None:
                 result = await self._in_worker(request)
+            result = await self.providers.after(request, result)
             log.debug("%s ok", request.op)
             return render_ok(request_id, result)
         except HelperdError as exc:

@@ -17,6 +17,7 @@ A sleeping child started the same way is the control.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import resource
@@ -288,7 +289,7 @@ SIMPLE: dict[Any, Any] = {
 }
 
 
-def sample(annotation: Any, field: str) -> Any:
+def sample(annotation: Any, field: str) -> Any:  # noqa: PLR0911 - one return per type
     """A value for a field: the needle for secrets, something harmless for the rest."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -298,6 +299,10 @@ def sample(annotation: Any, field: str) -> Any:
         return args[0]
     if origin is list:
         return [sample(args[0], field)]
+    if origin is tuple:  # tuple[X, ...]: a provider's argv and env names
+        return (sample(args[0], field),)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return next(iter(annotation))
     if annotation is SecretStr:
         return SecretStr(secret(f"model-{field}"))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -1,8 +1,9 @@
 """The presets against the real cloud CLIs, pointed at local stand-ins (no cloud reached).
 
-- ``aws`` (the CLI on PATH) runs the CodeArtifact preset against a small HTTP stand-in on
-  127.0.0.1 that answers GetAuthorizationToken; ``AWS_ENDPOINT_URL`` points it there and
-  travels through the clean environment like any ``AWS_*`` variable. moto has no CodeArtifact.
+- ``aws`` (the CLI on PATH; the test extra installs it, ``awscli``) runs the CodeArtifact
+  preset against a small HTTP stand-in on 127.0.0.1 that answers GetAuthorizationToken;
+  ``AWS_ENDPOINT_URL`` points it there and travels through the clean environment like any
+  ``AWS_*`` variable. moto has no CodeArtifact.
 - ``gcloud`` runs the Artifact Registry preset with ``CLOUDSDK_AUTH_ACCESS_TOKEN_FILE`` (a
   token file instead of a login), in a private ``CLOUDSDK_CONFIG``.
 - Both are run logged out too: the error is the CLI's own advice, with its status.

@@ -181,3 +181,32 @@ def test_rule_reads_no_clock(frozen: str) -> None:
     with freezegun.freeze_time(frozen):
         state = fresh()
         assert Action.SERVE == state.decide(T0 + s(1)).action
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "min_lifetime"),
+    [(HOUR, MIN10), (s(60), MIN10), (s(4), s(2)), (s(12 * 3600), MIN10)],
+)
+def test_serve_until_is_where_decide_still_serves(
+    lifetime: timedelta, min_lifetime: timedelta
+) -> None:
+    """Before `serve_until`, decide answers SERVE (the hot path may skip it); from that
+    instant on it no longer does for a record read lately; during a run or after a failure
+    there is no such span."""
+    until = fresh(lifetime, min_lifetime).serve_until()
+    assert until is not None
+    step = lifetime / 200
+    times = [T0 + step * i for i in range(200)]
+    served = [t < until for t in times]
+    decided = []
+    for t in times:
+        state = fresh(lifetime, min_lifetime)
+        state.read(t - s(1))  # read lately, as a hot record is
+        decided.append(state.decide(t).action is Action.SERVE)
+    assert served == decided
+    running = fresh(lifetime, min_lifetime)
+    running.decide(T0 + lifetime)  # claims a run
+    failed = fresh(lifetime, min_lifetime)
+    failed.decide(T0 + lifetime - s(0.5))
+    failed.failed(T0 + lifetime - s(0.4), "denied")
+    assert (None, None) == (running.serve_until(), failed.serve_until())

@@ -1,0 +1,226 @@
+"""The daemon's provider records: minted at ``set``, served and kept fresh by one `Refresher`.
+
+`ProviderDesk` sits beside the `Service` on the event loop. Before a request, it handles a
+``set`` with a provider (the command runs once here, never in helperctl; nothing is stored when
+it fails). After a request, it swaps the stored token of a provider record's ``get`` for the
+refresher's (cached, or minted waiting at most the rule's bound), adds each provider record's
+health to ``list`` and ``status``, and after a write loads the store's provider records again
+(dropping them all while the store is locked). Its own task starts the runs ahead and drops the
+records when the idle lock has closed the store. New tokens are stored from a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+
+from helperd_client.errors import HelperdError
+
+from helperd.core.protocol import (
+    GetRequest,
+    GetResult,
+    HelloRequest,
+    ListRequest,
+    ListResult,
+    Request,
+    Result,
+    SetRequest,
+    StatusRequest,
+    StatusResult,
+)
+from helperd.core.provider import ProviderSpec
+from helperd.core.provider_output import Minted
+from helperd.core.provider_record import ProviderFacts, check_provider_set, no_valid_token
+from helperd.core.record import Kind, RecordKey
+from helperd.core.service import Service
+from helperd.core.store import StoreState
+from helperd.integrations.providers.refresher import AHEAD_INTERVAL, Refresher, RunProvider
+from helperd.integrations.providers.runner import run_provider
+
+__all__ = ["ProviderDesk"]
+
+log = logging.getLogger("helperd.provider")
+
+_READS = (HelloRequest, GetRequest, ListRequest, StatusRequest)
+
+Loaded = dict[RecordKey, tuple[str, ProviderFacts, Minted | None]]
+
+
+class ProviderDesk:
+    """Provider records for one `Service`: their set, their gets, their health, their refresh.
+
+    Args:
+        service: the service whose store holds the records.
+        executor: the worker threads for store calls.
+        run: runs a provider once (None: `run_provider`, the real commands; a fake in tests).
+        clock: the time now (aware).
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        executor: Executor,
+        *,
+        run: RunProvider | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._service = service
+        self._executor = executor
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.refresher = Refresher(
+            run=run or run_provider, clock=self._clock, on_minted=self._store_minted
+        )
+        self._kept: dict[RecordKey, ProviderFacts] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Load the store's provider records, then refresh ahead, in a task of the daemon.
+
+        Loading does not hold up serving: until a record is loaded, its get is answered with
+        the stored token while that is valid.
+        """
+        self._task = asyncio.get_running_loop().create_task(self._ahead())
+
+    async def aclose(self) -> None:
+        """Stop refreshing ahead and every run under way."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.refresher.aclose()
+
+    async def before(self, request: Request) -> Result | None:
+        """Serve a ``set`` with a provider here (None for any other request).
+
+        Raises:
+            HelperdError: the provider failed (``store_unavailable``, its scrubbed stderr),
+                or the request is wrong.
+        """
+        if not isinstance(request, SetRequest) or request.provider is None:
+            return None
+        spec = check_provider_set(
+            request.provider,
+            kind=request.kind,
+            username=request.username,
+            expires_at=request.expires_at,
+        )
+        minted = await self.refresher.mint(spec)  # ProviderError: nothing is stored
+        stored = request.model_copy(
+            update={
+                "password": minted.token,
+                "kind": Kind.TOKEN,
+                "username": spec.username,
+                "provider": spec,
+            }
+        )
+        facts = ProviderFacts.of(spec, minted)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self._service.set_provided, stored, facts, self._clock()
+        )
+
+    async def after(self, request: Request, result: Result) -> Result:
+        """The answer to ``request`` with the provider records' part put in."""
+        if isinstance(result, GetResult):
+            return await self._get(result)
+        if isinstance(result, ListResult):
+            return self._list(result)
+        if isinstance(result, StatusResult):
+            return self._status(result)
+        if not isinstance(request, _READS):
+            await self.reload()
+        return result
+
+    async def reload(self) -> None:
+        """Keep the store's provider records (none while it is locked), tokens included."""
+        loop = asyncio.get_running_loop()
+        kept = dict(self._kept)
+        try:
+            loaded = await loop.run_in_executor(self._executor, self._load, kept)
+        except HelperdError as exc:
+            log.warning("could not load the provider records: %s", exc.message)
+            return
+        for key in [k for k in self._kept if k not in loaded]:
+            self.refresher.remove(key)
+            del self._kept[key]
+        for key, (name, facts, minted) in loaded.items():
+            now_kept = self._kept.get(key)
+            if (
+                now_kept is not None
+                and now_kept.spec == facts.spec
+                and now_kept.minted_at >= facts.minted_at
+            ):
+                continue  # the same, or read before the refresher stored a newer token
+            self.refresher.add(key, name, facts.spec, minted)
+            self._kept[key] = facts
+
+    def _load(self, kept: dict[RecordKey, ProviderFacts]) -> Loaded:
+        """In a worker thread: the store's provider records, their tokens read if new."""
+        store = self._service.store
+        if store.state is not StoreState.UNLOCKED:
+            return {}
+        found: Loaded = {}
+        for record in store.records():
+            facts = record.provider
+            if facts is None:
+                continue
+            same = kept.get(record.key)
+            if same is not None and same.spec == facts.spec and same.minted_at >= facts.minted_at:
+                found[record.key] = (record.name, same, None)  # kept as it is
+                continue
+            found[record.key] = (record.name, facts, facts.minted(store.password(record)))
+        return found
+
+    async def _get(self, result: GetResult) -> GetResult:
+        key = (result.name, result.username)
+        if key not in self._kept:
+            # Not a provider record, or one not loaded yet (just unlocked): the stored token,
+            # never an expired one (a plain record past its expiry is never found at all).
+            if result.expires_at is not None and result.expires_at <= self._clock():
+                raise no_valid_token(result.name)
+            return result
+        minted = await self.refresher.get(key)
+        return result.model_copy(update={"password": minted.token, "expires_at": minted.expires_at})
+
+    def _list(self, result: ListResult) -> ListResult:
+        records = []
+        for info in result.records:
+            key = (info.name, info.username)
+            if info.provider is None or key not in self._kept:
+                records.append(info)
+                continue
+            health = self.refresher.health(key)
+            change = {"provider_error": health.last_error, "expires_at": health.expires_at}
+            records.append(info.model_copy(update=change))
+        return result.model_copy(update={"records": records})
+
+    def _status(self, result: StatusResult) -> StatusResult:
+        if result.locked:
+            return result
+        failing = sorted(
+            {key[0] for key in self._kept if self.refresher.health(key).last_error is not None}
+        )
+        change = {"providers": len(self._kept), "providers_failing": failing}
+        return result.model_copy(update=change)
+
+    async def _store_minted(self, key: Hashable, spec: ProviderSpec, minted: Minted) -> None:
+        """Store a token the refresher minted, from a worker thread (never on the loop)."""
+        assert isinstance(key, tuple)
+        loop = asyncio.get_running_loop()
+        stored = await loop.run_in_executor(
+            self._executor, self._service.store_minted, key, spec, minted
+        )
+        if stored:
+            self._kept[key] = ProviderFacts.of(spec, minted)
+
+    async def _ahead(self) -> None:
+        await self.reload()
+        while True:
+            await asyncio.sleep(AHEAD_INTERVAL)
+            if self._kept and self._service.store.lockable:
+                await self.reload()  # if the idle lock closed the store, its tokens go too
+            self.refresher.start_ahead()
