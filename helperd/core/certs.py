@@ -108,6 +108,11 @@ class CertKeeper:
                 certs = self.records(store, now) if unlocked else None
             except LockedError:
                 certs = None
+            except HelperdError as exc:
+                # The store cannot be read (damaged, OS keyring away): no file, and the request
+                # that caused this update is answered as it would have been; the daemon runs on.
+                log.warning("cannot read the certificate records: %s", exc.message)
+                certs = None
             if certs is None:
                 self._clear()
                 return

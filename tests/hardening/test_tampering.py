@@ -95,23 +95,24 @@ def test_flipped_byte_is_refused_and_never_written(
 ) -> None:
     """One flipped bit anywhere (header fields, newline, ciphertext, tag) is refused.
 
-    A key-file store that fails to open tries again on every request, so one daemon sees
-    every damaged variant in turn.
+    Each damaged variant is in place before its daemon starts (the daemon opens a key-file
+    store at start, for its certificate files), and the daemon keeps running and refusing.
     """
     offsets = layout(good_store)
     offsets |= {f"header field {f}": header_field(good_store, f) for f in FIELDS}
     store = home / "store.enc"
-    daemon = spawn()
     for where, offset in offsets.items():
         data = bytearray(good_store)
         data[offset] ^= 0x01
         store.write_bytes(bytes(data))
+        daemon = spawn()
         try:
             assert_refused_and_untouched(daemon, store)
         except (AssertionError, pytest.fail.Exception) as exc:
             raise AssertionError(f"a bit flipped at {where} (offset {offset})") from exc
+        daemon.stop()
     store.write_bytes(good_store)
-    with daemon.client() as client:
+    with spawn().client() as client:
         assert RECORDS["repo0"] == client.get(name="repo0").password, "the good file opens"
 
 
@@ -130,13 +131,14 @@ def test_truncated_store_is_refused_and_never_written(
         "all but one byte": len(good_store) - 1,
     }
     store = home / "store.enc"
-    daemon = spawn()
     for keep, length in lengths.items():
         store.write_bytes(good_store[:length])
+        daemon = spawn()
         try:
             assert_refused_and_untouched(daemon, store)
         except (AssertionError, pytest.fail.Exception) as exc:
             raise AssertionError(f"a store cut to {keep} ({length} bytes)") from exc
+        daemon.stop()
 
 
 def test_appended_bytes_are_refused(spawn: Spawn, home: Path, good_store: bytes) -> None:
