@@ -2,6 +2,7 @@
 # Install helperd and helperctl from this repository, then start the daemon.
 #
 #   ./scripts/install.sh
+#   ./scripts/install.sh --which-python   # print the Python it would build the venv with, and stop
 #
 # As root: a venv in /opt/helperd built from a Python every user can run (the first python3 on
 # PATH, else /usr/bin/python3), links in /usr/local/bin.
@@ -25,6 +26,11 @@ die() {
     printf 'error: %s\n' "$*" >&2
     exit 1
 }
+
+case "${1:-}" in
+"" | --which-python) ;;
+*) die "usage: $0 [--which-python]" ;;
+esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 [[ -f "$repo/pyproject.toml" && -f "$repo/client/pyproject.toml" ]] ||
@@ -95,6 +101,10 @@ if [[ -z "$python" ]]; then
     die "no Python 3.11 or newer: tried ${candidates[*]} (Debian/Ubuntu: apt-get install python3, or set PYTHON=/path/to/python3.11)"
 fi
 py_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [[ "${1:-}" == "--which-python" ]]; then
+    py_where "$python"
+    exit 0
+fi
 info "Python: $(py_where "$python") ($py_version)"
 
 # --- 2. the venv module (Debian ships it separately) ---------------------------------------------

@@ -63,10 +63,16 @@ INSTALL_LINKS = ("~/.local/bin/helperd", "/usr/local/bin/helperd")
 
 
 def find_helperd(env: Mapping[str, str] | None = None) -> str | None:
-    """``helperd`` on PATH, else the link install.sh makes for a user or for root, or None."""
+    """``helperd`` on PATH, else the link install.sh makes for a user or for root, or None.
+
+    Only absolute PATH entries count: an empty or relative one names the current folder,
+    and a tool runs the plugin from a project it may have just cloned (a ``helperd`` there
+    would be handed the user's secrets).
+    """
     env = os.environ if env is None else env
     home = env.get("HOME") or os.path.expanduser("~")
-    candidates = [os.path.join(d or ".", "helperd") for d in env.get("PATH", "").split(os.pathsep)]
+    folders = [d for d in env.get("PATH", "").split(os.pathsep) if os.path.isabs(d)]
+    candidates = [os.path.join(d, "helperd") for d in folders]
     candidates += [home + link[1:] if link.startswith("~/") else link for link in INSTALL_LINKS]
     for candidate in candidates:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):

@@ -38,10 +38,13 @@ from helperd_client.errors import (
 )
 from helperd_client.paths import socket_path as default_socket_path
 from helperd_client.transport import (
+    BUSY_FIRST_PAUSE,
+    BUSY_MAX_PAUSE,
     DEFAULT_TIMEOUT,
     Closed,
     connect,
     env_timeout,
+    is_busy,
     read_line,
     remaining,
 )
@@ -57,10 +60,6 @@ __all__ = [
     "RecordInfo",
     "Status",
 ]
-
-BUSY_FIRST_PAUSE = 0.005
-BUSY_MAX_PAUSE = 0.1
-"""First and longest pause before asking again a daemon that answered ``busy``."""
 
 PASSPHRASE_TIMEOUT = 90.0
 """Seconds for calls that carry a passphrase: long enough for the KDF on a slow machine."""
@@ -358,8 +357,7 @@ class Client:
         pause = BUSY_FIRST_PAUSE
         while True:
             response = self._send(line, deadline)
-            error = response.get("error")
-            if not (isinstance(error, dict) and error.get("code") == "busy"):
+            if not is_busy(response):
                 return response
             self._disconnect()  # the daemon closed it
             if time.monotonic() + pause >= deadline:

@@ -38,7 +38,7 @@ from helperd_client.errors import (
 )
 from helperd_client.names import LOCKED_HINT, POETRY_CHECK, keyring_username
 from helperd_client.paths import socket_file
-from helperd_client.transport import ask_once, env_timeout
+from helperd_client.transport import ask_served, env_timeout
 from helperd_client.wire import PROTOCOL_VERSION
 
 __all__ = [
@@ -148,7 +148,8 @@ def ask(service: str, username: str | None, timeout: float) -> dict[str, object]
     message: dict[str, object] = {"v": PROTOCOL_VERSION, "id": 1, "op": "get", "service": service}
     if username is not None:
         message["username"] = username
-    response = ask_once(socket_file(), message, timeout)  # the client's checked transport
+    # The client's checked transport; a daemon at its connection cap is asked again.
+    response = ask_served(socket_file(), message, timeout)
     result = response.get("result")
     if response.get("ok") is True and isinstance(result, dict):
         return result

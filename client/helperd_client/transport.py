@@ -11,6 +11,7 @@ typing, pathlib nor dataclasses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -26,13 +27,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "BUSY_FIRST_PAUSE",
+    "BUSY_MAX_PAUSE",
     "DEFAULT_TIMEOUT",
     "START_HINT",
     "TIMEOUT_ENV",
     "Closed",
     "ask_once",
+    "ask_served",
     "connect",
     "env_timeout",
+    "is_busy",
     "read_line",
     "remaining",
 ]
@@ -47,6 +52,11 @@ START_HINT = (
     "start it with `helperd &`, or `systemctl --user start helperd.socket` where it is"
     " installed as a service"
 )
+
+
+BUSY_FIRST_PAUSE = 0.005
+BUSY_MAX_PAUSE = 0.1
+"""First and longest pause before asking again a daemon that answered ``busy``."""
 
 
 class Closed(Exception):
@@ -148,6 +158,13 @@ def read_line(sock: socket.socket, buffer: bytearray, deadline: float) -> bytes:
     return line
 
 
+def is_busy(response: Mapping[str, Any]) -> bool:
+    """Whether ``response`` is the ``busy`` error (the daemon's cap reached, every connection
+    in use): the daemon closed that connection, and a new one may be served shortly."""
+    error = response.get("error")
+    return isinstance(error, dict) and error.get("code") == "busy"
+
+
 def ask_once(path: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Send ``message`` on a new connection; the response object, its ``ok`` left to the caller.
 
@@ -157,11 +174,34 @@ def ask_once(path: str, message: dict[str, Any], timeout: float) -> dict[str, An
         UntrustedSocketError: the socket's folder or its listener is not the caller's own.
         BadRequestError: the answer is not a JSON object.
     """
+    return _ask(path, message, time.monotonic() + timeout, timeout)
+
+
+def ask_served(path: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """`ask_once`, again on a new connection while the daemon answers ``busy``, backing off,
+    all within ``timeout``; a ``busy`` still answered when the time is up is returned as is.
+
+    Raises:
+        The errors of `ask_once`.
+    """
     deadline = time.monotonic() + timeout
+    pause = BUSY_FIRST_PAUSE
+    while True:
+        response = _ask(path, message, deadline, timeout)
+        if not is_busy(response) or time.monotonic() + pause >= deadline:
+            return response
+        time.sleep(pause)
+        pause = min(pause * 2, BUSY_MAX_PAUSE)
+
+
+def _ask(path: str, message: dict[str, Any], deadline: float, timeout: float) -> dict[str, Any]:
+    """`ask_once` by ``deadline``; ``timeout`` is for the messages only."""
     sock = connect(path, deadline, timeout)
     try:
         sock.settimeout(remaining(deadline))
-        sock.sendall(encode_line(message))
+        # Closed at once: the daemon may have said why (busy) first; read it below.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(encode_line(message))
         line = read_line(sock, bytearray(), deadline)
     except Closed:
         raise DaemonUnreachableError(

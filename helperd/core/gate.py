@@ -12,7 +12,7 @@ daemon does not reset the count. The opening time is a
 wall-clock time (a monotonic clock does not survive a restart); a clock set back cannot keep
 the gate closed longer than the interval n allows.
 
-Time is a parameter (``now``) everywhere, as in `helperd.service`, so the rule is tested
+Time is a parameter (``now``) everywhere, as in `helperd.core.service`, so the rule is tested
 without waiting.
 """
 

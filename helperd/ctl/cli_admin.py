@@ -126,11 +126,12 @@ def doctor(session: Session, as_json: bool) -> None:
 
     Each check prints `ok`, `warn` or `fail`, its name and what it found, and for a problem
     the fix: the socket's folder (0700, yours) and the socket (0600), whether the daemon
-    answers, a stale socket left by a killed daemon, the store and its lock, config.toml and
+    answers (and is yours), a stale socket left by a killed daemon, a daemon still at an
+    older version's socket path, the store and its lock, config.toml, HELPERD_TIMEOUT and
     the key file, which keyring backend Poetry's own Python and the `keyring` CLI on PATH pick
     and whether helperd's plugin is installed there, which `keyring` pip's subprocess provider
-    would run, and how many plaintext secrets Poetry's auth.toml still holds (never their
-    values).
+    would run (helperd's shim or the real one), and how many plaintext secrets Poetry's
+    auth.toml still holds (never their values).
 
     It only reads: nothing is created or changed. Every probe is bounded in time.
     Exits 1 when a check fails, 0 otherwise (warnings included).

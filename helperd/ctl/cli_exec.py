@@ -138,8 +138,9 @@ def exec_command(
     A __token__ record is handed out only with --upload.
     Secrets go into the command's environment only, never into arguments or output.
     helperctl becomes the command (exec): its exit status, signals and terminal are its own.
-    helperctl's own failures exit 125 (no --repo nor --all, daemon down, store locked,
-    unknown repository); 126 means COMMAND cannot run, 127 that it was not found.
+    helperctl's own failures exit 125 (no --repo nor --all, --format twine without
+    --upload, daemon down, a socket that is not yours, store locked, unknown repository);
+    126 means COMMAND cannot run, 127 that it was not found.
 
     \b
     Examples:

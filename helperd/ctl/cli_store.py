@@ -61,7 +61,8 @@ def init(session: Session, passphrase_stdin: bool) -> None:
 def lock(session: Session) -> None:
     """Lock the file store until `helperctl unlock`.
 
-    The daemon drops the key and every decrypted secret from its memory.
+    The daemon zeroes the key and lets go of every decrypted secret (docs/security.md,
+    "Memory", says what Python may still leave behind until the memory is reused).
     While locked, `get`, `set` and `list` answer exit 5.
 
     \b

@@ -42,6 +42,7 @@ def move_client_certs(session: Session, auth_toml: Path, *, dry_run: bool) -> in
     from helperd.integrations.auth_file import read_auth  # noqa: PLC0415 - tomlkit, on demand
     from helperd.integrations.poetry_certs import (  # noqa: PLC0415
         client_certs,
+        linked_elsewhere,
         replace_paths,
         strip_key,
     )
@@ -57,6 +58,9 @@ def move_client_certs(session: Session, auth_toml: Path, *, dry_run: bool) -> in
                 data = _read(cert.path)
                 if b"PRIVATE KEY-----" not in data:
                     click.echo(f"left {where}: {cert.path} holds no private key", err=True)
+                    continue
+                if (linked := linked_elsewhere(cert.path)) is not None:
+                    click.echo(f"helperctl: left {where}: {linked.message}", err=True)
                     continue
                 pem = bundle(data)
             except BadRequestError as exc:

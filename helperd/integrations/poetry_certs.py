@@ -20,9 +20,15 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from helperd.integrations.auth_file import AuthFile, PoetryFileError, read_auth, write_back
+from helperd.integrations.auth_file import (
+    AuthFile,
+    PoetryFileError,
+    hard_links,
+    read_auth,
+    write_back,
+)
 
-__all__ = ["ClientCert", "client_certs", "replace_paths", "strip_key"]
+__all__ = ["ClientCert", "client_certs", "linked_elsewhere", "replace_paths", "strip_key"]
 
 CERTIFICATES = "certificates"
 CLIENT_CERT = "client-cert"
@@ -79,13 +85,27 @@ def replace_paths(auth: AuthFile, paths: Mapping[str, str]) -> None:
     write_back(auth, text)
 
 
+def linked_elsewhere(path: Path) -> PoetryFileError | None:
+    """The refusal to give when the PEM file at ``path`` has other hard links, else None.
+
+    Rewriting the file by rename would leave the key in every other link, as for auth.toml
+    (`helperd.integrations.auth_file.hard_links`), so its key must not be moved.
+
+    Raises:
+        PoetryFileError: it cannot be read.
+    """
+    pem = read_auth(path)
+    return None if pem is None else hard_links(pem)
+
+
 def strip_key(path: Path) -> bool:
     """Rewrite the PEM file at ``path`` with its certificates only; False when it held no key.
 
     The file keeps its mode; a symbolic link stays a link (the file behind it is rewritten).
 
     Raises:
-        PoetryFileError: it cannot be read or rewritten.
+        PoetryFileError: it cannot be read or rewritten, or has other hard links (`write_back`
+            refuses them: they would keep the key).
     """
     pem = read_auth(path)
     if pem is None:

@@ -104,9 +104,11 @@ def install_shim(directory: Path | None, remove: bool) -> None:
 
     It writes an executable named `keyring` into DIR that runs helperd_client.shim with this
     Python. pip (`--keyring-provider subprocess`) and uv (`--keyring-provider subprocess`) then
-    get their credentials from helperd without starting the keyring package. Every other
-    keyring command (set, del, ...), and every lookup while helperd is not running, goes to
-    the real `keyring` found further along PATH. --uninstall removes only a shim it wrote.
+    get their credentials from helperd without starting the keyring package. When no daemon
+    answers, the shim starts one (HELPERD_AUTOSTART=0 turns that off). Every other keyring
+    command (set, del, ...), and every lookup while helperd still cannot be reached, goes to
+    the real `keyring` found further along PATH; a socket that is not yours makes the lookup
+    exit 1 instead. --uninstall removes only a shim it wrote.
 
     \b
     Examples:

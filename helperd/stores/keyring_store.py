@@ -144,8 +144,9 @@ class KeyringStore(Store):
         secret = self._keyring.get_password(service, username)
         if secret is None:
             raise NotFoundError(
-                f"the secret of {held.name} ({held.username}) is missing from the OS keyring"
-                f" ({self._keyring.name}, service {service}): set it again with helperctl set"
+                f"no record of {held.name} ({held.username}) can be served: its secret is"
+                f" missing from the OS keyring ({self._keyring.name}, service {service});"
+                " set it again with helperctl set"
             )
         return secret
 

@@ -313,6 +313,29 @@ class TestKeyringStore:
 
         assert password.encode() == result.stdout
 
+    def test_secret_gone_from_the_keyring_is_no_record(
+        self, store: KeyringStore, secret_service: SecretService
+    ) -> None:
+        """A secret removed from the OS keyring behind helperd's back: not found, with a
+        message that starts `no record` as every not-found does, and says how to fix it."""
+        secret_tool = require_tool("secret-tool")
+        held = record("repo")
+        store.put(held, SecretStr("pw"))
+        subprocess.run(
+            [secret_tool, "clear", "service", "helperd:repo", "username", "alice"],
+            env=secret_service.environ(),
+            cwd=secret_service.root,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
+
+        with pytest.raises(NotFoundError) as raised:
+            store.password(held)
+
+        assert raised.value.message.startswith("no record"), raised.value.message
+        assert "helperctl set" in raised.value.message
+
     def test_secret_in_no_file(
         self, store: KeyringStore, secret_service: SecretService, home: Path, index_path: Path
     ) -> None:

@@ -248,3 +248,25 @@ def test_helperctl_still_busy_at_its_timeout_exits_1(home: Path, key_file: Path)
     assert 1 == done.returncode, done.stderr
     assert "maximum of 3 connections" in done.stderr
     assert elapsed < 5 * DEFAULT_TIMEOUT
+
+
+def test_the_shim_retries_busy_until_a_connection_frees(
+    home: Path, key_file: Path, tmp_path: Path
+) -> None:
+    """The keyring shim, like the client library, asks again while the daemon answers busy,
+    and is served once a connection frees, within its default timeout (never handing the
+    call to another keyring: none is on its PATH)."""
+    with _capped_and_stuck(home, key_file) as (daemon, stuck):
+        env = daemon_env(daemon.home)
+        env.pop("HELPERD_TIMEOUT", None)
+        env.update(HELPERD_AUTOSTART="0", PATH=str(tmp_path))
+        shim = subprocess.Popen(
+            [sys.executable, "-I", "-m", "helperd_client.shim", "get", "repo002500", "alice"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(DEFAULT_TIMEOUT / 2)  # the shim has started and met the busy cap
+        stuck[0].close()
+        out, err = shim.communicate(timeout=5 * DEFAULT_TIMEOUT)
+    assert (0, b"password-2500\n") == (shim.returncode, out), err

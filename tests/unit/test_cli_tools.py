@@ -16,6 +16,7 @@ from helperd_client.errors import (
     HelperdError,
     LockedError,
     StoreUnavailableError,
+    UntrustedSocketError,
 )
 
 from helperd.ctl import cli_exec
@@ -489,10 +490,15 @@ def test_exec_own_failures_exit_125(
 
 @pytest.mark.parametrize(
     "error",
-    [DaemonUnreachableError("helperd is not running"), LockedError("the store is locked")],
+    [
+        DaemonUnreachableError("helperd is not running"),
+        LockedError("the store is locked"),
+        UntrustedSocketError("refusing to use the helperd socket /x/helperd.sock"),
+    ],
 )
 def test_exec_daemon_failures_exit_125(execvpe: Exec, error: HelperdError) -> None:
-    """Daemon down or store locked: 125, not the 3 or 5 of other commands."""
+    """Daemon down, store locked or an untrusted socket: 125, not the 3, 5 or 1 of other
+    commands."""
     daemon = FakeDaemon()
     daemon.errors["list"] = error
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import pytest
 
+from helperd.ctl.import_certs import move_client_certs
 from helperd.integrations.auth_file import PoetryFileError, read_auth
-from helperd.integrations.poetry_certs import ClientCert, client_certs, replace_paths, strip_key
+from helperd.integrations.poetry_certs import (
+    ClientCert,
+    client_certs,
+    linked_elsewhere,
+    replace_paths,
+    strip_key,
+)
 from tests.support.certs import TestCA, make_ca
+
+if TYPE_CHECKING:
+    from helperd.ctl.session import Session
 
 AUTH = """\
 # mine
@@ -71,3 +82,57 @@ def test_strip_key_refuses_a_key_without_certificate(tmp_path: Path, ca: TestCA)
         strip_key(key)
 
     assert ca.client_key_plain.read_text() == key.read_text()
+
+
+def test_a_hard_linked_key_file_is_refused_and_left_alone(tmp_path: Path, ca: TestCA) -> None:
+    """A PEM file with another hard link would keep the key in it after a rewrite: it is
+    named as linked elsewhere, and strip_key refuses, changing neither name."""
+    combined = tmp_path / "client.pem"
+    text = ca.client_cert.read_text() + ca.client_key_plain.read_text()
+    combined.write_text(text)
+    (tmp_path / "client.pem.orig").hardlink_to(combined)
+
+    linked = linked_elsewhere(combined)
+    with pytest.raises(PoetryFileError) as raised:
+        strip_key(combined)
+
+    assert linked is not None
+    assert f"has 1 other hard link: {tmp_path / 'client.pem.orig'}" in linked.message
+    assert linked.message == raised.value.message
+    assert (text, text) == (combined.read_text(), (tmp_path / "client.pem.orig").read_text())
+
+
+def test_a_key_file_with_one_link_is_not_linked_elsewhere(tmp_path: Path, ca: TestCA) -> None:
+    """The usual case: one name, nothing to refuse."""
+    combined = tmp_path / "client.pem"
+    combined.write_text(ca.client_cert.read_text() + ca.client_key_plain.read_text())
+
+    assert None is linked_elsewhere(combined)
+
+
+class _NoDaemon:
+    """A helperctl session that fails the test if the daemon is asked anything."""
+
+    timeout = None
+
+    def client(self) -> NoReturn:
+        raise AssertionError("the daemon was asked to take a key that stays on disk")
+
+
+def test_move_client_certs_leaves_a_hard_linked_key_file_before_storing_it(
+    tmp_path: Path, ca: TestCA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--move-client-certs leaves a key file with another hard link as it is (the setting too),
+    says why, and never stores the key: moving it would leave a copy in the other link."""
+    combined = tmp_path / "client.pem"
+    text = ca.client_cert.read_text() + ca.client_key_plain.read_text()
+    combined.write_text(text)
+    (tmp_path / "client.pem.orig").hardlink_to(combined)
+    auth = tmp_path / "auth.toml"
+    auth.write_text(AUTH)
+
+    moved = move_client_certs(cast("Session", _NoDaemon()), auth, dry_run=False)
+
+    assert 0 == moved
+    assert "left auth.toml: certificates.acme.client-cert:" in capsys.readouterr().err
+    assert (AUTH, text) == (auth.read_text(), combined.read_text())
