@@ -19,6 +19,7 @@ import os
 import time
 
 from helperd_client.errors import DaemonNotRunningError, DaemonUnreachableError
+from helperd_client.names import HANDED_OUT_PREFIXES
 from helperd_client.paths import data_folder
 from helperd_client.transport import ask_once
 from helperd_client.trust import folder_problem
@@ -144,7 +145,7 @@ def _spawn(exe: str, socket: str, log_path: str, env: Mapping[str, str]) -> int:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log_fd,  # the daemon inherits it: its log
-            env=dict(env),
+            env=daemon_env(env),
             cwd="/",
             start_new_session=True,
             timeout=10,
@@ -158,6 +159,13 @@ def _spawn(exe: str, socket: str, log_path: str, env: Mapping[str, str]) -> int:
         return int(done.stdout.split()[0])
     except (IndexError, ValueError):
         raise DaemonUnreachableError(f"could not start {exe}: no process ID came back") from None
+
+
+def daemon_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment a daemon started on demand gets: the tool's, without the credentials
+    that ``helperctl exec`` (or the user) put in it for the tool, which a long-lived daemon
+    has no use for."""
+    return {k: v for k, v in env.items() if not k.startswith(HANDED_OUT_PREFIXES)}
 
 
 def _open_log(path: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "EMPTY_USERNAME",
+    "HANDED_OUT_PREFIXES",
     "LOCKED_HINT",
     "NAME_REGEX",
     "PDM_PREFIX",
@@ -56,3 +57,13 @@ def keyring_username(username: str | None) -> str | None:
     username answers it.
     """
     return "" if username == EMPTY_USERNAME else username
+
+
+HANDED_OUT_PREFIXES = (
+    "POETRY_HTTP_BASIC_",
+    "POETRY_PYPI_TOKEN_",
+    "UV_INDEX_",
+    "UV_PUBLISH_",
+    "TWINE_",
+)
+"""Prefixes of the variables ``helperctl exec`` puts secrets in (and tools read them from)."""

@@ -67,7 +67,8 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON 
     "--socket",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The daemon's socket [default: $HELPERD_SOCKET, else $HELPERD_HOME/helperd.sock,"
-    " else the per-user runtime folder].",
+    " else $XDG_RUNTIME_DIR/helperd/, /run/user/UID/helperd/,"
+    " ~/.local/state/helperd/UID/ or /tmp/helperd-UID/, the first that applies].",
 )
 @click.option(
     "--timeout",

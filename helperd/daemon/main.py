@@ -308,8 +308,8 @@ def main(
 ) -> None:
     """Run the helperd credential daemon in the foreground.
 
-    helperd keeps your package-index credentials in an encrypted store and serves them
-    to helperctl, Poetry, pip and uv over a Unix socket that only your user can use.
+    helperd keeps your package-index credentials in the OS keyring or an encrypted file and
+    serves them to helperctl, Poetry, pip and uv over a Unix socket that only your user can use.
     Service managers run it this way; stop it with SIGTERM or Ctrl-C.
     """
     # Every file and folder the daemon makes is private from the start, whatever path

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from helperd_client import autostart
-from helperd_client.autostart import autostart_enabled, find_helperd
+from helperd_client.autostart import autostart_enabled, daemon_env, find_helperd
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +58,19 @@ def test_autostart_is_on_unless_zero(value: str | None, expected: bool) -> None:
     """``HELPERD_AUTOSTART=0`` (and only that) turns the on-demand start off."""
     env = {} if value is None else {"HELPERD_AUTOSTART": value}
     assert expected == autostart_enabled(env)
+
+
+def test_a_started_daemon_gets_no_handed_out_credentials() -> None:
+    """Started under ``helperctl exec``, the daemon does not keep the tool's credentials."""
+    env = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/u",
+        "POETRY_HTTP_BASIC_CORP_PASSWORD": "s3cret",
+        "POETRY_PYPI_TOKEN_PYPI": "pypi-token",
+        "UV_INDEX_CORP_PASSWORD": "s3cret",
+        "UV_PUBLISH_PASSWORD": "s3cret",
+        "TWINE_PASSWORD": "s3cret",
+        "HELPERD_HOME": "/home/u/h",
+    }
+
+    assert {"PATH": "/usr/bin", "HOME": "/home/u", "HELPERD_HOME": "/home/u/h"} == daemon_env(env)
