@@ -35,6 +35,7 @@ OPS: tuple[str, ...] = (
     "unlock",
     "passwd",
     "migrate",
+    "upstream",
 )
 
 

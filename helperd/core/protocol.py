@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from helperd.core.record import Kind, Record
+from helperd.core.upstream_record import source_of
 
 __all__ = [
     "Ack",
@@ -68,6 +69,8 @@ __all__ = [
     "StatusRequest",
     "StatusResult",
     "UnlockRequest",
+    "UpstreamRequest",
+    "UpstreamResult",
     "json_schema",
     "parse_request",
     "render_error",
@@ -141,6 +144,8 @@ class SetRequest(_Request):
     urls: list[Text] | None = Field(default=None, max_length=64)
     url: Text | None = None
     expires_at: Timestamp | None = None
+    upstream: bool = False
+    """Write the secret to the upstream engine (docs/fleet.md) instead of the local store."""
 
     @field_serializer("password", when_used="json")
     def _password(self, value: SecretStr, info: SerializationInfo) -> str:
@@ -201,6 +206,13 @@ class MigrateRequest(_Request):
     passphrase: Secret | None = None
 
 
+class UpstreamRequest(_Request):
+    """Show the upstream secret engine's settings and state, test it, or refresh it now."""
+
+    op: Literal["upstream"]
+    action: Literal["show", "test", "refresh"]
+
+
 Request = Annotated[
     HelloRequest
     | StatusRequest
@@ -212,7 +224,8 @@ Request = Annotated[
     | LockRequest
     | UnlockRequest
     | PasswdRequest
-    | MigrateRequest,
+    | MigrateRequest
+    | UpstreamRequest,
     Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
@@ -247,6 +260,9 @@ class StatusResult(_Model):
     """Seconds until a passphrase is checked again (0 when the gate is open)."""
     memory_locked: bool = False
     """Whether the key's memory is locked against swap (mlock)."""
+    upstream: dict[str, Any] | None = None
+    """The upstream secret engine's last refresh, its result and the cache's age; null when
+    no ``[upstream]`` is configured (docs/fleet.md)."""
 
 
 class RecordInfo(_Model):
@@ -261,6 +277,8 @@ class RecordInfo(_Model):
     expired: bool
     created_at: datetime
     updated_at: datetime
+    source: Literal["local", "upstream"] = "local"
+    """Where the record comes from: the local store, or the upstream secret engine."""
 
     @classmethod
     def of(cls, record: Record, now: datetime) -> RecordInfo:
@@ -275,6 +293,7 @@ class RecordInfo(_Model):
             expired=record.expired(now),
             created_at=record.created_at,
             updated_at=record.updated_at,
+            source=source_of(record),
         )
 
 
@@ -331,6 +350,20 @@ class MigrateResult(_Model):
     store_reason: str
 
 
+class UpstreamResult(_Model):
+    """The upstream secret engine: its settings, its state, and a test's outcome.
+
+    ``configured`` is false (and the rest null) when config.toml has no ``[upstream]``.
+    ``test`` is set by the ``test`` action: ``ok``, ``message``, ``reason``, ``secrets``,
+    ``skipped`` and ``warnings``.
+    """
+
+    configured: bool
+    settings: dict[str, Any] | None = None
+    status: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
+
+
 Result = (
     HelloResult
     | StatusResult
@@ -340,6 +373,7 @@ Result = (
     | ListResult
     | Ack
     | MigrateResult
+    | UpstreamResult
 )
 
 

@@ -34,6 +34,7 @@ from helperd.daemon.activation import (
 )
 from helperd.daemon.hardening import harden_process, room_for_connections
 from helperd.daemon.server import Lifecycle, Server, StartupError, bind_socket
+from helperd.daemon.upstream_task import attach_upstream, keep_fresh
 from helperd.stores import keys, secret_memory
 from helperd.stores.choice import Migrations, build_store
 from helperd.stores.guess_gate import GATE_FILE, GateFile
@@ -158,6 +159,8 @@ async def _serve(
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, _reload, reload, service, server
         )
+    keeper = attach_upstream(settings, service)
+    fresh = None if keeper is None else asyncio.create_task(keep_fresh(keeper, service))
     watcher = None
     if idle_exit is not None and handed is not None:
         watcher = asyncio.create_task(_exit_when_idle(server, service.store, idle_exit, notifier))
@@ -166,6 +169,8 @@ async def _serve(
     finally:
         if watcher is not None:
             watcher.cancel()
+        if fresh is not None:
+            fresh.cancel()
         service.store.close()
 
 

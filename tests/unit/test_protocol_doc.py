@@ -19,6 +19,7 @@ from helperd.core.protocol import (
     MigrateResult,
     SetResult,
     StatusResult,
+    UpstreamResult,
     parse_request,
 )
 
@@ -37,6 +38,7 @@ RESULTS = {
     "unlock": Ack,
     "passwd": Ack,
     "migrate": MigrateResult,
+    "upstream": UpstreamResult,
 }
 
 
