@@ -44,6 +44,7 @@ from helperd_client.wire import MAX_RESPONSE, PROTOCOL_VERSION, decode_line, enc
 __all__ = [
     "DEFAULT_TIMEOUT",
     "PASSPHRASE_TIMEOUT",
+    "UPSTREAM_TIMEOUT",
     "Client",
     "Credential",
     "Hello",
@@ -60,6 +61,10 @@ BUSY_MAX_PAUSE = 0.1
 
 PASSPHRASE_TIMEOUT = 90.0
 """Seconds for calls that carry a passphrase: long enough for the KDF on a slow machine."""
+
+UPSTREAM_TIMEOUT = 120.0
+"""Seconds for calls that wait on the upstream secret engine (a refresh reads every secret
+under the prefix, each of its HTTP calls bounded by the daemon)."""
 
 START_HINT = (
     "start it with `helperd &`, or `systemctl --user start helperd.socket` where it is"
@@ -111,6 +116,8 @@ class RecordInfo:
     expired: bool
     created_at: datetime
     updated_at: datetime
+    source: str = "local"
+    """``local``, or ``upstream`` for a record read from the upstream secret engine."""
 
     @property
     def url(self) -> str | None:
@@ -129,6 +136,7 @@ class RecordInfo:
             expired=data["expired"],
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
+            source=data.get("source", "local"),
         )
 
 
@@ -151,6 +159,8 @@ class Status:
     kdf_runs: int = 0
     passphrase_retry_in: float = 0.0
     memory_locked: bool = False
+    upstream: dict[str, Any] | None = None
+    """The upstream secret engine's last refresh, result and cache age (None: none)."""
 
 
 @dataclass(frozen=True)
@@ -246,12 +256,14 @@ class Client:
         kind: str | None = None,
         urls: list[str] | tuple[str, ...] | None = None,
         expires_at: datetime | None = None,
+        upstream: bool = False,
     ) -> RecordInfo:
         """Add or replace the (name, username) record; returns its public facts.
 
         Give ``name`` (a repository, or a generic entry's service with ``kind="generic"``),
         or ``name=None`` and a raw keyring ``service`` that the daemon resolves as keyring
         writes are (``poetry-repository-NAME`` is repository NAME, and so on).
+        With ``upstream``, the daemon writes the secret to its upstream secret engine.
         """
         args: dict[str, Any] = {
             "name": name,
@@ -262,6 +274,10 @@ class Client:
             "urls": None if urls is None else list(urls),
             "expires_at": None if expires_at is None else expires_at.isoformat(),
         }
+        if upstream:  # the engine answers over the network: the longer bound
+            args["upstream"] = True
+            result = self.request("set", _timeout=UPSTREAM_TIMEOUT, **_present(args))
+            return RecordInfo.from_wire(result["record"])
         return RecordInfo.from_wire(self.request("set", **_present(args))["record"])
 
     def delete(
@@ -306,6 +322,12 @@ class Client:
         args = _present({"to": to, "passphrase": passphrase})
         result = self.request("migrate", _timeout=self.passphrase_timeout, **args)
         return int(result["moved"]), str(result["store_reason"])
+
+    def upstream(self, action: str) -> dict[str, Any]:
+        """The upstream secret engine: ``show`` its settings and state, ``test`` it, or
+        ``refresh`` the cache now; returns the daemon's answer as it is."""
+        timeout = None if action == "show" else UPSTREAM_TIMEOUT
+        return self.request("upstream", _timeout=timeout, action=action)
 
     # --- transport --------------------------------------------------------------------
 

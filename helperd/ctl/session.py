@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import click
 from helperd_client import Client, Credential, Hello, RecordInfo, Status
@@ -44,6 +44,7 @@ class DaemonClient(Protocol):
         kind: str = "basic",
         urls: builtins.list[str] | tuple[str, ...] | None = None,
         expires_at: datetime | None = None,
+        upstream: bool = False,
     ) -> RecordInfo: ...
     def delete(self, name: str, username: str | None = None) -> int: ...
     def list(self) -> builtins.list[RecordInfo]: ...
@@ -53,6 +54,7 @@ class DaemonClient(Protocol):
     def passwd(self, old: str, new: str) -> None: ...
     def migrate(self, to: str, passphrase: str | None = None) -> tuple[int, str]: ...
     def close(self) -> None: ...
+    def upstream(self, action: str) -> dict[str, Any]: ...
 
 
 def connect(socket: Path | None, timeout: float | None) -> DaemonClient:
