@@ -37,7 +37,9 @@ def attach_upstream(settings: Settings, service: Service) -> Keeper | None:
         return None
     keeper = Keeper(settings.upstream)
     keeper.attach(service)
+    keeper.load_saved()  # before serving: a restart while the engine is down serves it at once
     service.upstream = keeper
+    service.prime()
     log.info("upstream secret engine %s: first refresh under way", settings.upstream.address)
     return keeper
 

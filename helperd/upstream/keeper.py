@@ -108,7 +108,7 @@ class Keeper:
         """
         with self._one:
             if not self._loaded:
-                self._load()
+                self.load_saved()
             fresh = refresh(self._engine, self._cache)
             self._cache = fresh  # the swap: readers see the old snapshot or the new one
             last = fresh.last
@@ -156,8 +156,10 @@ class Keeper:
         """Close the engine's connections."""
         self._engine.close()
 
-    def _load(self) -> None:
-        """The cache the local store keeps, when it is unlocked and holds one."""
+    def load_saved(self) -> None:
+        """Serve the cache the local store keeps, when it is unlocked and holds one (the
+        daemon calls it at start, before it serves; a locked store is read at the first
+        refresh after it is unlocked)."""
         home = self._home
         if home is None or not _unlocked(home.store):
             return
