@@ -435,6 +435,7 @@ def test_list_json(fake: FakeClient) -> None:
             "expired": True,
             "created_at": NOW.isoformat(),
             "updated_at": NOW.isoformat(),
+            "source": "local",
         },
         {
             "name": "foo",
@@ -446,6 +447,7 @@ def test_list_json(fake: FakeClient) -> None:
             "expired": False,
             "created_at": NOW.isoformat(),
             "updated_at": NOW.isoformat(),
+            "source": "local",
         },
     ] == json.loads(result.stdout)
     assert_no_secret(result)
