@@ -37,6 +37,7 @@ SECTIONS = (
     "poetry",
     "uv",
     "profile",
+    "upstream",
 )
 
 
@@ -75,6 +76,9 @@ class Budget:
     writer_sizes: tuple[int, ...] = (10, 1_000, 10_000)
     writer_rounds: int = 6
     writer_window: float = 1.0
+    upstream_gets: int = 500
+    upstream_rounds: int = 10
+    upstream_refreshes: int = 3
 
 
 QUICK = Budget(
@@ -166,7 +170,17 @@ def _secret_service(stack: contextlib.ExitStack) -> dict[str, str] | None:
 
 
 def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) -> None:  # noqa: PLR0912, PLR0915 - one step per part, in order
-    from bench import poetry_lock, profiling, rival, scale, server_load, startup, uv_lock, writers
+    from bench import (
+        poetry_lock,
+        profiling,
+        rival,
+        scale,
+        server_load,
+        startup,
+        upstream,
+        uv_lock,
+        writers,
+    )
     from tests.e2e.toolenv import prepared_tools
 
     wanted = set(args.only or SECTIONS)
@@ -179,7 +193,7 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 "load": compile_c(BENCH / "load.c", work, "-pthread"),
             }
         tools: Any = None
-        if wanted - {"latency", "throughput", "scale", "writers"}:
+        if wanted - {"latency", "throughput", "scale", "writers", "upstream"}:
             with clock.part("preparing the e2e tool venvs (built once per machine)"):
                 tools = stack.enter_context(prepared_tools())
         results["versions"] = machine.versions(
@@ -312,6 +326,13 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 folder = work / "uv"
                 folder.mkdir()
                 results["uv"] = uv_lock.uv_lock(tools, folder, budget.uv_runs)
+        if "upstream" in wanted:
+            with clock.part(f"9. fleets: upstream get vs local get, refresh of {1000:,} secrets"):
+                folder = work / "upstream"
+                folder.mkdir()
+                results["upstream"] = upstream.upstream(
+                    folder, budget.upstream_gets, budget.upstream_rounds, budget.upstream_refreshes
+                )
     results["part_seconds"] = clock.seconds
     results["total_seconds"] = time.perf_counter() - clock.started
 
