@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+_RETRY_AFTER_BUG = 60.0
+"""Seconds before the task tries again after an error no refresh should raise."""
+
 _LEAST_WAIT = 0.2
 """Seconds: the shortest sleep between two looks at the rule (a clock step is no busy loop)."""
 
@@ -49,7 +52,11 @@ async def keep_fresh(keeper: Keeper, service: Service) -> None:
     while True:
         now = datetime.now(UTC)
         if keeper.staleness.refresh_due(keeper.cache, now):
-            await in_thread(lambda: _refresh(keeper, service))
+            try:
+                await in_thread(lambda: _refresh(keeper, service))
+            except Exception:  # the task must outlive a bug: log it, and try again later
+                log.exception("upstream refresh task: unexpected error")
+                await asyncio.sleep(_RETRY_AFTER_BUG)
             continue
         due = keeper.staleness.next_refresh(keeper.cache)
         wait = _LEAST_WAIT if due is None else (due - now).total_seconds()

@@ -8,6 +8,7 @@ encrypted.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -220,3 +221,27 @@ def test_set_upstream_writes_through_the_engine(home: Path, key_file: Path, bao:
         path="helperd/newrepo", mount_point="secret", raise_on_deleted_version=True
     )
     assert "bob" == read["data"]["data"]["username"]
+
+
+def test_a_hung_engine_never_delays_a_get(home: Path, key_file: Path, bao: Bao) -> None:
+    """An engine that accepts connections and never answers holds each refresh (one a second)
+    for the engine's 5 s bound; meanwhile a local get, status and upstream show are answered within the
+    client's default timeout (2 s): the refresh runs in a thread of its own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections queue in the backlog; nothing is ever read
+        port = silent.getsockname()[1]
+        write_config(home, bao, bao.root_token, ttl_seconds=1)  # a failed one retried at 1 s
+        config = home / "config.toml"
+        config.write_text(config.read_text().replace(bao.address, f"http://127.0.0.1:{port}"))
+        daemon = start(home, key_file)
+        try:
+            with Client(daemon.socket) as client:  # the default timeout users get, 2 s
+                client.set("mine", "local-pw", username="me")
+                for _ in range(40):
+                    assert "local-pw" == password(client, name="mine")
+                    assert "never" == client.status().upstream["state"]
+                    assert client.upstream("show")["configured"]
+                    time.sleep(0.25)
+        finally:
+            daemon.stop()
