@@ -224,9 +224,9 @@ def test_set_upstream_writes_through_the_engine(home: Path, key_file: Path, bao:
 
 
 def test_a_hung_engine_never_delays_a_get(home: Path, key_file: Path, bao: Bao) -> None:
-    """An engine that accepts connections and never answers holds each refresh (one a second)
-    for the engine's 5 s bound; meanwhile a local get, status and upstream show are answered within the
-    client's default timeout (2 s): the refresh runs in a thread of its own."""
+    """An engine that accepts connections and never answers holds each refresh (one a
+    second) for the engine's 5 s bound; meanwhile a local get, status and upstream show are
+    answered within the client's default timeout (2 s): the refresh runs in its own thread."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # connections queue in the backlog; nothing is ever read
