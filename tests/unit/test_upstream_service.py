@@ -244,3 +244,15 @@ def test_the_kept_cache_record_is_hidden_from_lookup_and_list() -> None:
     assert [] == listed.records
     with pytest.raises((NotFoundError, StoreUnavailableError)):
         get(svc, service=name, username=username)
+
+
+def test_a_failed_refresh_is_answered_with_its_message() -> None:
+    """upstream refresh that fails answers store_unavailable with the refresh's message."""
+    svc, upstream, _ = service(secret("corp", "alice", "up-pw"))
+    broken = upstream.cache.failed(f"upstream secret engine {ADDRESS} is down", T0, "engine_down")
+    upstream.refresh = lambda: broken  # type: ignore[method-assign]
+
+    with pytest.raises(StoreUnavailableError) as refused:
+        svc.handle(UpstreamRequest(v=1, id=1, op="upstream", action="refresh"), T0)
+
+    assert f"upstream secret engine {ADDRESS} is down" == refused.value.message
