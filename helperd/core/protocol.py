@@ -71,6 +71,9 @@ __all__ = [
     "UnlockRequest",
     "UpstreamRequest",
     "UpstreamResult",
+    "UpstreamSettingsInfo",
+    "UpstreamState",
+    "UpstreamTest",
     "json_schema",
     "parse_request",
     "render_error",
@@ -240,6 +243,53 @@ class HelloResult(_Model):
     ops: list[str]
 
 
+class UpstreamState(_Model):
+    """The upstream secret engine's cache: its state, the last refresh and its result.
+
+    Times are ISO 8601 text; ``result`` is ``ok`` or a reason (``engine_down``, ``tls``,
+    ``denied``, ``approle``, ``token``, ``not_renewable``, ``kv_version``, ``secret_file``);
+    ``message`` says what failed and what to do; never a secret.
+    """
+
+    address: str
+    state: Literal["never", "fresh", "due", "expired"]
+    records: int
+    last_refresh: str | None
+    result: str | None
+    message: str | None
+    skipped: list[str]
+    warnings: list[str]
+    refreshed_at: str | None
+    cache_age_seconds: float | None
+
+
+class UpstreamSettingsInfo(_Model):
+    """The ``[upstream]`` settings: file paths, never what the files hold."""
+
+    address: str
+    mount: str
+    prefix: str
+    namespace: str | None
+    auth: Literal["token", "approle"]
+    token_file: str | None
+    role_id_file: str | None
+    secret_id_file: str | None
+    ca_file: str | None
+    ttl_seconds: float
+    max_stale_seconds: float
+
+
+class UpstreamTest(_Model):
+    """How a test of the upstream went: ``secrets`` read, or the failure's reason and message."""
+
+    ok: bool
+    reason: str | None
+    message: str
+    secrets: int | None = None
+    skipped: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
 class StatusResult(_Model):
     """The daemon's state. ``repositories`` and ``records`` are null while locked."""
 
@@ -260,7 +310,7 @@ class StatusResult(_Model):
     """Seconds until a passphrase is checked again (0 when the gate is open)."""
     memory_locked: bool = False
     """Whether the key's memory is locked against swap (mlock)."""
-    upstream: dict[str, Any] | None = None
+    upstream: UpstreamState | None = None
     """The upstream secret engine's last refresh, its result and the cache's age; null when
     no ``[upstream]`` is configured (docs/fleet.md)."""
 
@@ -359,9 +409,9 @@ class UpstreamResult(_Model):
     """
 
     configured: bool
-    settings: dict[str, Any] | None = None
-    status: dict[str, Any] | None = None
-    test: dict[str, Any] | None = None
+    settings: UpstreamSettingsInfo | None = None
+    status: UpstreamState | None = None
+    test: UpstreamTest | None = None
 
 
 Result = (

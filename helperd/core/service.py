@@ -300,9 +300,7 @@ class Service:
             kdf_runs=0 if self._key_facts is None else self._key_facts.kdf_runs(),
             passphrase_retry_in=self.gate.retry_in(now),
             memory_locked=self._key_facts is not None and self._key_facts.memory_locked(),
-            upstream=None
-            if self.upstream is None
-            else self.upstream.staleness.status(self.upstream.cache, now),
+            upstream=None if self.upstream is None else upstream_service.state(self.upstream, now),
         )
 
     def _prime_catalog(self) -> None:

@@ -14,13 +14,22 @@ from helperd_client.errors import BadRequestError, StoreUnavailableError
 from pydantic import SecretStr
 
 from helperd.core.lookup import check_url
-from helperd.core.protocol import RecordInfo, SetRequest, SetResult, UpstreamRequest, UpstreamResult
+from helperd.core.protocol import (
+    RecordInfo,
+    SetRequest,
+    SetResult,
+    UpstreamRequest,
+    UpstreamResult,
+    UpstreamSettingsInfo,
+    UpstreamState,
+    UpstreamTest,
+)
 from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind
 from helperd.core.upstream_cache import UpstreamCache
 from helperd.core.upstream_record import UpstreamRecord
 from helperd.core.upstream_view import Upstream, UpstreamWrite
 
-__all__ = ["answer", "password", "refuse_missing", "write"]
+__all__ = ["answer", "password", "refuse_missing", "state", "write"]
 
 NOT_CONFIGURED = (
     "no upstream secret engine is configured: add an [upstream] table to config.toml"
@@ -41,7 +50,7 @@ def answer(upstream: Upstream | None, request: UpstreamRequest, now: datetime) -
         raise BadRequestError(NOT_CONFIGURED)
     tested = None
     if request.action == "test":
-        tested = upstream.test()
+        tested = UpstreamTest.model_validate(upstream.test())
     elif request.action == "refresh":
         cache = upstream.refresh()
         last = cache.last
@@ -52,10 +61,15 @@ def answer(upstream: Upstream | None, request: UpstreamRequest, now: datetime) -
     cache = upstream.cache
     return UpstreamResult(
         configured=True,
-        settings=upstream.settings(),
-        status=upstream.staleness.status(cache, now),
+        settings=UpstreamSettingsInfo.model_validate(upstream.settings()),
+        status=state(upstream, now),
         test=tested,
     )
+
+
+def state(upstream: Upstream, now: datetime) -> UpstreamState:
+    """The upstream's state at ``now``, for ``status`` and ``upstream show``."""
+    return UpstreamState.model_validate(upstream.staleness.status(upstream.cache, now))
 
 
 def password(

@@ -32,6 +32,19 @@ from tests.unit.test_service import MemoryStore
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 ADDRESS = "https://bao.example.test:8200"
 URL = "https://pkgs.example.test/simple/"
+SETTINGS: dict[str, Any] = {
+    "address": ADDRESS,
+    "mount": "secret",
+    "prefix": "helperd",
+    "namespace": None,
+    "auth": "token",
+    "token_file": "/etc/helperd/bao-token",
+    "role_id_file": None,
+    "secret_id_file": None,
+    "ca_file": None,
+    "ttl_seconds": 300.0,
+    "max_stale_seconds": 86400.0,
+}
 
 
 def secret(name: str, username: str, password: str, kind: Kind = Kind.BASIC) -> UpstreamSecret:
@@ -60,14 +73,14 @@ class FakeUpstream:
         self.written: list[UpstreamWrite] = []
 
     def settings(self) -> dict[str, Any]:
-        return {"address": ADDRESS}
+        return SETTINGS
 
     def refresh(self) -> UpstreamCache:
         self.cache = self.cache.succeeded(self.next, T0 + timedelta(seconds=1))
         return self.cache
 
     def test(self) -> dict[str, Any]:
-        return {"ok": True, "message": "read"}
+        return {"ok": True, "reason": None, "message": "read", "secrets": 1}
 
     def write(self, request: UpstreamWrite) -> None:
         self.written.append(request)
@@ -183,12 +196,13 @@ def test_status_and_show() -> None:
     assert isinstance(status, StatusResult)
     assert status.upstream is not None
     assert ("ok", "fresh", 5.0) == (
-        status.upstream["result"],
-        status.upstream["state"],
-        status.upstream["cache_age_seconds"],
+        status.upstream.result,
+        status.upstream.state,
+        status.upstream.cache_age_seconds,
     )
     assert isinstance(shown, UpstreamResult)
-    assert (True, {"address": ADDRESS}) == (shown.configured, shown.settings)
+    assert shown.settings is not None
+    assert (True, SETTINGS) == (shown.configured, shown.settings.model_dump())
 
 
 def test_without_upstream_show_says_so_and_refresh_is_refused() -> None:
