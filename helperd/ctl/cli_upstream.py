@@ -49,8 +49,8 @@ def show(session: Session, as_json: bool) -> None:
         click.echo(NOT_CONFIGURED, err=True)
         return
     settings: dict[str, Any] = answer["settings"]
-    lines = [f"{key + ':':<18}{value}" for key, value in settings.items() if value is not None]
-    lines.append(f"{'state:':<18}{status_line(answer['status'])}")
+    lines = [f"{key + ':':<20}{value}" for key, value in settings.items() if value is not None]
+    lines.append(f"{'state:':<20}{status_line(answer['status'])}")
     click.echo("\n".join(lines))
 
 

@@ -64,7 +64,7 @@ def test_upstream_show_text_and_json() -> None:
     shown = run(client, "upstream", "show", "--json")
 
     assert 0 == text.exit_code
-    assert f"address:          {ADDRESS}" == text.stdout.splitlines()[0]
+    assert f"address:            {ADDRESS}" == text.stdout.splitlines()[0]
     assert "ca_file" not in text.stdout
     assert answer == json.loads(shown.stdout)
 
