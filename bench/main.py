@@ -38,6 +38,7 @@ SECTIONS = (
     "uv",
     "profile",
     "providers",
+    "upstream",
 )
 
 
@@ -79,6 +80,9 @@ class Budget:
     provider_gets: int = 2000
     provider_rounds: int = 5
     provider_runs: int = 30
+    upstream_gets: int = 500
+    upstream_rounds: int = 10
+    upstream_refreshes: int = 3
 
 
 QUICK = Budget(
@@ -173,7 +177,17 @@ def _secret_service(stack: contextlib.ExitStack) -> dict[str, str] | None:
 
 
 def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) -> None:  # noqa: PLR0912, PLR0915 - one step per part, in order
-    from bench import poetry_lock, profiling, rival, scale, server_load, startup, uv_lock, writers
+    from bench import (
+        poetry_lock,
+        profiling,
+        rival,
+        scale,
+        server_load,
+        startup,
+        upstream,
+        uv_lock,
+        writers,
+    )
     from tests.e2e.toolenv import prepared_tools
 
     wanted = set(args.only or SECTIONS)
@@ -186,7 +200,7 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 "load": compile_c(BENCH / "load.c", work, "-pthread"),
             }
         tools: Any = None
-        if wanted - {"latency", "throughput", "scale", "writers", "providers"}:
+        if wanted - {"latency", "throughput", "scale", "writers", "providers", "upstream"}:
             with clock.part("preparing the e2e tool venvs (built once per machine)"):
                 tools = stack.enter_context(prepared_tools())
         results["versions"] = machine.versions(
@@ -327,6 +341,13 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 folder.mkdir()
                 results["providers"] = providers(
                     folder, budget.provider_gets, budget.provider_rounds, budget.provider_runs
+                )
+        if "upstream" in wanted:
+            with clock.part(f"10. fleets: upstream get vs local get, refresh of {1000:,} secrets"):
+                folder = work / "upstream"
+                folder.mkdir()
+                results["upstream"] = upstream.upstream(
+                    folder, budget.upstream_gets, budget.upstream_rounds, budget.upstream_refreshes
                 )
     results["part_seconds"] = clock.seconds
     results["total_seconds"] = time.perf_counter() - clock.started

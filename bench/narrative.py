@@ -332,6 +332,18 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " a token, far cheaper than a cloud CLI, whose start alone `aws --version` shows.\n"
     )
     out.append(tables["providers"])
+    out.append(
+        "## 10. Fleets: the upstream cache\n\n"
+        "A daemon on a key-file store with one local repository reads"
+        f" {r.get('upstream', {}).get('secrets', 1000):,} repository secrets from a real"
+        " `bao server -dev` (`[upstream]`, docs/fleet.md). Over one kept connection, gets by URL"
+        " of the local repository and of the middle upstream one take turns in rounds"
+        " (`bench/upstream.py`); the ratio compares their medians. The refresh is the daemon's"
+        " own code (`helperd.upstream.engine.refresh`: login, mount check, one list, one read per"
+        " secret), timed in the bench's process; the daemon runs it in a thread of its own, so a"
+        " get never waits for it.\n"
+    )
+    out.append(tables["upstream"])
     out.append("## Profile of `get`: what dominates\n")
     out.append(_profile_words(r) + "\n")
     out.append(tables["profile"])

@@ -246,6 +246,28 @@ def _writers(r: dict[str, Any]) -> str:
     )
 
 
+def _upstream(r: dict[str, Any]) -> str:
+    u = r["upstream"]
+    rows = [
+        [
+            "get by URL, local record",
+            f"{us(u['local_us']['p50'])} / {us(u['local_us']['p99'])}",
+            "1.00x",
+        ],
+        [
+            f"get by URL, upstream record (cache of {u['secrets']:,})",
+            f"{us(u['upstream_us']['p50'])} / {us(u['upstream_us']['p99'])}",
+            f"{x(u['p50_ratio'])} (p99 {x(u['p99_ratio'])})",
+        ],
+        [
+            f"one refresh of {u['secrets']:,} secrets (bao -dev, {u['refreshes']} runs)",
+            f"{u['refresh_s']['p50']:.2f} s / {u['refresh_s']['high']:.2f} s (max)",
+            "",
+        ],
+    ]
+    return _table(["what", "p50 / p99", "ratio to local"], rows)
+
+
 def _imports(r: dict[str, Any]) -> str:
     i = r["imports"]
     modules = ", ".join(f"`{k}` {v / 1e3:.2f} ms" for k, v in list(i["modules_us"].items())[:10])
@@ -442,6 +464,7 @@ def write(results: dict[str, Any], report: Path, plot_path: Path) -> None:
         "uv": _uv(results) if "uv" in results else "(not run)\n",
         "profile": _profile(results) if "profile_daemon" in results else "(not run)\n",
         "providers": _providers(results) if "providers" in results else "(not run)\n",
+        "upstream": _upstream(results) if "upstream" in results else "(not run)\n",
     }
     text = narrative(results, found, tables, plot_path.name)
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "PASSPHRASE_TIMEOUT",
     "PROVIDER_SET_TIMEOUT",
+    "UPSTREAM_TIMEOUT",
     "Client",
     "Credential",
     "Hello",
@@ -66,6 +67,10 @@ PASSPHRASE_TIMEOUT = 90.0
 
 PROVIDER_SET_TIMEOUT = 70.0
 """Seconds for a ``set`` with a provider: the daemon's run bound (60 s) and a margin."""
+
+UPSTREAM_TIMEOUT = 120.0
+"""Seconds for calls that wait on the upstream secret engine (a refresh reads every secret
+under the prefix, each of its HTTP calls bounded by the daemon)."""
 
 
 def _time(value: Any) -> datetime | None:
@@ -116,6 +121,8 @@ class RecordInfo:
     """A provider record's preset (``expires_at`` is then its current token's)."""
     provider_error: str | None = None
     """A provider record's last failed run, scrubbed; None when the last run worked."""
+    source: str = "local"
+    """``local``, or ``upstream`` for a record read from the upstream secret engine."""
 
     @property
     def url(self) -> str | None:
@@ -136,6 +143,7 @@ class RecordInfo:
             updated_at=datetime.fromisoformat(data["updated_at"]),
             provider=data.get("provider"),
             provider_error=data.get("provider_error"),
+            source=data.get("source", "local"),
         )
 
 
@@ -160,6 +168,8 @@ class Status:
     memory_locked: bool = False
     providers: int | None = None
     providers_failing: list[str] = field(default_factory=list)
+    upstream: dict[str, Any] | None = None
+    """The upstream secret engine's last refresh, result and cache age (None: none)."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +266,7 @@ class Client:
         urls: list[str] | tuple[str, ...] | None = None,
         expires_at: datetime | None = None,
         provider: Mapping[str, Any] | None = None,
+        upstream: bool = False,
     ) -> RecordInfo:
         """Add or replace the (name, username) record; returns its public facts.
 
@@ -265,6 +276,7 @@ class Client:
         With ``provider`` (a provider spec, see docs/protocol.md) and ``password`` None, the
         daemon runs the provider once and stores its token; this call then waits up to
         `PROVIDER_SET_TIMEOUT`, as a cloud CLI may take seconds.
+        With ``upstream``, the daemon writes the secret to its upstream secret engine.
         """
         args: dict[str, Any] = {
             "name": name,
@@ -277,6 +289,9 @@ class Client:
             "provider": None if provider is None else dict(provider),
         }
         timeout = None if provider is None else max(self.timeout, PROVIDER_SET_TIMEOUT)
+        if upstream:  # the engine answers over the network: the longer bound
+            args["upstream"] = True
+            timeout = max(self.timeout, UPSTREAM_TIMEOUT)
         result = self.request("set", _timeout=timeout, **_present(args))
         return RecordInfo.from_wire(result["record"])
 
@@ -322,6 +337,12 @@ class Client:
         args = _present({"to": to, "passphrase": passphrase})
         result = self.request("migrate", _timeout=self.passphrase_timeout, **args)
         return int(result["moved"]), str(result["store_reason"])
+
+    def upstream(self, action: str) -> dict[str, Any]:
+        """The upstream secret engine: ``show`` its settings and state, ``test`` it, or
+        ``refresh`` the cache now; returns the daemon's answer as it is."""
+        timeout = None if action == "show" else UPSTREAM_TIMEOUT
+        return self.request("upstream", _timeout=timeout, action=action)
 
     # --- transport --------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from helperd_client.errors import (
     HelperdError,
     LockedError,
     NotFoundError,
+    StoreUnavailableError,
     UntrustedSocketError,
 )
 from helperd_client.names import LOCKED_HINT, POETRY_CHECK, POETRY_PREFIX, keyring_username
@@ -93,6 +94,7 @@ class HelperdKeyring(KeyringBackend):
         self._rest_until = 0.0
         self._told_locked = False
         self._told_down = False
+        self._told_unavailable = False
         self._connection: Client | None = None
 
     # --- reads: never raise, never wait twice ---------------------------------------------
@@ -121,6 +123,8 @@ class HelperdKeyring(KeyringBackend):
             self._tell_locked()
         except DaemonUnreachableError as exc:
             self._rest(exc)
+        except StoreUnavailableError as exc:
+            self._tell_unavailable(exc)
         except HelperdError as exc:
             log.debug("helperd could not answer: %s", exc.message)
         return None
@@ -171,6 +175,14 @@ class HelperdKeyring(KeyringBackend):
             told, self._told_down = self._told_down, True
         if not told:
             print(exc.message, file=sys.stderr)  # each message names helperd
+
+    def _tell_unavailable(self, exc: StoreUnavailableError) -> None:
+        # What holds the secret did not answer (an upstream engine past max_stale, a hung OS
+        # keyring): the tool's own error would only say 401, so say why once on stderr.
+        with self._mutex:
+            told, self._told_unavailable = self._told_unavailable, True
+        if not told:
+            print(f"helperd: {exc.message}", file=sys.stderr)
 
     def _tell_locked(self) -> None:
         with self._mutex:

@@ -36,6 +36,7 @@ OPS: tuple[str, ...] = (
     "passwd",
     "migrate",
     "cert_path",
+    "upstream",
 )
 
 

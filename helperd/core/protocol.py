@@ -44,6 +44,7 @@ from pydantic import (
 
 from helperd.core.provider import ProviderSpec
 from helperd.core.record import Kind, Record
+from helperd.core.upstream_record import source_of
 
 __all__ = [
     "Ack",
@@ -72,6 +73,11 @@ __all__ = [
     "StatusRequest",
     "StatusResult",
     "UnlockRequest",
+    "UpstreamRequest",
+    "UpstreamResult",
+    "UpstreamSettingsInfo",
+    "UpstreamState",
+    "UpstreamTest",
     "json_schema",
     "parse_request",
     "render_error",
@@ -149,6 +155,8 @@ class SetRequest(_Request):
     urls: list[Text] | None = Field(default=None, max_length=64)
     url: Text | None = None
     expires_at: Timestamp | None = None
+    upstream: bool = False
+    """Write the secret to the upstream engine (docs/fleet.md) instead of the local store."""
 
     @field_serializer("password", when_used="json")
     def _password(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
@@ -222,6 +230,13 @@ class CertPathRequest(_Request):
     name: Text
 
 
+class UpstreamRequest(_Request):
+    """Show the upstream secret engine's settings and state, test it, or refresh it now."""
+
+    op: Literal["upstream"]
+    action: Literal["show", "test", "refresh"]
+
+
 Request = Annotated[
     HelloRequest
     | StatusRequest
@@ -234,7 +249,8 @@ Request = Annotated[
     | UnlockRequest
     | PasswdRequest
     | MigrateRequest
-    | CertPathRequest,
+    | CertPathRequest
+    | UpstreamRequest,
     Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
@@ -247,6 +263,53 @@ class HelloResult(_Model):
     protocol: int = PROTOCOL_VERSION
     version: str
     ops: list[str]
+
+
+class UpstreamState(_Model):
+    """The upstream secret engine's cache: its state, the last refresh and its result.
+
+    Times are ISO 8601 text; ``result`` is ``ok`` or a reason (``engine_down``, ``tls``,
+    ``denied``, ``approle``, ``token``, ``not_renewable``, ``kv_version``, ``secret_file``);
+    ``message`` says what failed and what to do; never a secret.
+    """
+
+    address: str
+    state: Literal["never", "fresh", "due", "expired"]
+    records: int
+    last_refresh: str | None
+    result: str | None
+    message: str | None
+    skipped: list[str]
+    warnings: list[str]
+    refreshed_at: str | None
+    cache_age_seconds: float | None
+
+
+class UpstreamSettingsInfo(_Model):
+    """The ``[upstream]`` settings: file paths, never what the files hold."""
+
+    address: str
+    mount: str
+    prefix: str
+    namespace: str | None
+    auth: Literal["token", "approle"]
+    token_file: str | None
+    role_id_file: str | None
+    secret_id_file: str | None
+    ca_file: str | None
+    ttl_seconds: float
+    max_stale_seconds: float
+
+
+class UpstreamTest(_Model):
+    """How a test of the upstream went: ``secrets`` read, or the failure's reason and message."""
+
+    ok: bool
+    reason: str | None
+    message: str
+    secrets: int | None = None
+    skipped: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class StatusResult(_Model):
@@ -273,6 +336,9 @@ class StatusResult(_Model):
     """Provider records the daemon keeps fresh (null while locked)."""
     providers_failing: list[str] = Field(default_factory=list)
     """Names of the provider records whose last run failed."""
+    upstream: UpstreamState | None = None
+    """The upstream secret engine's last refresh, its result and the cache's age; null when
+    no ``[upstream]`` is configured (docs/fleet.md)."""
 
 
 class RecordInfo(_Model):
@@ -292,6 +358,8 @@ class RecordInfo(_Model):
     its ``expires_at`` is then its current token's."""
     provider_error: str | None = None
     """A provider record's last failed run, scrubbed (null when the last run worked)."""
+    source: Literal["local", "upstream"] = "local"
+    """Where the record comes from: the local store, or the upstream secret engine."""
 
     @classmethod
     def of(cls, record: Record, now: datetime) -> RecordInfo:
@@ -308,6 +376,7 @@ class RecordInfo(_Model):
             created_at=record.created_at,
             updated_at=record.updated_at,
             provider=None if facts is None else facts.spec.preset,
+            source=source_of(record),
         )
 
 
@@ -377,6 +446,20 @@ class CertPathResult(_Model):
     reason: str | None = None
 
 
+class UpstreamResult(_Model):
+    """The upstream secret engine: its settings, its state, and a test's outcome.
+
+    ``configured`` is false (and the rest null) when config.toml has no ``[upstream]``.
+    ``test`` is set by the ``test`` action: ``ok``, ``message``, ``reason``, ``secrets``,
+    ``skipped`` and ``warnings``.
+    """
+
+    configured: bool
+    settings: UpstreamSettingsInfo | None = None
+    status: UpstreamState | None = None
+    test: UpstreamTest | None = None
+
+
 Result = (
     HelloResult
     | StatusResult
@@ -387,6 +470,7 @@ Result = (
     | Ack
     | MigrateResult
     | CertPathResult
+    | UpstreamResult
 )
 
 

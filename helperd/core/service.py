@@ -29,6 +29,7 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
+from helperd.core import upstream_service
 from helperd.core.certs import CertKeeper, check_cert_record
 from helperd.core.gate import GuessGate
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
@@ -57,6 +58,7 @@ from helperd.core.protocol import (
     StatusRequest,
     StatusResult,
     UnlockRequest,
+    UpstreamRequest,
 )
 from helperd.core.provider import ProviderSpec
 from helperd.core.provider_output import Minted
@@ -70,6 +72,9 @@ from helperd.core.record import (
     RecordKey,
 )
 from helperd.core.store import ForeignKeyring, Store, StoreState
+from helperd.core.upstream_cache import UpstreamCache
+from helperd.core.upstream_record import UpstreamRecord
+from helperd.core.upstream_view import Lookup, Upstream, lookup_of
 
 __all__ = ["KeyFacts", "Migrations", "Service"]
 
@@ -141,6 +146,8 @@ class Service:
         key_facts: what ``status`` says of key derivation and key memory (None: nothing
             derived, nothing locked).
         certs: keeps the client-certificate files in step with the store (None: no files).
+        upstream: the upstream secret engine's cache (None: no ``[upstream]``); see
+            `helperd.core.upstream_view`.
     """
 
     def __init__(
@@ -154,6 +161,7 @@ class Service:
         gate: GuessGate | None = None,
         key_facts: KeyFacts | None = None,
         certs: CertKeeper | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
         self.store = store
         self.store_reason = store_reason
@@ -170,6 +178,9 @@ class Service:
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
         self._catalog = Catalog(())
+        self.upstream = upstream
+        # The lookup index of local and upstream records together (with an upstream only).
+        self._lookup: Lookup | None = None
 
     def handle(self, request: Request, now: datetime, *, blocking: bool = True) -> Result:
         """Serve ``request`` at time ``now``; with ``blocking`` False, never reach the OS keyring.
@@ -203,6 +214,8 @@ class Service:
                 return self._status(now)
             case GetRequest():
                 return self._get(request, now, blocking)
+            case SetRequest() if request.upstream:
+                return upstream_service.write(self.upstream, request, now)
             case SetRequest():
                 with self._writes:
                     return self._set(request, now)
@@ -215,8 +228,10 @@ class Service:
             case ListRequest():
                 if self.store.state is StoreState.LOCKED:  # the keyring index stays readable
                     raise LockedError("the store is locked: run `helperctl unlock`")
-                records = self.store.records()  # sorted by key
+                records = self._listed()  # sorted by key
                 return ListResult(records=[RecordInfo.of(r, now) for r in records])
+            case UpstreamRequest():
+                return upstream_service.answer(self.upstream, request, now)
             case InitRequest():
                 self._require_passphrase(request.passphrase)
                 self.store.create(request.passphrase)
@@ -256,7 +271,7 @@ class Service:
         if not isinstance(request, GetRequest) or self.store.reads_block or self._lock_due(now):
             return None
         try:
-            if self._catalog.records is not self.store.records():
+            if not self._lookup_current():
                 return None
             return self.handle(request, now, blocking=False)
         except _WouldBlock:
@@ -319,12 +334,55 @@ class Service:
             kdf_runs=0 if self._key_facts is None else self._key_facts.kdf_runs(),
             passphrase_retry_in=self.gate.retry_in(now),
             memory_locked=self._key_facts is not None and self._key_facts.memory_locked(),
+            upstream=None if self.upstream is None else upstream_service.state(self.upstream, now),
         )
 
     def _prime_catalog(self) -> None:
         """Build the catalog of the store's current records now, if it can be read."""
         with contextlib.suppress(HelperdError):
             self._current_catalog()
+            if self.upstream is not None:
+                self._lookup_catalog()
+
+    def keep_upstream(self, put: Callable[[Store], None]) -> None:
+        """Run ``put`` on the store while no other write runs (the upstream cache's copy,
+        `helperd.upstream.keeper`), then index the records in the caller's thread."""
+        with self._writes:
+            put(self.store)
+        self._prime_catalog()
+
+    def prime(self) -> None:
+        """Build the lookup index now, in the caller's thread (after an upstream refresh), so
+        that the event loop finds it built."""
+        self._prime_catalog()
+
+    def _lookup_current(self) -> bool:
+        """Whether the lookup index of the current records is built (a cheap check)."""
+        if self.upstream is None:
+            return self._catalog.records is self.store.records()
+        built = self._lookup
+        return built is not None and built.current(self.store.records(), self.upstream.cache)
+
+    def _lookup_catalog(self) -> Catalog:
+        """The index a get searches: the local records, then the upstream ones they do not
+        shadow (`helperd.core.upstream_cache.merge`)."""
+        return self._lookup_with_cache()[0]
+
+    def _lookup_with_cache(self) -> tuple[Catalog, UpstreamCache | None]:
+        """The lookup index and the one upstream cache snapshot it holds records of."""
+        if self.upstream is None:
+            return self._current_catalog(), None
+        local, cache = self.store.records(), self.upstream.cache
+        built = self._lookup
+        if built is None or not built.current(local, cache):
+            built = self._lookup = lookup_of(local, cache, built)
+        return built.catalog, built.cache
+
+    def _listed(self) -> Sequence[Record]:
+        """What ``list`` shows: the local records, and the upstream ones when configured."""
+        if self.upstream is None:
+            return self.store.records()
+        return self._lookup_catalog().records
 
     def _current_catalog(self) -> Catalog:
         """The lookup index of the store's records, built again only when they changed."""
@@ -335,7 +393,8 @@ class Service:
         return catalog
 
     def _get(self, request: GetRequest, now: datetime, blocking: bool) -> GetResult:
-        catalog = self._current_catalog()
+        upstream = self.upstream
+        catalog, cache = self._lookup_with_cache()  # one snapshot of the upstream for this get
         query = Query(
             name=request.name, url=request.url, service=request.service, username=request.username
         )
@@ -344,6 +403,7 @@ class Service:
         except NotFoundError:
             found = self._foreign_get(request, catalog, now, blocking)
             if found is None:
+                upstream_service.refuse_missing(upstream, cache, now)
                 raise
             return found
         expires_at = record.expires_at
@@ -351,10 +411,14 @@ class Service:
             # The stored token, even an expired one: the daemon's ProviderDesk swaps in the
             # refresher's token, or refuses one past this expiry (helperd.daemon.providers).
             expires_at = record.provider.expires_at
+        if isinstance(record, UpstreamRecord):
+            password = upstream_service.password(upstream, cache, record, now)
+        else:
+            password = self.store.password(record)
         return GetResult(
             name=record.name,
             username=record.username,
-            password=self.store.password(record),
+            password=password,
             kind=record.kind,
             urls=list(record.urls),
             expires_at=expires_at,

@@ -37,6 +37,7 @@ def record_json(info: RecordInfo) -> dict[str, Any]:
         "expired": info.expired,
         "created_at": iso(info.created_at),
         "updated_at": iso(info.updated_at),
+        "source": info.source,
     }
     if info.provider is not None:  # a provider record: expires_at is its current token's
         data.update(provider=info.provider, provider_error=info.provider_error)

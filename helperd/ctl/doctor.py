@@ -38,6 +38,7 @@ from helperd.ctl.doctor_tools import (
     check_poetry,
     check_shim,
 )
+from helperd.ctl.doctor_upstream import upstream_verdict
 
 __all__ = [
     "CHECKS",
@@ -274,6 +275,12 @@ def check_client_timeout(facts: Facts) -> Finding:
     )
 
 
+def check_upstream(facts: Facts) -> Finding:
+    """The upstream secret engine's last refresh, as the daemon reports it (docs/fleet.md)."""
+    state = facts.connection.status
+    return Finding("upstream", *upstream_verdict(None if state is None else state.upstream))
+
+
 CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_socket_dir,
     check_socket,
@@ -289,6 +296,7 @@ CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_pip,
     check_shim,
     check_auth_toml,
+    check_upstream,
 )
 """Every check, in the order doctor reports them."""
 

@@ -35,6 +35,7 @@ from helperd.ctl.cli_input import fail
 from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
 from helperd.ctl.cli_provider import provider_options, provider_spec, set_provider
 from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock
+from helperd.ctl.cli_upstream import status_line, upstream
 from helperd.ctl.session import Session
 from helperd.integrations.shim_install import install_shim
 
@@ -150,6 +151,8 @@ def status(session: Session, as_json: bool) -> None:
     if state.lockable:
         memory = "locked against swap" if state.memory_locked else "not locked (mlock failed)"
         lines.append(f"key memory:   {memory}")
+    if state.upstream is not None:
+        lines.append(f"upstream:     {state.upstream['address']}: {status_line(state.upstream)}")
     if hello.version != __version__:
         lines.append(f"note:         this helperctl is {__version__}")
     click.echo("\n".join(lines))
@@ -174,6 +177,12 @@ def status(session: Session, as_json: bool) -> None:
 )
 @click.option("--password-stdin", is_flag=True, help="Read the secret from stdin.")
 @provider_options
+@click.option(
+    "--upstream",
+    "to_upstream",
+    is_flag=True,
+    help="Write it to the upstream secret engine (its policy must allow it), not locally.",
+)
 @_pass_session
 def set_(
     session: Session,
@@ -185,6 +194,7 @@ def set_(
     token: bool,
     expires_at: datetime | None,
     password_stdin: bool,
+    to_upstream: bool,
     **provider_flags: Any,
 ) -> None:
     """Add or replace a credential of repository NAME.
@@ -194,6 +204,7 @@ def set_(
     --password-stdin and pipe it in: all of stdin is the secret, less one trailing newline.
     --token makes a token record, with username __token__ unless --username says otherwise.
     Without --url, a replaced record keeps its URLs; a URL with a password in it is refused.
+    With --upstream it is written to the upstream secret engine (docs/fleet.md) instead.
     Prints what was stored, never the secret.
 
     \b
@@ -227,12 +238,20 @@ def set_(
         "password", from_stdin=password_stdin, flag="--password-stdin", confirm=True
     )
     info = client.set(
-        name, password, username=username, kind=kind, urls=list(urls) or None, expires_at=expires_at
+        name,
+        password,
+        username=username,
+        kind=kind,
+        urls=list(urls) or None,
+        expires_at=expires_at,
+        upstream=to_upstream,
     )
     where = f", {len(info.urls)} URL{'' if len(info.urls) == 1 else 's'}" if info.urls else ""
     until = f", expires {when(info.expires_at)}" if info.expires_at else ""
+    upstream_note = " upstream" if to_upstream else ""
     click.echo(
-        f"stored {info.kind} record {info.name!r} for username {info.username!r}{where}{until}",
+        f"stored {info.kind} record {info.name!r} for username {info.username!r}{where}{until}"
+        f"{upstream_note}",
         err=True,
     )
 
@@ -315,7 +334,7 @@ def list_(session: Session, as_json: bool) -> None:
             (
                 printable(r.name),
                 printable(r.username) if r.username else "(none)",
-                r.kind,
+                r.kind if r.source == "local" else f"{r.kind} (upstream)",
                 printable(url),
                 f"{expires} (expired)" if r.expired else expires,
             )
@@ -361,3 +380,4 @@ cli.add_command(doctor)
 cli.add_command(install_shim)
 cli.add_command(set_cert)
 cli.add_command(cert_path)
+cli.add_command(upstream)

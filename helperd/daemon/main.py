@@ -36,6 +36,7 @@ from helperd.daemon.activation import (
 )
 from helperd.daemon.hardening import harden_process, room_for_connections
 from helperd.daemon.server import Lifecycle, Server, StartupError, bind_socket
+from helperd.daemon.upstream_task import attach_upstream, keep_fresh
 from helperd.stores import keys, secret_memory
 from helperd.stores.cert_files import FolderCertFiles
 from helperd.stores.choice import Migrations, build_store
@@ -168,6 +169,8 @@ async def _serve(
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, _reload, reload, service, server
         )
+    keeper = attach_upstream(settings, service)
+    fresh = None if keeper is None else asyncio.create_task(keep_fresh(keeper, service))
     watcher = None
     if idle_exit is not None and handed is not None:
         watcher = asyncio.create_task(_exit_when_idle(server, service.store, idle_exit, notifier))
@@ -176,6 +179,8 @@ async def _serve(
     finally:
         if watcher is not None:
             watcher.cancel()
+        if fresh is not None:
+            fresh.cancel()
         if service.certs is not None:
             service.certs.clear()
         service.store.close()

@@ -139,6 +139,23 @@ class Engine:
                 skipped.append(exc.message)
         return Fetched(tuple(secrets), tuple(skipped), tuple(warnings))
 
+    def write(self, name: str, fields: dict[str, str]) -> None:
+        """Write the secret ``name`` under the prefix (a new KV version 2 version).
+
+        Raises:
+            UpstreamError: the login failed, the mount is not KV version 2, or the policy
+                denies ``create``/``update`` on the secret's path (`PolicyDeniedError`).
+        """
+        s = self.settings
+        with self._mapped(f"auth ({s.auth})", "login"):
+            self.auth.authenticate(self._client)
+        self._check_mount()
+        path = f"{s.mount}/data/{s.prefix}/{name}"
+        with self._mapped(path, "update", needs='["create", "update"]'):
+            self._client.secrets.kv.v2.create_or_update_secret(
+                path=f"{s.prefix}/{name}", secret=fields, mount_point=s.mount
+            )
+
     def _check_mount(self) -> None:
         """Refuse a mount that is not KV version 2: on KV version 1 the v2 paths would only
         ever answer "not found", and every secret would seem deleted."""
@@ -177,7 +194,9 @@ class Engine:
         return data.get("data"), _written_at(data.get("metadata") or {})
 
     @contextmanager
-    def _mapped(self, path: str, capability: str) -> Iterator[None]:
+    def _mapped(
+        self, path: str, capability: str, needs: str = '["read", "list"]'
+    ) -> Iterator[None]:
         """Map hvac's and requests' errors raised inside to typed errors naming the address,
         the path and the capability. The originals are dropped (``from None``): their text
         is the library's, and a login's request carried a secret_id."""
@@ -202,7 +221,7 @@ class Engine:
         except hvac.exceptions.Forbidden:
             raise PolicyDeniedError(
                 f"upstream secret engine {where} denied {capability!r} on {path}: the token's"
-                f' policy needs `capabilities = ["read", "list"]` on'
+                f" policy needs `capabilities = {needs}` on"
                 f" {self.settings.mount}/data/{self.settings.prefix}/* and"
                 f" {self.settings.mount}/metadata/{self.settings.prefix}/*",
                 path=path,

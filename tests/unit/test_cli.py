@@ -143,6 +143,7 @@ class FakeClient(CoreClient):
         kind: str = "basic",
         urls: list[str] | tuple[str, ...] | None = None,
         expires_at: datetime | None = None,
+        upstream: bool = False,
     ) -> RecordInfo:
         self._call(
             "set",
@@ -152,9 +153,16 @@ class FakeClient(CoreClient):
             kind=kind,
             urls=urls,
             expires_at=expires_at,
+            **({"upstream": True} if upstream else {}),
         )
         return super().set(
-            name, password, username=username, kind=kind, urls=urls, expires_at=expires_at
+            name,
+            password,
+            username=username,
+            kind=kind,
+            urls=urls,
+            expires_at=expires_at,
+            upstream=upstream,
         )
 
     def delete(self, name: str | None, username: str | None = None, **_: Any) -> int:
@@ -426,6 +434,7 @@ def test_list_json(fake: FakeClient) -> None:
             "expired": True,
             "created_at": NOW.isoformat(),
             "updated_at": NOW.isoformat(),
+            "source": "local",
         },
         {
             "name": "foo",
@@ -437,6 +446,7 @@ def test_list_json(fake: FakeClient) -> None:
             "expired": False,
             "created_at": NOW.isoformat(),
             "updated_at": NOW.isoformat(),
+            "source": "local",
         },
     ] == json.loads(result.stdout)
     assert_no_secret(result)

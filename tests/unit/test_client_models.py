@@ -41,6 +41,8 @@ def wire_type(annotation: Any) -> Any:
         found = ("sequence", wire_type(args[0]))
     elif annotation is SecretStr:
         found = str
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        found = dict[str, Any]  # a nested object: the client keeps it as a plain mapping
     elif isinstance(annotation, type) and issubclass(annotation, Enum):
         (found,) = {type(member.value) for member in annotation}
     else:

@@ -103,6 +103,7 @@ def test_a_healthy_setup_is_all_ok() -> None:
         "pip-keyring",
         "keyring-shim",
         "poetry-auth-toml",
+        "upstream",
     ] == [f.name for f in found]
     assert {"ok"} == {f.status for f in found}, found
 

@@ -20,6 +20,7 @@ from helperd.core.protocol import (
     MigrateResult,
     SetResult,
     StatusResult,
+    UpstreamResult,
     parse_request,
 )
 
@@ -39,6 +40,7 @@ RESULTS = {
     "passwd": Ack,
     "cert_path": CertPathResult,
     "migrate": MigrateResult,
+    "upstream": UpstreamResult,
 }
 
 
