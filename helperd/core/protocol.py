@@ -72,13 +72,15 @@ __all__ = [
     "parse_request",
     "render_error",
     "render_ok",
+    "result_json",
 ]
 
 RequestId = int | str
 MAX_ID_CHARS = 256
 _Id = Annotated[int, Field(ge=-(2**63), lt=2**63)] | Annotated[str, Field(max_length=MAX_ID_CHARS)]
 Timestamp = Annotated[AwareDatetime, Strict(False)]  # ISO-8601 text on the wire
-Text = Annotated[str, Field(max_length=4096)]
+MAX_TEXT = 4096
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
 KindName = Annotated[Kind, Strict(False)]  # "basic", "token" or "generic" on the wire
 Secret = Annotated[SecretStr, Field(max_length=MAX_LINE)]
 _REVEAL = "reveal_secrets"
@@ -405,9 +407,14 @@ class RequestError(Exception):
 
 def render_ok(request_id: RequestId | None, result: BaseModel) -> bytes:
     """The response line for a result; the only place secrets are revealed for the wire."""
-    body = result.model_dump(mode="json", context={_REVEAL: True})
+    body = result_json(result)
     envelope = {"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": body}
     return encode_line(envelope, limit=MAX_RESPONSE)
+
+
+def result_json(result: BaseModel) -> dict[str, Any]:
+    """A result as the wire carries it, secrets revealed (for `render_ok` and the hot path)."""
+    return result.model_dump(mode="json", context={_REVEAL: True})
 
 
 def render_error(request_id: RequestId | None, error: HelperdError) -> bytes:

@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from helperd import __version__
 from helperd.core.gate import GuessGate
+from helperd.core.hot import HotCache, QuickRequest, render_body
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.core.migration import Marker, copy_verified
 from helperd.core.protocol import (
@@ -55,6 +56,7 @@ from helperd.core.protocol import (
     StatusRequest,
     StatusResult,
     UnlockRequest,
+    result_json,
 )
 from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 from helperd.core.store import ForeignKeyring, Store, StoreState
@@ -145,6 +147,10 @@ class Service:
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
         self._catalog = Catalog(())
+        # Rendered answers of gets served from the current records (helperd.core.hot):
+        # replaced on every change and on lock, so no password outlives its store version.
+        self._hot = HotCache(None)
+        self._hello = render_body(result_json(HelloResult(version=__version__, ops=list(OPS))))
 
     def handle(self, request: Request, now: datetime, *, blocking: bool = True) -> Result:
         """Serve ``request`` at time ``now``; with ``blocking`` False, never reach the OS keyring.
@@ -159,7 +165,42 @@ class Service:
             return self._serve(request, now, blocking)
         finally:
             if not isinstance(request, _READS):
+                self._hot = HotCache(None)
                 self._prime_catalog()
+
+    def answer_hot(self, request: QuickRequest, now: datetime) -> bytes | None:
+        """The rendered answer of a plain ``hello``, or of a ``get`` served before from the
+        same records; None when it must be served the full way (`answer_now`, `handle`).
+
+        Called on the event loop; the same checks as `answer_now`, without building a model.
+        """
+        if request.op == "hello":
+            return self._hello
+        if self.store.reads_block or self._lock_due(now):
+            return None
+        hot = self._hot
+        try:
+            if hot.records is not self.store.records():
+                return None
+        except HelperdError:
+            return None
+        body = hot.get(request.key, now)
+        if body is not None:
+            with self._mutex:
+                self._last_use = now
+        return body
+
+    def _keep_hot(
+        self, request: GetRequest, catalog: Catalog, record: Record, result: GetResult
+    ) -> None:
+        """Keep a get's rendered answer for the next identical request (see `answer_hot`)."""
+        hot = self._hot
+        if hot.records is not catalog.records:
+            hot = self._hot = HotCache(catalog.records)
+        key = (request.name, request.url, request.service, request.username)
+        hot.keep(key, record, render_body(result_json(result)))
+        if self.store.reads_block:  # locked meanwhile (in another thread): keep nothing
+            hot.clear()
 
     def _serve(  # noqa: PLR0911, PLR0912 - one case per op
         self, request: Request, now: datetime, blocking: bool
@@ -255,6 +296,7 @@ class Service:
         if self.store.state is not StoreState.UNLOCKED:
             return False
         self.store.lock()
+        self._hot = HotCache(None)
         with self._mutex:
             self._last_use = None
         log.info("store locked after %s without use", self.idle_lock)
@@ -312,7 +354,7 @@ class Service:
             if found is None:
                 raise
             return found
-        return GetResult(
+        result = GetResult(
             name=record.name,
             username=record.username,
             password=self.store.password(record),
@@ -322,6 +364,8 @@ class Service:
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
+        self._keep_hot(request, catalog, record, result)
+        return result
 
     def _foreign_get(
         self, request: GetRequest, catalog: Catalog, now: datetime, blocking: bool
