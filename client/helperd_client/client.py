@@ -151,6 +151,7 @@ class Status:
     kdf_runs: int = 0
     passphrase_retry_in: float = 0.0
     memory_locked: bool = False
+    event_loop: str = "asyncio"
 
 
 @dataclass(frozen=True)

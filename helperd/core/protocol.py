@@ -249,6 +249,8 @@ class StatusResult(_Model):
     """Seconds until a passphrase is checked again (0 when the gate is open)."""
     memory_locked: bool = False
     """Whether the key's memory is locked against swap (mlock)."""
+    event_loop: str = "asyncio"
+    """The daemon's event loop: ``asyncio``, or ``uvloop`` when the ``fast`` extra is installed."""
 
 
 class RecordInfo(_Model):

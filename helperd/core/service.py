@@ -143,6 +143,8 @@ class Service:
         self._writes = threading.Lock()
         self.gate = GuessGate() if gate is None else gate
         self._key_facts = key_facts
+        self.event_loop = "asyncio"
+        """The daemon's event loop, for ``status`` (the daemon sets it: uvloop when installed)."""
         self._last_use: datetime | None = None
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
@@ -327,6 +329,7 @@ class Service:
             kdf_runs=0 if self._key_facts is None else self._key_facts.kdf_runs(),
             passphrase_retry_in=self.gate.retry_in(now),
             memory_locked=self._key_facts is not None and self._key_facts.memory_locked(),
+            event_loop=self.event_loop,
         )
 
     def _prime_catalog(self) -> None:
