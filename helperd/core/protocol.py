@@ -41,6 +41,7 @@ from pydantic import (
     field_serializer,
 )
 
+from helperd.core.paging import MAX_PAGE
 from helperd.core.record import Kind, Record
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "MigrateResult",
     "PasswdRequest",
     "RecordInfo",
+    "RecordKeyInfo",
     "Request",
     "RequestError",
     "RequestId",
@@ -161,10 +163,19 @@ class DeleteRequest(_Request):
     username: Text | None = None
 
 
+class RecordKeyInfo(_Model):
+    """A record's key: where a page of ``list`` starts after, and its ``next``."""
+
+    name: Text
+    username: Text
+
+
 class ListRequest(_Request):
-    """List every record's public facts."""
+    """List the records' public facts: all of them, or a page of ``limit`` after ``after``."""
 
     op: Literal["list"]
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] | None = None
+    after: RecordKeyInfo | None = None
 
 
 class InitRequest(_Request):
@@ -316,9 +327,11 @@ class DeleteResult(_Model):
 
 
 class ListResult(_Model):
-    """Every record, sorted by name and username."""
+    """The records asked for, sorted by name and username; ``next`` is the key to ask after
+    for the next page (null when there is none)."""
 
     records: list[RecordInfo]
+    next: RecordKeyInfo | None = None
 
 
 class Ack(_Model):

@@ -33,6 +33,7 @@ from helperd.core.gate import GuessGate
 from helperd.core.hot import HotCache, QuickRequest, render_body
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.core.migration import Marker, copy_verified
+from helperd.core.paging import page
 from helperd.core.protocol import (
     Ack,
     DeleteRequest,
@@ -49,6 +50,7 @@ from helperd.core.protocol import (
     MigrateResult,
     PasswdRequest,
     RecordInfo,
+    RecordKeyInfo,
     Request,
     Result,
     SetRequest,
@@ -230,8 +232,12 @@ class Service:
             case ListRequest():
                 if self.store.state is StoreState.LOCKED:  # the keyring index stays readable
                     raise LockedError("the store is locked: run `helperctl unlock`")
-                records = self.store.records()  # sorted by key
-                return ListResult(records=[RecordInfo.of(r, now) for r in records])
+                after = request.after
+                key = None if after is None else (after.name, after.username)
+                records, more = page(self.store.records(), request.limit, key)
+                found = [RecordInfo.of(r, now) for r in records]
+                cursor = None if more is None else RecordKeyInfo(name=more[0], username=more[1])
+                return ListResult(records=found, next=cursor)
             case InitRequest():
                 self._require_passphrase(request.passphrase)
                 self.store.create(request.passphrase)
