@@ -29,6 +29,7 @@ from helperd_client.wire import OPS
 from pydantic import SecretStr
 
 from helperd import __version__
+from helperd.core.bulk import paused_gc
 from helperd.core.gate import GuessGate
 from helperd.core.hot import HotCache, QuickRequest, render_body
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
@@ -348,7 +349,8 @@ class Service:
         records = self.store.records()
         catalog = self._catalog
         if catalog.records is not records:
-            catalog = self._catalog = Catalog(records, previous=catalog)
+            with paused_gc():  # a first catalog of a big store makes many objects
+                catalog = self._catalog = Catalog(records, previous=catalog)
         return catalog
 
     def _get(self, request: GetRequest, now: datetime, blocking: bool) -> GetResult:
