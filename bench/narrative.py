@@ -75,7 +75,7 @@ def _headline(r: dict[str, Any]) -> list[str]:
             f" **{x(big['get_service_us_ratio'])}** as long as at {r['scale']['rows'][0]['size']},"
             f" by URL **{x(big['get_url_us_ratio'])}**; a durable `set` takes"
             f" {ms(big['set_ms']['p50'])}"
-            + ("" if big["list_ok"] else "; `list` fails with `too_large`")
+            + ("; `list` pages through all of it" if big["list_ok"] else "; `list` fails")
             + "."
         )
     if "imports" in r:
@@ -187,25 +187,16 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
                 " see the big-store profile below for where it goes."
             )
         if not big["list_ok"]:
+            found.append(f"**`list` at {big['size']:,} repositories fails** ({big['list_error']}).")
+        if big["open_ms"]["p50"] > 1000 or big["set_ms"]["p50"] > 200:
             found.append(
-                f"**`list` at {big['size']:,} repositories fails** with `too_large`: the"
-                f" response ({big['list_error'].split('message of ')[-1].split(' bytes')[0]}"
-                " bytes) exceeds `MAX_RESPONSE` (16 MiB, client/helperd_client/wire.py)."
-                " Page the `list` op (or raise the limit for it), and build `RecordInfo` rows"
-                f" without per-record pydantic validation (it takes {ms(big['list_ms']['p50'])})."
+                "**helperd/stores/file_store.py and the catalog.** Opening the store (first"
+                f" `get`: {ms(big['open_ms']['p50'])}) validates every line in one pydantic call,"
+                " then the lookup catalog parses every URL once (`urlsplit`); a durable `set`"
+                f" ({ms(big['set_ms']['p50'])}, of which writing and fsyncing the same bytes is"
+                f" {ms(big['disk_ms']['p50'])}) encrypts and writes the whole file. A file in"
+                " segments, rewriting only the segment that changed, is what is left."
             )
-        found.append(
-            "**helperd/stores/file_store.py, `_encode_records` / `_decode_records`.** A durable"
-            f" `set` at {big['size']:,} repositories takes {ms(big['set_ms']['p50'])}, of which"
-            f" writing and fsyncing the same bytes is {ms(big['disk_ms']['p50'])}: the rest is"
-            ' `model_dump(mode="json")` per record, `json.dumps` and `Service._set`\'s own copy of'
-            " every record. Opening the store (first `get`:"
-            f" {ms(big['open_ms']['p50'])}) is `Record.model_validate` per record, then the"
-            " lookup catalog, which parses every URL once (`urlsplit`)."
-            " Encode and decode the whole list with one `TypeAdapter(list[...])`"
-            " (`dump_json` / `validate_json` run in pydantic-core), or keep each frozen"
-            " record's encoded bytes."
-        )
     return found
 
 
