@@ -199,6 +199,8 @@ class Service:
         self, request: GetRequest, catalog: Catalog, record: Record, result: GetResult
     ) -> None:
         """Keep a get's rendered answer for the next identical request (see `answer_hot`)."""
+        if self.store.reads_block:  # never served from the event loop: nothing to keep
+            return
         hot = self._hot
         if hot.records is not catalog.records:
             hot = self._hot = HotCache(catalog.records)
