@@ -70,7 +70,7 @@ class _KeyFacts:
 def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when the ``fast`` extra installed it, else None (asyncio's own)."""
     try:
-        import uvloop  # noqa: PLC0415 - optional: the ``helperd[fast]`` extra
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
     except ImportError:
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
