@@ -471,14 +471,19 @@ class FileStore(Store):
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
         line = header.encode()
         fresh = entries if isinstance(entries, RecordMap) else _Entries(entries)
+        edited = None
         if current is not None and changed is not None and current.header.version == VERSION:
+            changed = set(changed)
             pieces, order = _update_pieces(fresh, current, changed)
+            edited = _edited_records(current.entries, fresh, order, changed)
         else:
             pieces, order = _encode_pieces(fresh, {} if current is None else current.pieces)
         # map and join run in C: no Python loop over every record on a write.
         plaintext = b"\n".join(map(_piece_of, map(pieces.__getitem__, order)))
         ciphertext = key.encrypt(header.nonce, plaintext, line)
         durable.write_atomic(self.path, line + b"\n" + ciphertext)
+        if edited is not None:
+            fresh.adopt_sorted(edited)
         fresh.sorted_records(_record_of)  # sorted here, in the writer, not by the next reader
         self._open = _Open(key, header, fresh, pieces, order)
         return self._open
@@ -609,6 +614,23 @@ def _update_pieces(
 
 
 _LINES: TypeAdapter[list[tuple[Record, str]]] = TypeAdapter(list[tuple[Record, str]])
+
+
+def _edited_records(
+    before: _Entries, after: _Entries, order: list[RecordKey], changed: set[RecordKey]
+) -> tuple[Record, ...] | None:
+    """The sorted records of ``after`` made from ``before``'s by its one changed key (a copy
+    of pointers, in C), or None to sort them again (several changes, nothing cached)."""
+    previous = before.sorted_cache
+    if previous is None or len(changed) != 1:
+        return None
+    (key,) = changed
+    at = bisect.bisect_left(order, key)  # the keys below it are the same before and after
+    entry = after.get(key)
+    if entry is None:
+        return previous[:at] + previous[at + 1 :] if key in before else previous
+    skip = 1 if key in before else 0  # replaced, or inserted
+    return (*previous[:at], entry[0], *previous[at + skip :])
 
 
 def _decode_lines(plaintext: bytes) -> tuple[_Entries, _Pieces, list[RecordKey]]:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -900,3 +901,28 @@ def test_incremental_encoding_writes_the_same_bytes_as_a_full_one(
     plaintext = opened.key.decrypt(opened.header.nonce, ciphertext, header)
     assert whole == plaintext
     assert ["g", "r1", "r5", "r9"] == [r.name for r in store.records()]
+
+
+def test_records_after_each_write_are_the_sorted_records(
+    open_store: OpenStore, key_path: Path
+) -> None:
+    """After every put (new key at either end or inside, a replacement) and remove, records()
+    is every current record sorted by key, the replacing record object included, and a fresh
+    open agrees."""
+    store = open_store(key_file=key_path)
+    rng = random.Random(19)
+    current: dict[tuple[str, str], Record] = {}
+    for step in range(60):
+        name = f"r{rng.randrange(12):02d}"
+        if rng.random() < 0.25 and current:
+            doomed = rng.choice(sorted(current))
+            store.remove([doomed])
+            del current[doomed]
+        else:
+            record = rec(name, "alice", f"https://h{step}.test/")
+            store.put(record, SecretStr(f"pw{step}"))
+            current[record.key] = record
+        assert [current[key] for key in sorted(current)] == list(store.records())
+    store.close()
+    again = open_store(key_file=key_path)
+    assert [current[key] for key in sorted(current)] == list(again.records())
