@@ -149,7 +149,7 @@ def _gets(
             key = workdir / f"n{size}.key"
             stack.enter_context(_daemon(home, {"HELPERD_KEY_FILE": str(key)}))
             sockets[size] = home / "helperd.sock"
-            exchange(sockets[size], Layout(size).service_request())  # opens the store
+            _first_get(sockets[size], Layout(size).service_request())  # opens the store
         for turn in range(rounds):
             order = sizes[turn % len(sizes) :] + sizes[: turn % len(sizes)]
             for size in order:
