@@ -406,7 +406,12 @@ def _processes(
         ),
     ]
     if ss_env is not None:
-        env = {**daemon_env(empty), **ss_env}
+        # keyring is told to use the Secret Service: helperd's plugin always outranks it.
+        env = {
+            **daemon_env(empty),
+            **ss_env,
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
+        }
         commands.insert(
             1,
             startup.Command(

@@ -7,8 +7,20 @@ from typing import Any
 
 __all__ = ["plot"]
 
-COLORS = {"c_echo": "#999999", "floor": "#4c72b0", "floor_json": "#55a868", "helperd": "#c44e52"}
-NAMES = {"c_echo": "C echo", "floor": "floor", "floor_json": "floor+JSON", "helperd": "helperd"}
+COLORS = {
+    "c_echo": "#999999",
+    "floor": "#4c72b0",
+    "floor_json": "#55a868",
+    "helperd": "#c44e52",
+    "helperd_uvloop": "#8172b2",
+}
+NAMES = {
+    "c_echo": "C echo",
+    "floor": "floor",
+    "floor_json": "floor+JSON",
+    "helperd": "helperd",
+    "helperd_uvloop": "helperd+uvloop",
+}
 
 
 def _latency(ax: Any, r: dict[str, Any]) -> None:

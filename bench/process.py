@@ -110,9 +110,12 @@ def served(argv: Sequence[str], socket: Path) -> Iterator[subprocess.Popen[bytes
 
 
 @contextlib.contextmanager
-def helperd_daemon(home: Path, key_file: Path, *args: str) -> Iterator[Daemon]:
+def helperd_daemon(
+    home: Path, key_file: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Daemon]:
     """helperd on the encrypted file store opened by ``key_file``, in ``home``; stopped after."""
-    daemon = start_daemon(home, "--store", "file", *args, env={"HELPERD_KEY_FILE": str(key_file)})
+    full = {"HELPERD_KEY_FILE": str(key_file), **(env or {})}
+    daemon = start_daemon(home, "--store", "file", *args, env=full)
     try:
         yield daemon
     finally:

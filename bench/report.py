@@ -183,9 +183,9 @@ def _scale(r: dict[str, Any]) -> str:
     rows = []
     for row in r["scale"]["rows"]:
         listing = (
-            ms(row["list_ms"]["p50"]) + f" ({row['list_bytes'] / 1e6:.1f} MB)"
+            ms(row["list_ms"]["p50"]) + f" ({row.get('list_count', 0):,} records, in pages)"
             if row["list_ok"]
-            else f"**fails**: `too_large` after {ms(row['list_ms']['p50'])}"
+            else f"**fails** ({row['list_error']}) after {ms(row['list_ms']['p50'])}"
         )
         rows.append(
             [

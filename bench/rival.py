@@ -133,7 +133,13 @@ def probes(
 ) -> dict[str, Probe]:
     """The probe of every backend that runs here."""
     plugin_env = daemon_env(helperd_home)
-    ss_env = {**daemon_env(empty_home), **secret_service_env}
+    # helperd's plugin now always outranks other backends (it starts a daemon on demand), so
+    # keyring is told which backend to use, as a user without helperd would have it chosen.
+    ss_env = {
+        **daemon_env(empty_home),
+        **secret_service_env,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
+    }
     found = {
         "plugin": Probe(keyring_python, plugin_env, warm["plugin"]),
         "client": Probe(keyring_python, plugin_env, warm["client"]),

@@ -11,5 +11,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ ! -x bench/.venv/bin/python ]]; then
     "${PYTHON:-python3}" -m venv bench/.venv
 fi
-bench/.venv/bin/python -m pip install -q -e ./client -e '.[test,bench]'
+bench/.venv/bin/python -m pip install -q -e ./client -e '.[test,bench,fast]'
 exec bench/.venv/bin/python bench/run.py "$@"

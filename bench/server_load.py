@@ -10,6 +10,7 @@ them alike rather than one of them in full.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,10 @@ from bench.store import Layout, build_store
 
 __all__ = ["SERVERS", "Servers", "latency", "running_servers", "throughput"]
 
-SERVERS = ("c_echo", "floor", "floor_json", "helperd")
+FAST = importlib.util.find_spec("uvloop") is not None
+"""Whether the ``fast`` extra (uvloop) is installed: its daemon then runs beside the default one."""
+
+SERVERS = ("c_echo", "floor", "floor_json", "helperd") + (("helperd_uvloop",) if FAST else ())
 """Every server, in the order the tables list them."""
 
 LABELS = {
@@ -30,6 +34,7 @@ LABELS = {
     "floor": "Python asyncio floor (canned response)",
     "floor_json": "floor + JSON parse and render",
     "helperd": "helperd `get`",
+    "helperd_uvloop": "helperd `get`, `fast` extra (uvloop)",
 }
 
 
@@ -58,7 +63,15 @@ def running_servers(workdir: Path, binaries: dict[str, Path], records: int) -> I
     layout = Layout(records)
     build_store(home / "store.enc", layout, key_file=key)
     request = layout.service_request()
-    with helperd_daemon(home, key) as daemon:
+    fast_home = workdir / "helperd-fast"
+    fast_home.mkdir(mode=0o700)
+    fast_key = new_key_file(fast_home / "helperd.key")
+    build_store(fast_home / "store.enc", layout, key_file=fast_key)
+    hidden = {"PYTHONPATH": str(BENCH / "no_uvloop")}  # the default install: asyncio's loop
+    with (
+        helperd_daemon(home, key, env=hidden) as daemon,
+        contextlib.ExitStack() as extra,
+    ):
         response = exchange(daemon.socket, request)
         if b'"ok":true' not in response:
             raise RuntimeError(f"helperd did not answer the benchmark request: {response[:200]!r}")
@@ -66,6 +79,10 @@ def running_servers(workdir: Path, binaries: dict[str, Path], records: int) -> I
         canned.write_bytes(response)
         sockets = {name: workdir / f"{name}.sock" for name in SERVERS}
         sockets["helperd"] = daemon.socket
+        if FAST:
+            fast = extra.enter_context(helperd_daemon(fast_home, fast_key))
+            exchange(fast.socket, request)  # opens its store
+            sockets["helperd_uvloop"] = fast.socket
         floor = [sys.executable, str(BENCH / "floor.py")]
         with (
             served([str(binaries["echo"]), str(sockets["c_echo"]), str(canned)], sockets["c_echo"]),

@@ -99,7 +99,27 @@ def _scale(r: dict[str, Any]) -> list[Goal]:
             f"by service {big['get_service_us_ratio']:,.1f}x,"
             f" by URL {big['get_url_us_ratio']:,.1f}x",
             worst <= 1.5,
-        )
+        ),
+        Goal(
+            "5. scale",
+            f"opening a {big['size']:,}-record store (first get) ≤ 1 s",
+            f"{big['open_ms']['p50'] / 1e3:.2f} s (at {small['size']:,}:"
+            f" {small['open_ms']['p50']:.0f} ms)",
+            big["open_ms"]["p50"] <= 1000,
+        ),
+        Goal(
+            "5. scale",
+            f"a durable set at {big['size']:,} records ≤ 0.2 s",
+            f"{big['set_ms']['p50'] / 1e3:.3f} s (at {small['size']:,}:"
+            f" {small['set_ms']['p50']:.1f} ms)",
+            big["set_ms"]["p50"] <= 200,
+        ),
+        Goal(
+            "5. scale",
+            f"`helperctl list` (Client.list, paged) works at {big['size']:,} records",
+            "yes" if big["list_ok"] else f"no: {big['list_error']}",
+            bool(big["list_ok"]),
+        ),
     ]
 
 

@@ -20,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from helperd_client import Client, DaemonUnreachableError
 
@@ -32,7 +33,14 @@ if TYPE_CHECKING:
 
     from helperd.core.record import Record, RecordKey
 
-__all__ = ["Daemon", "fill_file_store", "running_daemon", "start_daemon", "wait_for_gate"]
+__all__ = [
+    "Daemon",
+    "fill_file_store",
+    "running_daemon",
+    "start_daemon",
+    "wait_for_gate",
+    "write_store",
+]
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
@@ -157,6 +165,48 @@ def wait_for_gate(client: Client) -> None:
         time.sleep(wait)
 
 
+def write_store(
+    home: Path,
+    records: Iterable[Mapping[str, Any]],
+    *,
+    key_file: Path | None = None,
+    passphrase: str | None = None,
+) -> Path:
+    """Write the file store of a daemon whose ``HELPERD_HOME`` is ``home``, in one commit.
+
+    Each record is a dict of the wire ``set`` fields: ``name``, ``password`` and optionally
+    ``username`` (default: ``__token__`` for a token, else empty), ``kind`` (default
+    ``basic``) and ``urls``. The store is opened by ``key_file`` (default: the file that
+    ``$HELPERD_KEY_FILE`` names), or by ``passphrase`` when given. Returns the store's path.
+
+    Filling a big store through a daemon would take one ``set`` (one durable write) per
+    record; this writes the file once, through the store's own encoder and cipher, so it is
+    exactly what the daemon would have written.
+    """
+    from helperd.core.lookup import check_url  # noqa: PLC0415 - only the builder needs these
+    from helperd.core.record import TOKEN_USERNAME, Kind, Record  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    entries = {}
+    for fields in records:
+        kind = Kind(fields.get("kind", "basic"))
+        default_user = TOKEN_USERNAME if kind is Kind.TOKEN else ""
+        record = Record(
+            name=fields["name"],
+            username=fields.get("username", default_user),
+            kind=kind,
+            urls=tuple(check_url(url) for url in fields.get("urls", ())),
+            created_at=now,
+            updated_at=now,
+        )
+        entries[record.key] = (record, str(fields["password"]))
+    if key_file is None and passphrase is None:
+        key_file = Path(os.environ["HELPERD_KEY_FILE"])
+    path = home / "store.enc"
+    _write_entries(path, entries, key_file=None if passphrase else key_file, passphrase=passphrase)
+    return path
+
+
 def fill_file_store(
     path: Path,
     entries: Mapping[RecordKey, tuple[Record, SecretStr]],
@@ -166,12 +216,21 @@ def fill_file_store(
 ) -> None:
     """Write a file store at ``path`` holding ``entries``, in one commit, before a daemon starts.
 
-    A ``set`` rewrites the whole encrypted file, so filling a big store through a daemon
-    writes one growing file per record; this writes it once, through the store's own encoder
-    and cipher, so the file is exactly what the daemon would have written. It touches the
-    store's private commit on purpose and only here: a test or a benchmark needs a big store,
-    not a test of the write path.
+    As `write_store`, for records already built (the benchmarks' layouts).
     """
+    plain = {key: (record, secret.get_secret_value()) for key, (record, secret) in entries.items()}
+    _write_entries(path, plain, key_file=key_file, passphrase=passphrase)
+
+
+def _write_entries(
+    path: Path,
+    entries: Mapping[RecordKey, tuple[Record, str]],
+    *,
+    key_file: Path | None,
+    passphrase: str | None,
+) -> None:
+    """Commit ``entries`` to a new store at ``path``. It touches the store's private commit on
+    purpose and only here: a test or a benchmark needs a big store, not the write path."""
     from pydantic import SecretStr  # noqa: PLC0415 - only the store builder needs these
 
     from helperd.stores.file_store import FileStore  # noqa: PLC0415

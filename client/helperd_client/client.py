@@ -18,6 +18,7 @@ one on demand (`helperd_client.autostart`).
 
 from __future__ import annotations
 
+import builtins
 import os
 import select
 import socket
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from helperd_client.errors import (
+    BadRequestError,
     DaemonUnreachableError,
     HelperdError,
     ProtocolMismatchError,
@@ -170,6 +172,7 @@ class Status:
     providers_failing: list[str] = field(default_factory=list)
     upstream: dict[str, Any] | None = None
     """The upstream secret engine's last refresh, result and cache age (None: none)."""
+    event_loop: str = "asyncio"
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,10 @@ class Hello:
     protocol: int
     version: str
     ops: tuple[str, ...]
+
+
+LIST_PAGE = 2_000
+"""Records per ``list`` call when `Client.list` pages (the daemon allows up to 5,000)."""
 
 
 class Client:
@@ -306,8 +313,29 @@ class Client:
         return int(self.request("delete", **_present(args))["deleted"])
 
     def list(self) -> list[RecordInfo]:
-        """Every record's public facts."""
-        return [RecordInfo.from_wire(r) for r in self.request("list")["records"]]
+        """Every record's public facts, asked for page by page (each page its own call)."""
+        try:
+            records, after = self.list_page(LIST_PAGE)
+        except BadRequestError:
+            # A daemon older than list pages refuses limit: ask for everything at once.
+            return [RecordInfo.from_wire(r) for r in self.request("list")["records"]]
+        while after is not None:
+            more, after = self.list_page(LIST_PAGE, after)
+            records.extend(more)
+        return records
+
+    def list_page(
+        self, limit: int, after: tuple[str, str] | None = None
+    ) -> tuple[builtins.list[RecordInfo], tuple[str, str] | None]:
+        """Up to ``limit`` records after the key ``after`` (name, username), sorted by key,
+        and the key to pass as ``after`` for the next page (None after the last one)."""
+        args: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            args["after"] = {"name": after[0], "username": after[1]}
+        result = self.request("list", **args)
+        found = result.get("next")
+        following = None if found is None else (found["name"], found["username"])
+        return [RecordInfo.from_wire(r) for r in result["records"]], following
 
     def init(self, passphrase: str | None) -> None:
         """Create a new passphrase-protected file store."""

@@ -477,7 +477,24 @@ def _shown(url: str) -> str:
     return redacted[: min(cut)] if cut else redacted
 
 
+_PLAIN_URL = re.compile(
+    r"(https?)://([a-z][a-z0-9-]*(?:\.[a-z0-9-]+)*)(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/-]*)?"
+)
+"""The common index URL (lower-case name host, no userinfo, query or fragment), which
+`_parse_url` reads without `urlsplit`: a catalog of 100,000 records parses 100,000 URLs."""
+
+
 def _parse_url(url: str) -> _Url | None:
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        scheme, host, port, path = plain.groups()
+        number = _DEFAULT_PORTS[scheme] if port is None else int(port)
+        if number <= 65535:
+            return _Url(scheme, host, number, (path or "").rstrip("/"))
+    return _split_url(url)
+
+
+def _split_url(url: str) -> _Url | None:
     try:
         parts = urlsplit(url)
         port = parts.port

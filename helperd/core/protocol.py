@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from helperd.core.paging import MAX_PAGE
 from helperd.core.provider import ProviderSpec
 from helperd.core.record import Kind, Record
 from helperd.core.upstream_record import source_of
@@ -64,6 +65,7 @@ __all__ = [
     "MigrateResult",
     "PasswdRequest",
     "RecordInfo",
+    "RecordKeyInfo",
     "Request",
     "RequestError",
     "RequestId",
@@ -82,13 +84,15 @@ __all__ = [
     "parse_request",
     "render_error",
     "render_ok",
+    "result_json",
 ]
 
 RequestId = int | str
 MAX_ID_CHARS = 256
 _Id = Annotated[int, Field(ge=-(2**63), lt=2**63)] | Annotated[str, Field(max_length=MAX_ID_CHARS)]
 Timestamp = Annotated[AwareDatetime, Strict(False)]  # ISO-8601 text on the wire
-Text = Annotated[str, Field(max_length=4096)]
+MAX_TEXT = 4096
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
 KindName = Annotated[Kind, Strict(False)]  # "basic", "token" or "generic" on the wire
 Secret = Annotated[SecretStr, Field(max_length=MAX_LINE)]
 _REVEAL = "reveal_secrets"
@@ -181,10 +185,19 @@ class DeleteRequest(_Request):
     username: Text | None = None
 
 
+class RecordKeyInfo(_Model):
+    """A record's key: where a page of ``list`` starts after, and its ``next``."""
+
+    name: Text
+    username: Text
+
+
 class ListRequest(_Request):
-    """List every record's public facts."""
+    """List the records' public facts: all of them, or a page of ``limit`` after ``after``."""
 
     op: Literal["list"]
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] | None = None
+    after: RecordKeyInfo | None = None
 
 
 class InitRequest(_Request):
@@ -339,6 +352,8 @@ class StatusResult(_Model):
     upstream: UpstreamState | None = None
     """The upstream secret engine's last refresh, its result and the cache's age; null when
     no ``[upstream]`` is configured (docs/fleet.md)."""
+    event_loop: str = "asyncio"
+    """The daemon's event loop: ``asyncio``, or ``uvloop`` when the ``fast`` extra is installed."""
 
 
 class RecordInfo(_Model):
@@ -414,9 +429,11 @@ class DeleteResult(_Model):
 
 
 class ListResult(_Model):
-    """Every record, sorted by name and username."""
+    """The records asked for, sorted by name and username; ``next`` is the key to ask after
+    for the next page (null when there is none)."""
 
     records: list[RecordInfo]
+    next: RecordKeyInfo | None = None
 
 
 class Ack(_Model):
@@ -536,9 +553,14 @@ class RequestError(Exception):
 
 def render_ok(request_id: RequestId | None, result: BaseModel) -> bytes:
     """The response line for a result; the only place secrets are revealed for the wire."""
-    body = result.model_dump(mode="json", context={_REVEAL: True})
+    body = result_json(result)
     envelope = {"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": body}
     return encode_line(envelope, limit=MAX_RESPONSE)
+
+
+def result_json(result: BaseModel) -> dict[str, Any]:
+    """A result as the wire carries it, secrets revealed (for `render_ok` and the hot path)."""
+    return result.model_dump(mode="json", context={_REVEAL: True})
 
 
 def render_error(request_id: RequestId | None, error: HelperdError) -> bytes:

@@ -30,10 +30,13 @@ from pydantic import SecretStr
 
 from helperd import __version__
 from helperd.core import upstream_service
+from helperd.core.bulk import paused_gc
 from helperd.core.certs import CertKeeper, check_cert_record
 from helperd.core.gate import GuessGate
+from helperd.core.hot import HotCache, QuickRequest, render_body
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
 from helperd.core.migration import Marker, copy_verified
+from helperd.core.paging import page
 from helperd.core.protocol import (
     Ack,
     CertPathRequest,
@@ -51,6 +54,7 @@ from helperd.core.protocol import (
     MigrateResult,
     PasswdRequest,
     RecordInfo,
+    RecordKeyInfo,
     Request,
     Result,
     SetRequest,
@@ -59,6 +63,7 @@ from helperd.core.protocol import (
     StatusResult,
     UnlockRequest,
     UpstreamRequest,
+    result_json,
 )
 from helperd.core.provider import ProviderSpec
 from helperd.core.provider_output import Minted
@@ -174,6 +179,8 @@ class Service:
         self.gate = GuessGate() if gate is None else gate
         self._key_facts = key_facts
         self.certs = certs
+        self.event_loop = "asyncio"
+        """The daemon's event loop, for ``status`` (the daemon sets it: uvloop when installed)."""
         self._last_use: datetime | None = None
         # The lookup index of the store's current records (see Store.records): rebuilt when
         # the store hands out another sequence, that is after a change or a lock and unlock.
@@ -181,6 +188,10 @@ class Service:
         self.upstream = upstream
         # The lookup index of local and upstream records together (with an upstream only).
         self._lookup: Lookup | None = None
+        # Rendered answers of gets served from the current records (helperd.core.hot):
+        # replaced on every change and on lock, so no password outlives its store version.
+        self._hot = HotCache(None)
+        self._hello = render_body(result_json(HelloResult(version=__version__, ops=list(OPS))))
 
     def handle(self, request: Request, now: datetime, *, blocking: bool = True) -> Result:
         """Serve ``request`` at time ``now``; with ``blocking`` False, never reach the OS keyring.
@@ -195,10 +206,51 @@ class Service:
             return self._serve(request, now, blocking)
         finally:
             if not isinstance(request, _READS):
+                self._hot = HotCache(None)
                 self._prime_catalog()
             # Certificate files follow every change of records or lock state (core/certs.py).
             if self.certs is not None and isinstance(request, _CHANGES):
                 self.certs.update(self.store, now)
+
+    def answer_hot(self, request: QuickRequest, now: datetime) -> bytes | None:
+        """The rendered answer of a plain ``hello``, or of a ``get`` served before from the
+        same records; None when it must be served the full way (`answer_now`, `handle`).
+
+        Called on the event loop; the same checks as `answer_now`, without building a model.
+        """
+        if request.op == "hello":
+            return self._hello
+        if self.store.reads_block or self._lock_due(now):
+            return None
+        hot = self._hot
+        try:
+            if hot.records is not self.store.records():
+                return None
+        except HelperdError:
+            return None
+        body = hot.get(request.key, now)
+        if body is not None:
+            with self._mutex:
+                self._last_use = now
+        return body
+
+    def _keep_hot(
+        self, request: GetRequest, catalog: Catalog, record: Record, result: GetResult
+    ) -> None:
+        """Keep a get's rendered answer for the next identical request (see `answer_hot`)."""
+        if self.store.reads_block:  # never served from the event loop: nothing to keep
+            return
+        if record.provider is not None or self.upstream is not None:
+            # A provider's token comes from the daemon's refresher, and upstream answers change
+            # with each refresh: neither follows the store's version, so neither is kept.
+            return
+        hot = self._hot
+        if hot.records is not catalog.records:
+            hot = self._hot = HotCache(catalog.records)
+        key = (request.name, request.url, request.service, request.username)
+        hot.keep(key, record, render_body(result_json(result)))
+        if self.store.reads_block:  # locked meanwhile (in another thread): keep nothing
+            hot.clear()
 
     def _serve(  # noqa: PLR0911, PLR0912 - one case per op
         self, request: Request, now: datetime, blocking: bool
@@ -228,8 +280,12 @@ class Service:
             case ListRequest():
                 if self.store.state is StoreState.LOCKED:  # the keyring index stays readable
                     raise LockedError("the store is locked: run `helperctl unlock`")
-                records = self._listed()  # sorted by key
-                return ListResult(records=[RecordInfo.of(r, now) for r in records])
+                after = request.after
+                key = None if after is None else (after.name, after.username)
+                records, more = page(self._listed(), request.limit, key)  # sorted by key
+                found = [RecordInfo.of(r, now) for r in records]
+                cursor = None if more is None else RecordKeyInfo(name=more[0], username=more[1])
+                return ListResult(records=found, next=cursor)
             case UpstreamRequest():
                 return upstream_service.answer(self.upstream, request, now)
             case InitRequest():
@@ -302,6 +358,7 @@ class Service:
         if self.store.state is not StoreState.UNLOCKED:
             return False
         self.store.lock()
+        self._hot = HotCache(None)
         with self._mutex:
             self._last_use = None
         if self.certs is not None:
@@ -335,6 +392,7 @@ class Service:
             passphrase_retry_in=self.gate.retry_in(now),
             memory_locked=self._key_facts is not None and self._key_facts.memory_locked(),
             upstream=None if self.upstream is None else upstream_service.state(self.upstream, now),
+            event_loop=self.event_loop,
         )
 
     def _prime_catalog(self) -> None:
@@ -389,7 +447,8 @@ class Service:
         records = self.store.records()
         catalog = self._catalog
         if catalog.records is not records:
-            catalog = self._catalog = Catalog(records, previous=catalog)
+            with paused_gc():  # a first catalog of a big store makes many objects
+                catalog = self._catalog = Catalog(records, previous=catalog)
         return catalog
 
     def _get(self, request: GetRequest, now: datetime, blocking: bool) -> GetResult:
@@ -415,7 +474,7 @@ class Service:
             password = upstream_service.password(upstream, cache, record, now)
         else:
             password = self.store.password(record)
-        return GetResult(
+        result = GetResult(
             name=record.name,
             username=record.username,
             password=password,
@@ -425,6 +484,8 @@ class Service:
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
+        self._keep_hot(request, catalog, record, result)
+        return result
 
     def _foreign_get(
         self, request: GetRequest, catalog: Catalog, now: datetime, blocking: bool

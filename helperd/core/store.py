@@ -150,6 +150,16 @@ class RecordMap(dict[RecordKey, _Entry]):
             self._sorted = tuple(map(record, map(self.__getitem__, sorted(self))))
         return self._sorted
 
+    @property
+    def sorted_cache(self) -> tuple[Record, ...] | None:
+        """What `sorted_records` holds, or None before its first call."""
+        return self._sorted
+
+    def adopt_sorted(self, records: tuple[Record, ...]) -> None:
+        """Take ``records`` as `sorted_records`: the caller built it from the previous version
+        by the one record that changed, rather than from every key again."""
+        self._sorted = records
+
 
 class ForeignKeyring(Protocol):
     """Reads OS keyring entries that helperd does not hold (SPEC.md's generic fallback)."""

@@ -76,6 +76,21 @@ class _KeyFacts:
         return secret_memory.memory_locked()
 
 
+def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when the ``fast`` extra installed it, else None (asyncio's own)."""
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def event_loop_name() -> str:
+    """The running event loop's package: ``asyncio``, or ``uvloop`` with the fast extra."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
+
+
 def check_home(env: Mapping[str, str]) -> None:
     """Refuse a ``HELPERD_HOME`` that exists with another mode than 0700 (SPEC.md).
 
@@ -146,6 +161,7 @@ async def _serve(
         service = build_service(settings)
         if service.certs is not None:  # stale files of an earlier run go; the store's come back
             service.certs.start(service.store, datetime.now(UTC))
+        service.event_loop = event_loop_name()
     except BaseException:
         sock.close()
         if owned_path is not None:
@@ -334,7 +350,8 @@ def main(
         check_home(os.environ)
         policy = IdleExit(idle_exit, while_unlocked=idle_exit_unlocked) if idle_exit else None
         again = functools.partial(Settings.resolve, socket=socket, store=store, log_level=log_level)
-        asyncio.run(run(settings, idle_exit=policy, reload=again))
+        with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
+            runner.run(run(settings, idle_exit=policy, reload=again))
     except (StartupError, HelperdError) as exc:
         message = exc.message if isinstance(exc, HelperdError) else str(exc)
         click.echo(f"helperd: {message}", err=True)

@@ -40,6 +40,7 @@ from helperd_client.errors import (
 )
 from helperd_client.wire import MAX_LINE
 
+from helperd.core.hot import quick_request, render_cached
 from helperd.core.ladder import ANSWER_TIMEOUT
 from helperd.core.protocol import (
     GetRequest,
@@ -353,6 +354,11 @@ class Server:
             return render_error(None, InternalError("internal error: see the daemon log"))
 
     async def _answer(self, line: bytes) -> bytes:
+        quick = quick_request(line)
+        if quick is not None:
+            body = self._service.answer_hot(quick, _now())
+            if body is not None:
+                return render_cached(quick.request_id, body)
         try:
             request_id, request = parse_request(line)
         except RequestError as exc:

@@ -43,8 +43,9 @@ from helperd_client.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from pydantic import SecretStr
+from pydantic import SecretStr, TypeAdapter, ValidationError
 
+from helperd.core.bulk import paused_gc
 from helperd.core.record import Record, RecordKey
 from helperd.core.store import RecordMap, Store, StoreState
 from helperd.stores import durable
@@ -64,12 +65,15 @@ from helperd.stores.keys import (
 __all__ = ["AEAD", "FORMAT", "NONCE_BYTES", "VERSION", "FileStore"]
 
 FORMAT = "helperd-store"
-VERSION = 1
+VERSION = 2
+"""Version 2 holds one line per record (version 1, one JSON document, is read and rewritten)."""
 AEAD = "AES-256-GCM"
 NONCE_BYTES = 12
 _HEADER_FIELDS = frozenset({"aead", "check", "format", "generation", "key", "nonce", "version"})
 
-_Entry = tuple[Record, SecretStr]
+_Entry = tuple[Record, str]
+"""A record and its password (a plain str: a SecretStr per record made opening slow; the
+password leaves the store as a SecretStr, and no repr shows an entry)."""
 _Entries = RecordMap[_Entry]
 _Pieces = dict[RecordKey, tuple[_Entry, bytes]]
 
@@ -83,6 +87,7 @@ class _Header:
     spec: KeySpec
     nonce: bytes
     generation: int
+    version: int = VERSION
 
     def encode(self) -> bytes:
         header = {
@@ -92,7 +97,7 @@ class _Header:
             "generation": self.generation,
             "key": self.spec.to_json(),
             "nonce": base64.b64encode(self.nonce).decode("ascii"),
-            "version": VERSION,
+            "version": self.version,
         }
         return json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii")
 
@@ -103,7 +108,7 @@ class _Open:
 
     key: StoreKey
     header: _Header
-    entries: _Entries
+    entries: _Entries = field(repr=False)
     pieces: _Pieces = field(repr=False)
     """Each entry's encoded JSON (password included: never in a repr), reused by writes."""
     order: list[RecordKey] = field(repr=False, default_factory=list)
@@ -198,13 +203,13 @@ class FileStore(Store):
         entry = self._current().entries.get(record.key)
         if entry is None:
             raise NotFoundError(f"no record named {record.name!r} for user {record.username!r}")
-        return entry[1]
+        return SecretStr(entry[1])
 
     def put(self, record: Record, password: SecretStr) -> None:
         """Add ``record``, replacing the one with the same (name, username); durable on return."""
         with self._lock:
             entries = _Entries(self._open_entries().entries)
-            entries[record.key] = (record, password)
+            entries[record.key] = (record, password.get_secret_value())
             self._commit(entries, changed=[record.key])
 
     def remove(self, keys: Iterable[RecordKey]) -> None:
@@ -259,10 +264,11 @@ class FileStore(Store):
             if raw is None:
                 key.wipe()  # already unlocked: the passphrase was only checked
                 return
-            header, entries = self._decrypt(key, raw)
+            opened = self._decrypt(key, raw)
             with self._lock:
                 self._check_not_closed()
-                self._open = _Open(key, header, entries, {})
+                self._open = opened
+                self._upgrade()
 
     def lock(self) -> None:
         """Drop the key and every decrypted secret from memory.
@@ -305,8 +311,8 @@ class FileStore(Store):
                     entries, generation = self._open.entries, self._open.header.generation
                 else:
                     # Locked, before or during the KDF: re-encrypt what the file holds.
-                    header, entries = self._decrypt(old_key, raw or self._read_existing())
-                    generation = header.generation
+                    was = self._decrypt(old_key, raw or self._read_existing())
+                    entries, generation = was.entries, was.header.generation
                 self._commit(entries, new_key, new_spec, generation + 1)
 
     def discard(self) -> None:
@@ -400,9 +406,19 @@ class FileStore(Store):
                 " untouched. Use the key file that created it, or move the store away to start"
                 " a new one"
             )
-        header, entries = self._decrypt(key, raw)
-        self._open = _Open(key, header, entries, {})
+        self._open = self._decrypt(key, raw)
+        self._upgrade()
         return self._open
+
+    def _upgrade(self) -> None:
+        """Rewrite a version 1 file just opened in the current format (self._lock held).
+
+        One atomic, durable write like any other: a crash leaves the old file or the new one,
+        both holding every record.
+        """
+        opened = self._open
+        if opened is not None and opened.header.version < VERSION:
+            self._commit(opened.entries, changed=())
 
     def _current_spec(self) -> tuple[KeySpec, bytes | None]:
         """The key spec in force, with the file's bytes when the store is locked."""
@@ -455,15 +471,19 @@ class FileStore(Store):
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
         line = header.encode()
         fresh = entries if isinstance(entries, RecordMap) else _Entries(entries)
-        if current is not None and changed is not None:
+        edited = None
+        if current is not None and changed is not None and current.header.version == VERSION:
+            changed = set(changed)
             pieces, order = _update_pieces(fresh, current, changed)
+            edited = _edited_records(current.entries, fresh, order, changed)
         else:
             pieces, order = _encode_pieces(fresh, {} if current is None else current.pieces)
         # map and join run in C: no Python loop over every record on a write.
-        plaintext = b'{"records":[' + b",".join(map(_piece_of, map(pieces.__getitem__, order)))
-        plaintext += b"]}"
+        plaintext = b"\n".join(map(_piece_of, map(pieces.__getitem__, order)))
         ciphertext = key.encrypt(header.nonce, plaintext, line)
         durable.write_atomic(self.path, line + b"\n" + ciphertext)
+        if edited is not None:
+            fresh.adopt_sorted(edited)
         fresh.sorted_records(_record_of)  # sorted here, in the writer, not by the next reader
         self._open = _Open(key, header, fresh, pieces, order)
         return self._open
@@ -486,18 +506,21 @@ class FileStore(Store):
                 " untouched. Restore it from a backup, or move it away to start a new store"
             ) from None
 
-    def _decrypt(self, key: StoreKey, raw: bytes) -> tuple[_Header, _Entries]:
+    def _decrypt(self, key: StoreKey, raw: bytes) -> _Open:
         header, line, ciphertext = self._parse(raw)
         try:
-            entries = _decode_records(key.decrypt(header.nonce, ciphertext, line))
-        except (InvalidTag, ValueError, TypeError, KeyError, RecursionError):
+            plaintext = key.decrypt(header.nonce, ciphertext, line)
+            with paused_gc():
+                if header.version == 1:
+                    return _Open(key, header, _decode_records_v1(plaintext), {})
+                return _Open(key, header, *_decode_lines(plaintext))
+        except (InvalidTag, ValueError, TypeError, KeyError, RecursionError, ValidationError):
             # Never chain or quote: JSON and pydantic errors quote the decrypted input.
             raise StoreUnavailableError(
                 f"store file {self.path} failed its integrity check (damaged, truncated or"
                 " tampered with); it was left untouched. Restore it from a backup, or move it"
                 " away to start a new store"
             ) from None
-        return header, entries
 
 
 def _passphrase(passphrase: SecretStr | None, action: str) -> SecretStr:
@@ -524,7 +547,7 @@ def _decode_header(line: bytes) -> _Header:
     version = header.get("version")
     if _is_int(version) and version > VERSION:
         raise _NewerVersionError(str(version))
-    if version != VERSION or not _is_int(version):
+    if version not in (1, VERSION) or not _is_int(version):
         raise ValueError("its header has no valid version")
     if set(header) != _HEADER_FIELDS:
         raise ValueError("its header has missing or unknown fields")
@@ -534,7 +557,8 @@ def _decode_header(line: bytes) -> _Header:
     if not _is_int(generation) or generation < 1:
         raise ValueError("its generation is not a positive integer")
     spec = KeySpec.from_json(header["key"], header["check"])
-    return _Header(spec, decode_b64(header["nonce"], NONCE_BYTES, "nonce"), generation)
+    nonce = decode_b64(header["nonce"], NONCE_BYTES, "nonce")
+    return _Header(spec, nonce, generation, version)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -546,10 +570,11 @@ _piece_of: Callable[[tuple[_Entry, bytes]], bytes] = operator.itemgetter(1)
 
 
 def _encode(entry: _Entry) -> tuple[_Entry, bytes]:
-    """One entry's JSON, as it sits in the records document (password included)."""
+    """One entry's line: ``[record, password]`` in JSON (ASCII: never a raw newline)."""
     record, password = entry
-    item = {**record.model_dump(mode="json"), "password": password.get_secret_value()}
-    # ensure_ascii escapes lone surrogates too, so any str a password holds round-trips.
+    item = [record.model_dump(mode="json"), password]
+    # ensure_ascii escapes lone surrogates and newlines too, so any str a password holds
+    # round-trips and a line never holds a newline.
     return entry, json.dumps(item, separators=(",", ":"), sort_keys=True).encode("ascii")
 
 
@@ -557,8 +582,7 @@ def _encode_pieces(entries: _Entries, known: _Pieces) -> tuple[_Pieces, list[Rec
     """Every entry's JSON and the keys in sorted order; an entry ``known`` holds (the very
     same tuple) is reused, not encoded again.
 
-    The pieces joined by commas in that order, inside ``{"records":[`` and ``]}``, are the
-    bytes of one ``json.dumps`` of the whole document.
+    The pieces joined by newlines in that order are the plaintext of the file.
     """
     order = sorted(entries)
     pieces: _Pieces = {}
@@ -589,8 +613,55 @@ def _update_pieces(
     return pieces, order
 
 
-def _decode_records(plaintext: bytes) -> _Entries:
-    """Parse decrypted records (raises ValueError, TypeError or KeyError when not valid)."""
+_LINES: TypeAdapter[list[tuple[Record, str]]] = TypeAdapter(list[tuple[Record, str]])
+
+
+def _edited_records(
+    before: _Entries, after: _Entries, order: list[RecordKey], changed: set[RecordKey]
+) -> tuple[Record, ...] | None:
+    """The sorted records of ``after`` made from ``before``'s by its one changed key (a copy
+    of pointers, in C), or None to sort them again (several changes, nothing cached)."""
+    previous = before.sorted_cache
+    if previous is None or len(changed) != 1:
+        return None
+    (key,) = changed
+    at = bisect.bisect_left(order, key)  # the keys below it are the same before and after
+    entry = after.get(key)
+    if entry is None:
+        return previous[:at] + previous[at + 1 :] if key in before else previous
+    skip = 1 if key in before else 0  # replaced, or inserted
+    return (*previous[:at], entry[0], *previous[at + skip :])
+
+
+def _decode_lines(plaintext: bytes) -> tuple[_Entries, _Pieces, list[RecordKey]]:
+    """Parse version 2 plaintext, keeping each line as the record's encoded piece.
+
+    One pydantic call validates every line, rather than one model per record from Python:
+    opening a 100,000-record store spends its time there.
+
+    Raises:
+        ValidationError: a line is not ``[record, password]``.
+        ValueError: two records share a key, or the lines are not sorted by key.
+    """
+    lines = plaintext.split(b"\n") if plaintext else []
+    # json, not pydantic's parser: only Python's takes the lone surrogates a str may hold.
+    items = _LINES.validate_python(json.loads(b"[" + b",".join(lines) + b"]"), strict=False)
+    entries = _Entries()
+    pieces: _Pieces = {}
+    order: list[RecordKey] = []
+    for item, line in zip(items, lines, strict=True):
+        record = item[0]
+        key = (record.name, record.username)
+        entries[key] = item
+        pieces[key] = (item, line)
+        order.append(key)
+    if any(map(operator.ge, order, order[1:])):  # in C: sorted, and no key twice
+        raise ValueError("the records are not sorted by key")
+    return entries, pieces, order
+
+
+def _decode_records_v1(plaintext: bytes) -> _Entries:
+    """Parse version 1 plaintext (raises ValueError, TypeError or KeyError when not valid)."""
     document = json.loads(plaintext.decode("utf-8"))
     if not isinstance(document, dict) or not isinstance(document.get("records"), list):
         raise ValueError("not a records document")
@@ -603,5 +674,5 @@ def _decode_records(plaintext: bytes) -> _Entries:
         record = Record.model_validate(fields)
         if record.key in entries:
             raise ValueError("two records share a key")
-        entries[record.key] = (record, SecretStr(password))
+        entries[record.key] = (record, password)
     return entries

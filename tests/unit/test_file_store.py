@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -152,7 +153,7 @@ def test_key_file_store_header_is_stable(open_store: OpenStore, key_path: Path, 
     expected = (
         b'{"aead":"AES-256-GCM","check":"gkRt9XYq3y60U2PhurVvoA==","format":"helperd-store",'
         b'"generation":1,"key":{"kdf":"hkdf-sha256","salt":"AQEBAQEBAQEBAQEBAQEBAQ==",'
-        b'"source":"key_file"},"nonce":"AgICAgICAgICAgIC","version":1}'
+        b'"source":"key_file"},"nonce":"AgICAgICAgICAgIC","version":2}'
     )
     assert expected == path.read_bytes().partition(b"\n")[0]
 
@@ -165,7 +166,7 @@ def test_passphrase_store_header_is_stable(open_store: OpenStore, path: Path) ->
         b'{"aead":"AES-256-GCM","check":"7+R78jK4dR3e5FqnYso2gw==","format":"helperd-store",'
         b'"generation":1,"key":{"iterations":1,"kdf":"argon2id","lanes":1,"memory_kib":8,'
         b'"salt":"AQEBAQEBAQEBAQEBAQEBAQ==","source":"passphrase"},"nonce":"AgICAgICAgICAgIC",'
-        b'"version":1}'
+        b'"version":2}'
     )
     assert expected == path.read_bytes().partition(b"\n")[0]
 
@@ -184,9 +185,9 @@ def test_ciphertext_is_the_documented_plaintext(
     )
 
     expected = (
-        b'{"records":[{"created_at":"2026-01-02T03:04:05Z","expires_at":null,"kind":"basic",'
-        b'"name":"pypi","password":"s3cret","updated_at":"2026-01-02T03:04:05Z",'
-        b'"urls":["https://upload.pypi.org/legacy/"],"username":"alice"}]}'
+        b'[{"created_at":"2026-01-02T03:04:05Z","expires_at":null,"kind":"basic",'
+        b'"name":"pypi","updated_at":"2026-01-02T03:04:05Z",'
+        b'"urls":["https://upload.pypi.org/legacy/"],"username":"alice"},"s3cret"]'
     )
     assert expected == plaintext
 
@@ -561,9 +562,9 @@ TAMPERING = [
         id="missing-field",
     ),
     pytest.param(
-        replace_in_header(b'"version":1', b'"version":2'),
+        replace_in_header(b'"version":2', b'"version":3'),
         StoreUnavailableError,
-        "was written by a newer helperd (format version 2)",
+        "was written by a newer helperd (format version 3)",
         id="newer",
     ),
     # The salt and check can only be tested with the key: damage there reads as a wrong key.
@@ -881,7 +882,8 @@ def test_incremental_encoding_writes_the_same_bytes_as_a_full_one(
     open_store: OpenStore, path: Path, key_path: Path
 ) -> None:
     """After puts (new and replacing), a remove and a generic record, each write encoding
-    only what changed, the plaintext is byte for byte one json.dumps of every record."""
+    only what changed, the plaintext is byte for byte one json.dumps of each record, a line
+    per record in key order."""
     store = open_store(key_file=key_path)
     for name in ("r5", "r1", "r9", "r3", "r1"):
         store.put(rec(name), SecretStr(f"pw-\udc80-{name}-é"))
@@ -889,12 +891,38 @@ def test_incremental_encoding_writes_the_same_bytes_as_a_full_one(
     store.put(rec("g"), SecretStr("x"))
     opened = store._open
     assert opened is not None
-    items = [
-        {**record.model_dump(mode="json"), "password": password.get_secret_value()}
+    whole = b"\n".join(
+        json.dumps(
+            [record.model_dump(mode="json"), password], separators=(",", ":"), sort_keys=True
+        ).encode()
         for record, password in (opened.entries[key] for key in sorted(opened.entries))
-    ]
-    whole = json.dumps({"records": items}, separators=(",", ":"), sort_keys=True).encode()
+    )
     header, _, ciphertext = path.read_bytes().partition(b"\n")
     plaintext = opened.key.decrypt(opened.header.nonce, ciphertext, header)
     assert whole == plaintext
     assert ["g", "r1", "r5", "r9"] == [r.name for r in store.records()]
+
+
+def test_records_after_each_write_are_the_sorted_records(
+    open_store: OpenStore, key_path: Path
+) -> None:
+    """After every put (new key at either end or inside, a replacement) and remove, records()
+    is every current record sorted by key, the replacing record object included, and a fresh
+    open agrees."""
+    store = open_store(key_file=key_path)
+    rng = random.Random(19)
+    current: dict[tuple[str, str], Record] = {}
+    for step in range(60):
+        name = f"r{rng.randrange(12):02d}"
+        if rng.random() < 0.25 and current:
+            doomed = rng.choice(sorted(current))
+            store.remove([doomed])
+            del current[doomed]
+        else:
+            record = rec(name, "alice", f"https://h{step}.test/")
+            store.put(record, SecretStr(f"pw{step}"))
+            current[record.key] = record
+        assert [current[key] for key in sorted(current)] == list(store.records())
+    store.close()
+    again = open_store(key_file=key_path)
+    assert [current[key] for key in sorted(current)] == list(again.records())

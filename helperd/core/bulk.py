@@ -1,0 +1,28 @@
+"""Work on every record at once (opening a big store, indexing it) without the cyclic GC.
+
+Building 100,000 records makes hundreds of thousands of objects in one go; each allocation
+burst triggers a garbage collection that walks every object made so far, and those walks
+were half the time of opening a 100,000-record store. Records hold no reference cycles, so
+nothing is lost by pausing the collector while they are built: reference counting frees
+them as always, and the collector runs again afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+__all__ = ["paused_gc"]
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (it stays as it was when paused)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

@@ -1,0 +1,95 @@
+"""The hot path (helperd.core.hot): hand-checked requests and kept answers, never stale."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from helperd.core.hot import quick_request, render_cached
+from helperd.core.protocol import LockRequest, parse_request, render_ok
+from helperd.core.service import Service
+from tests.unit.test_service import T0, InMemory, set_req
+
+GET = b'{"v":1,"id":7,"op":"get","service":"acme","username":"u"}\n'
+
+
+def full_answer(service: Service, line: bytes) -> bytes:
+    """The answer the full path gives (parse_request, answer_now, render_ok)."""
+    request_id, request = parse_request(line)
+    result = service.answer_now(request, T0)
+    assert result is not None
+    return render_ok(request_id, result)
+
+
+def hot_answer(service: Service, line: bytes, when: object = T0) -> bytes | None:
+    """The answer the hot path gives, or None when it leaves the request to the full path."""
+    quick = quick_request(line)
+    assert quick is not None
+    body = service.answer_hot(quick, when)  # type: ignore[arg-type]
+    return None if body is None else render_cached(quick.request_id, body)
+
+
+@pytest.fixture
+def service() -> Service:
+    served = Service(InMemory(), store_reason="test", idle_lock=timedelta(minutes=15))
+    served.handle(set_req(name="acme", username="u", password="pw1"), T0)
+    return served
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"v":1,"id":1,"op":"get","service":"a","extra":1}',
+        b'{"v":true,"id":1,"op":"get","service":"a"}',
+        b'{"v":2,"id":1,"op":"get","service":"a"}',
+        b'{"v":1,"id":true,"op":"get","service":"a"}',
+        b'{"v":1,"id":9223372036854775808,"op":"get","service":"a"}',
+        b'{"v":1,"id":1,"op":"get","service":1}',
+        b'{"v":1,"id":1,"op":"get","service":"' + b"a" * 4097 + b'"}',
+        b'{"v":1,"id":1,"op":"list"}',
+        b'{"v":1,"id":1,"op":"hello","x":1}',
+        b"not json",
+    ],
+)
+def test_anything_but_a_plain_get_or_hello_goes_the_full_way(line: bytes) -> None:
+    """A line the models would refuse, or another op, is not taken by the hand checks."""
+    assert None is quick_request(line)
+
+
+def test_kept_answer_is_the_full_paths_bytes_under_each_id(service: Service) -> None:
+    """The first get is served the full way and kept; the next one, under another id, gets the
+    very bytes the full path would render."""
+    assert None is hot_answer(service, GET)
+    first = full_answer(service, GET)
+    again = GET.replace(b'"id":7', b'"id":"x"')
+    assert full_answer(service, again) == hot_answer(service, again)
+    assert first == hot_answer(service, GET)
+    hello = b'{"v":1,"id":3,"op":"hello"}'
+    assert full_answer(service, hello) == hot_answer(service, hello)
+
+
+def test_a_change_or_a_lock_drops_the_kept_answers(service: Service) -> None:
+    """After a set the old password is never served; after a lock nothing is served."""
+    full_answer(service, GET)
+    service.handle(set_req(name="acme", username="u", password="pw2"), T0)
+    assert None is hot_answer(service, GET)
+    assert b'"password":"pw2"' in full_answer(service, GET)
+    assert b'"password":"pw2"' in (hot_answer(service, GET) or b"")
+    service.handle(LockRequest(v=1, id=1, op="lock"), T0)
+    assert None is hot_answer(service, GET)
+    service.store.unlock(SecretStr("right"))
+    assert None is hot_answer(service, GET)
+
+
+def test_an_expired_record_and_a_due_idle_lock_leave_the_hot_path(service: Service) -> None:
+    """A kept answer whose record expires, or a store due for its idle lock, is not served."""
+    service.handle(
+        set_req(name="acme", username="u", password="pw", expires_at=T0 + timedelta(minutes=1)),
+        T0,
+    )
+    full_answer(service, GET)
+    assert None is not hot_answer(service, GET, T0 + timedelta(seconds=30))
+    assert None is hot_answer(service, GET, T0 + timedelta(minutes=2))
+    assert None is hot_answer(service, GET, T0 + timedelta(minutes=20))
