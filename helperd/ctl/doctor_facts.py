@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from helperd_client import Client, Hello, Status, shim
+from helperd_client import Client, Hello, RecordInfo, Status, shim
 from helperd_client.errors import HelperdError, UntrustedSocketError
 from helperd_client.paths import socket_path
 from helperd_client.trust import check_peer, check_socket_folder
@@ -112,6 +112,8 @@ class Connection:
     detail: str = ""
     hello: Hello | None = None
     status: Status | None = None
+    failing: tuple[RecordInfo, ...] | None = None
+    """``list``'s records of the providers ``status`` says fail (None: none fail, or not known)."""
 
 
 @dataclass(frozen=True)
@@ -276,10 +278,22 @@ def _connect(path: Path, timeout: float) -> Connection:
     try:
         with Client(path, timeout=timeout) as client:
             hello = client.hello()
-            return Connection("ok", hello=hello, status=client.status())
+            status = client.status()
+            return Connection("ok", hello=hello, status=status, failing=_failing(client, status))
     except HelperdError as exc:
         hung = "did not answer" in exc.message
         return Connection("timeout" if hung else "error", exc.message)
+
+
+def _failing(client: Client, status: Status) -> tuple[RecordInfo, ...] | None:
+    """The failing provider records' errors, asked only when some fail (list reads them all)."""
+    if not status.providers_failing:
+        return None
+    names = set(status.providers_failing)
+    try:
+        return tuple(r for r in client.list() if r.provider is not None and r.name in names)
+    except HelperdError:
+        return None  # the check then names the records from status alone
 
 
 def _key_facts(env: Mapping[str, str]) -> tuple[str | None, Path | None, str | None]:
