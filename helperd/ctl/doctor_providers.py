@@ -68,4 +68,5 @@ def _fix(records: Sequence[RecordInfo]) -> str:
     steps = [f"log in to the cloud CLI again: {', '.join(logins)}"] if logins else []
     if any(r.provider not in LOGIN for r in records):
         steps.append("fix the provider command (`helperctl set NAME --provider-command ...`)")
-    return f"{'; '.join(steps)}; the next get runs the provider again (docs/providers.md)"
+    retry = "its next retry (at most 60 s apart) runs the provider again (docs/providers.md)"
+    return f"{'; '.join(steps)}; {retry}"
