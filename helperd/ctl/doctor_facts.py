@@ -29,6 +29,7 @@ from helperd_client.trust import check_peer, check_socket_folder
 
 from helperd.core.ladder import timeout_warning
 from helperd.ctl.doctor_moved import OldSocket, old_sockets
+from helperd.ctl.doctor_providers import failing_records
 from helperd.integrations.units import script_interpreter
 
 __all__ = [
@@ -279,21 +280,11 @@ def _connect(path: Path, timeout: float) -> Connection:
         with Client(path, timeout=timeout) as client:
             hello = client.hello()
             status = client.status()
-            return Connection("ok", hello=hello, status=status, failing=_failing(client, status))
+            failing = failing_records(client, status)
+            return Connection("ok", hello=hello, status=status, failing=failing)
     except HelperdError as exc:
         hung = "did not answer" in exc.message
         return Connection("timeout" if hung else "error", exc.message)
-
-
-def _failing(client: Client, status: Status) -> tuple[RecordInfo, ...] | None:
-    """The failing provider records' errors, asked only when some fail (list reads them all)."""
-    if not status.providers_failing:
-        return None
-    names = set(status.providers_failing)
-    try:
-        return tuple(r for r in client.list() if r.provider is not None and r.name in names)
-    except HelperdError:
-        return None  # the check then names the records from status alone
 
 
 def _key_facts(env: Mapping[str, str]) -> tuple[str | None, Path | None, str | None]:

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from helperd_client import RecordInfo, Status
+from helperd_client import Client, RecordInfo, Status
+from helperd_client.errors import HelperdError
 
-__all__ = ["LOGIN", "providers_verdict"]
+__all__ = ["LOGIN", "failing_records", "providers_verdict"]
 
 Verdict = tuple[Literal["ok", "warn", "fail"], str, str | None]
 
@@ -21,6 +22,19 @@ LOGIN = {
     "azure": "`az login`",
 }
 """How to log in again to each preset's cloud CLI; a ``command`` record is fixed by hand."""
+
+
+def failing_records(client: Client, status: Status) -> tuple[RecordInfo, ...] | None:
+    """``list``'s records of the providers ``status`` says fail, asked only when some fail
+    (list reads every record); None when none fail or list fails (the check then names the
+    records from ``status`` alone)."""
+    if not status.providers_failing:
+        return None
+    names = set(status.providers_failing)
+    try:
+        return tuple(r for r in client.list() if r.provider is not None and r.name in names)
+    except HelperdError:
+        return None
 
 
 def providers_verdict(
