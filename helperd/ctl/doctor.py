@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from helperd import __version__
 from helperd.ctl.doctor_facts import (
@@ -30,6 +31,7 @@ from helperd.ctl.doctor_facts import (
     probe_program,
 )
 from helperd.ctl.doctor_finding import Finding
+from helperd.ctl.doctor_providers import providers_verdict
 from helperd.ctl.doctor_tools import (
     check_auth_toml,
     check_keyring_cli,
@@ -59,6 +61,7 @@ __all__ = [
     "check_old_socket",
     "check_pip",
     "check_poetry",
+    "check_providers",
     "check_socket",
     "check_socket_dir",
     "check_stale_socket",
@@ -281,6 +284,13 @@ def check_upstream(facts: Facts) -> Finding:
     return Finding("upstream", *upstream_verdict(None if state is None else state.upstream))
 
 
+def check_providers(facts: Facts) -> Finding:
+    """Whether each provider record's last run worked, and whether its token is still valid
+    (docs/providers.md)."""
+    conn = facts.connection
+    return Finding("providers", *providers_verdict(conn.status, conn.failing, datetime.now(UTC)))
+
+
 CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_socket_dir,
     check_socket,
@@ -297,6 +307,7 @@ CHECKS: tuple[Callable[[Facts], Finding], ...] = (
     check_shim,
     check_auth_toml,
     check_upstream,
+    check_providers,
 )
 """Every check, in the order doctor reports them."""
 

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from helperd_client import Client, Hello, Status, shim
+from helperd_client import Client, Hello, RecordInfo, Status, shim
 from helperd_client.errors import HelperdError, UntrustedSocketError
 from helperd_client.paths import socket_path
 from helperd_client.trust import check_peer, check_socket_folder
 
 from helperd.core.ladder import timeout_warning
 from helperd.ctl.doctor_moved import OldSocket, old_sockets
+from helperd.ctl.doctor_providers import failing_records
 from helperd.integrations.units import script_interpreter
 
 __all__ = [
@@ -112,6 +113,8 @@ class Connection:
     detail: str = ""
     hello: Hello | None = None
     status: Status | None = None
+    failing: tuple[RecordInfo, ...] | None = None
+    """``list``'s records of the providers ``status`` says fail (None: none fail, or not known)."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,9 @@ def _connect(path: Path, timeout: float) -> Connection:
     try:
         with Client(path, timeout=timeout) as client:
             hello = client.hello()
-            return Connection("ok", hello=hello, status=client.status())
+            status = client.status()
+            failing = failing_records(client, status)
+            return Connection("ok", hello=hello, status=status, failing=failing)
     except HelperdError as exc:
         hung = "did not answer" in exc.message
         return Connection("timeout" if hung else "error", exc.message)

@@ -104,6 +104,7 @@ def test_a_healthy_setup_is_all_ok() -> None:
         "keyring-shim",
         "poetry-auth-toml",
         "upstream",
+        "providers",
     ] == [f.name for f in found]
     assert {"ok"} == {f.status for f in found}, found
 
