@@ -187,7 +187,7 @@ def _add(
     table[key] = sorted([*table.get(key, ()), *items], key=lambda item: record_of(item).key)
 
 
-# --- URLs and hosts -------------------------------------------------------------------------------
+# --- URLs and hosts ----------------------------------------------------------------------------
 
 
 def _parse_url(url: str) -> _Url | None:
