@@ -12,13 +12,11 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from helperd_client.errors import (
-    BadPassphraseError,
     BadRequestError,
     HelperdError,
     LockedError,
@@ -26,22 +24,19 @@ from helperd_client.errors import (
     StoreUnavailableError,
 )
 from helperd_client.wire import OPS
-from pydantic import SecretStr
 
 from helperd import __version__
 from helperd.core import upstream_service
 from helperd.core.bulk import paused_gc
-from helperd.core.certs import CertKeeper, check_cert_record
+from helperd.core.certs import CertKeeper
 from helperd.core.gate import GuessGate
 from helperd.core.hot import HotCache, QuickRequest, render_body
-from helperd.core.lookup import Catalog, Query, check_url, find, owns, write_target
-from helperd.core.migration import Marker, copy_verified
+from helperd.core.lookup import Catalog, Query, find, owns
 from helperd.core.paging import page
 from helperd.core.protocol import (
     Ack,
     CertPathRequest,
     DeleteRequest,
-    DeleteResult,
     GetRequest,
     GetResult,
     HelloRequest,
@@ -51,37 +46,30 @@ from helperd.core.protocol import (
     ListResult,
     LockRequest,
     MigrateRequest,
-    MigrateResult,
     PasswdRequest,
     RecordInfo,
     RecordKeyInfo,
     Request,
     Result,
     SetRequest,
-    SetResult,
     StatusRequest,
     StatusResult,
     UnlockRequest,
     UpstreamRequest,
     result_json,
 )
-from helperd.core.provider import ProviderSpec
-from helperd.core.provider_output import Minted
-from helperd.core.provider_record import ProviderFacts
 from helperd.core.record import (
-    CERT_USERNAME,
-    NAME_PATTERN,
-    TOKEN_USERNAME,
     Kind,
     Record,
-    RecordKey,
 )
+from helperd.core.service_passphrase import Migrations, Opened, PassphraseOps
+from helperd.core.service_writes import WriteOps
 from helperd.core.store import ForeignKeyring, Store, StoreState
 from helperd.core.upstream_cache import UpstreamCache
 from helperd.core.upstream_record import UpstreamRecord
 from helperd.core.upstream_view import Lookup, Upstream, lookup_of
 
-__all__ = ["KeyFacts", "Migrations", "Service"]
+__all__ = ["KeyFacts", "Migrations", "Opened", "Service"]
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +92,6 @@ class _WouldBlock(Exception):
     """Answering needs a blocking call: `Service.answer_now` hands the request to a thread."""
 
 
-class Opened(Protocol):
-    """A store opened for a migration, with why and its generic fallback."""
-
-    @property
-    def store(self) -> Store: ...  # pragma: no cover - protocol
-    @property
-    def reason(self) -> str: ...  # pragma: no cover - protocol
-    @property
-    def foreign(self) -> ForeignKeyring | None: ...  # pragma: no cover - protocol
-
-
 class KeyFacts(Protocol):
     """What the stores' key handling tells ``status`` (the daemon hands it in)."""
 
@@ -127,18 +104,7 @@ class KeyFacts(Protocol):
         ...  # pragma: no cover - protocol
 
 
-class Migrations(Protocol):
-    """Opens the target store of a migration and keeps the marker of one under way."""
-
-    @property
-    def marker(self) -> Marker: ...  # pragma: no cover - protocol
-
-    def open(self, kind: str) -> Opened:  # pragma: no cover - protocol
-        """Open the ``kind`` store."""
-        ...
-
-
-class Service:
+class Service(WriteOps, PassphraseOps):
     """Handles requests for one store.
 
     Args:
@@ -510,195 +476,3 @@ class Service:
             created_at=None,
             updated_at=None,
         )
-
-    def _set(
-        self, request: SetRequest, now: datetime, provider: ProviderFacts | None = None
-    ) -> SetResult:
-        if request.provider is not None and provider is None:
-            raise BadRequestError("a provider record is set through the daemon")
-        if request.password is None:
-            raise BadRequestError("set needs a password (or a provider)")
-        catalog = self._current_catalog()
-        name, username, kind = self._set_target(request, list(catalog.records))
-        if request.url is not None and request.urls is not None:
-            raise BadRequestError("give either url or urls, not both")
-        asked = [request.url] if request.url is not None else request.urls
-        if asked and kind is Kind.GENERIC:
-            raise BadRequestError("a generic keyring entry has no URLs")
-        urls = None if asked is None else tuple(check_url(u) for u in asked)
-        if request.expires_at is not None and request.expires_at <= now:
-            raise BadRequestError("expires_at is in the past")
-        # From the catalog, not a map of every record: a write creates few objects (GC pauses).
-        same_name = [*catalog.named(name), *catalog.generic(name)]
-        existing = next((r for r in same_name if r.key == (name, username)), None)
-        if existing is None and username == CERT_USERNAME:
-            # Lookups skip certificates, so the catalog never holds one: ask the store.
-            existing = next((r for r in self.store.records() if r.key == (name, username)), None)
-        if Kind.CERT in (kind, existing.kind if existing is not None else None):
-            check_cert_record(kind, existing, urls, request.password)
-        if urls is None:
-            urls = existing.urls if existing is not None else ()
-        record = Record(
-            name=name,
-            username=username,
-            kind=kind,
-            urls=urls,
-            expires_at=request.expires_at,
-            created_at=existing.created_at if existing is not None else now,
-            updated_at=now,
-            provider=provider,
-        )
-        self.store.put(record, request.password)
-        return SetResult(record=RecordInfo.of(record, now), replaced=existing is not None)
-
-    def set_provided(self, request: SetRequest, facts: ProviderFacts, now: datetime) -> SetResult:
-        """Store a provider record: ``request`` carries the token the daemon just minted.
-
-        Like `handle` for a ``set`` (in a worker thread), with the provider's facts stored
-        beside the record.
-        """
-        try:
-            self.tick(now)
-            with self._mutex:
-                self._last_use = now
-            with self._writes:
-                return self._set(request, now, facts)
-        finally:
-            self._prime_catalog()
-
-    def store_minted(self, key: RecordKey, spec: ProviderSpec, minted: Minted) -> bool:
-        """Store a token the daemon's refresher minted for the provider record ``key``.
-
-        Returns False, storing nothing, when the record is gone or its provider changed since.
-        Runs in a worker thread: the store may write to disk or the OS keyring.
-        """
-        try:
-            with self._writes:
-                record = next((r for r in self.store.records() if r.key == key), None)
-                if record is None or record.provider is None or record.provider.spec != spec:
-                    return False
-                facts = ProviderFacts.of(spec, minted)
-                self.store.put(record.model_copy(update={"provider": facts}), minted.token)
-                return True
-        finally:
-            self._prime_catalog()
-
-    @staticmethod
-    def _set_target(request: SetRequest, records: list[Record]) -> tuple[str, str, Kind]:
-        """The (name, username, kind) a set writes, from a name or a keyring service."""
-        if (request.name is None) == (request.service is None):
-            raise BadRequestError("give exactly one of name or service")
-        if request.service is not None:
-            username = request.username or ""
-            name, kind = write_target(records, request.service, username)
-            existing = next((r for r in records if r.key == (name, username)), None)
-            if existing is not None and Kind.GENERIC not in (kind, existing.kind):
-                kind = existing.kind  # a token stays a token whatever its username
-            return name, username, kind
-        assert request.name is not None
-        kind = request.kind or Kind.BASIC
-        if kind is not Kind.GENERIC and not NAME_PATTERN.fullmatch(request.name):
-            raise BadRequestError(
-                "a repository name may hold only letters, digits, '.', '_' and '-'"
-            )
-        default = {Kind.TOKEN: TOKEN_USERNAME, Kind.CERT: CERT_USERNAME}.get(kind, "")
-        if kind is Kind.CERT and request.username not in (None, CERT_USERNAME):
-            raise BadRequestError(f"a certificate record's username is {CERT_USERNAME}")
-        return request.name, default if request.username is None else request.username, kind
-
-    def _delete(self, request: DeleteRequest) -> DeleteResult:
-        if (request.name is None) == (request.service is None):
-            raise BadRequestError("give exactly one of name or service")
-        records = self.store.records()
-        username = request.username
-        if request.service is not None:
-            name, kind = write_target(records, request.service, username or "")
-        else:
-            assert request.name is not None
-            name, kind = request.name, None
-        keys = [
-            r.key
-            for r in records
-            if r.name == name
-            and (
-                username in (None, r.username)
-                or (
-                    username == TOKEN_USERNAME and r.kind is Kind.TOKEN and kind is not Kind.GENERIC
-                )
-            )
-        ]
-        if not keys:
-            if self._foreign_delete(request, kind, username):
-                return DeleteResult(deleted=1)
-            who = "" if username is None else f" with username {username!r}"
-            raise NotFoundError(f"no record named {name!r}{who}")
-        self.store.remove(keys)
-        return DeleteResult(deleted=len(keys))
-
-    def _foreign_delete(
-        self, request: DeleteRequest, kind: Kind | None, username: str | None
-    ) -> bool:
-        """Delete a generic entry helperd does not hold from the OS keyring, if one is usable."""
-        if request.service is None or kind is not Kind.GENERIC or username is None:
-            return False
-        return self._foreign is not None and self._foreign.foreign_delete(request.service, username)
-
-    def _migrate(self, request: MigrateRequest, now: datetime) -> MigrateResult:
-        """Move every record to the other store; see helperd.stores.migration for the safety."""
-        if self._migrations is None:
-            raise BadRequestError("this daemon cannot migrate its store")
-        if request.to == self.store.kind:
-            raise BadRequestError(f"the {request.to} store is already the active one")
-        self.store.records()  # a locked source fails here, before anything is written
-        target = self._migrations.open(request.to)  # no usable keyring: fails before the marker
-        try:
-            creating = target.store.state is StoreState.MISSING and target.store.needs_passphrase
-            if creating:
-                self._require_passphrase(request.passphrase)
-            self._migrations.marker.begin(request.to)
-            if creating:
-                target.store.create(request.passphrase)
-            elif target.store.state is StoreState.LOCKED:
-                passphrase = request.passphrase
-                self._guarded(lambda: target.store.unlock(passphrase), target.store, now)
-            moved = copy_verified(self.store, target.store)
-            self.store.discard()
-        except BaseException:
-            target.store.close()
-            raise
-        self.store, self.store_reason, self._foreign = target.store, target.reason, target.foreign
-        self._migrations.marker.end()
-        log.info("migrated %d record(s) to the %s store", moved, request.to)
-        return MigrateResult(moved=moved, store=request.to, store_reason=target.reason)
-
-    def _require_passphrase(self, passphrase: SecretStr | None) -> None:
-        if self.store.needs_passphrase and not (passphrase and passphrase.get_secret_value()):
-            raise BadRequestError("a passphrase is required and must not be empty")
-
-    def _guarded(self, action: Callable[[], None], store: Store, now: datetime) -> None:
-        """Run a passphrase check through the daemon-wide gate (see helperd.core.gate).
-
-        The gate is asked before the KDF runs: a refusal costs nothing and leaves the count
-        alone. A wrong passphrase is answered as soon as its check ends, and closes the gate.
-        A store that takes no passphrase (a key file, the OS keyring) is not gated.
-        """
-        if not store.needs_passphrase:
-            action()
-            return
-        self.gate.admit(now)
-        started = time.monotonic()
-        try:
-            action()
-        except BadPassphraseError:
-            # The interval runs from the answer, that is from the end of the KDF.
-            ended = now + timedelta(seconds=time.monotonic() - started)
-            closed_for = self.gate.wrong(ended)
-            log.warning("wrong passphrase: no passphrase is checked for %g s", closed_for)
-            raise
-        except BaseException:
-            self.gate.release()
-            raise
-        self.gate.right()
-
-    def _succeeded(self) -> Ack:
-        return Ack(locked=self.store.state is not StoreState.UNLOCKED)

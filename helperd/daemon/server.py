@@ -1,4 +1,4 @@
-"""The only module that touches asyncio, sockets and signals.
+"""The only module that touches asyncio and signals (the socket file: `socket_file`).
 
 Lifecycle, readable at a glance: `bind_socket` (or a socket handed over by a service
 manager) → `Server.serve` → `Server.shutdown`. Each connection is checked for its peer's UID,
@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
 import socket
-import stat
 import sys
 import time
 from collections.abc import Callable
@@ -56,7 +54,7 @@ from helperd.core.protocol import (
 from helperd.core.service import Service
 from helperd.daemon.peer import peer_uid
 from helperd.daemon.providers import ProviderDesk
-from helperd.stores.durable import check_private_dir
+from helperd.daemon.socket_file import StartupError, _remove_if_ours, bind_socket
 
 __all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
 
@@ -75,69 +73,6 @@ machine, the p99 of a get beside a looping writer was 3 ms against 0.2 ms alone.
 
 Lifecycle = Literal["ready", "stopping"]
 """What `Server.serve` tells its ``notify`` callback: accepting connections, or shutting down."""
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says why and what to do."""
-
-
-def bind_socket(path: Path, backlog: int = socket.SOMAXCONN) -> socket.socket:
-    """Bind a listening socket at ``path``, 0600 in a 0700 directory, never stealing a live one.
-
-    An existing socket is probed first: if a daemon answers there, this one refuses to start
-    and leaves it alone; only a stale socket (connection refused) is removed.
-
-    Raises:
-        StartupError: the directory is unsafe, the path is taken, or another daemon listens.
-    """
-    try:
-        check_private_dir(path.parent)
-    except HelperdError as exc:
-        raise StartupError(exc.message) from None
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(info.st_mode):
-            raise StartupError(f"{path} exists and is not a socket: move it away first")
-        if _answers(path):
-            raise StartupError(
-                f"another helperd is already listening on {path}; stop it first"
-                " (or give this one another --socket)"
-            )
-        log.info("removing stale socket %s", path)
-        path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # The umask makes the socket 0600 from the moment it exists: no window with looser modes.
-    old_umask = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise StartupError(f"{path} is in use by another process") from None
-        raise StartupError(f"cannot listen on {path}: {exc.strerror or exc}") from None
-    finally:
-        os.umask(old_umask)
-    sock.listen(backlog)
-    return sock
-
-
-def _answers(path: Path) -> bool:
-    """Whether something accepts connections at ``path`` (a refused connect means stale)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(path))
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except OSError:
-        return True  # a full backlog or a hung daemon: still someone else's socket
-    else:
-        return True
-    finally:
-        probe.close()
 
 
 @dataclass(eq=False)
@@ -467,10 +402,3 @@ _BOUNDED = (GetRequest, ListRequest, StatusRequest)
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _remove_if_ours(path: Path, inode: int) -> None:
-    """Remove the socket file, unless another daemon has since replaced it."""
-    with contextlib.suppress(FileNotFoundError):
-        if os.stat(path).st_ino == inode:
-            path.unlink()

@@ -22,6 +22,8 @@ PACKAGES = {"helperd": ROOT / "helperd", "helperd_client": ROOT / "client" / "he
 ROOMS = (
     "helperd_client",
     "helperd.core.service",
+    "helperd.core.service_writes",
+    "helperd.core.service_passphrase",
     "helperd.core",
     "helperd.stores",
     "helperd.daemon",
@@ -36,7 +38,16 @@ ALLOWED: dict[str, set[str]] = {
     "helperd_client": {"helperd_client"},
     # Pure and shared: the protocol models, records, lookup, settings, the Store interface.
     "helperd.core": {"helperd_client", "helperd", "helperd.core"},
-    "helperd.core.service": {"helperd_client", "helperd", "helperd.core"},
+    "helperd.core.service": {
+        "helperd_client",
+        "helperd",
+        "helperd.core",
+        "helperd.core.service_writes",
+        "helperd.core.service_passphrase",
+    },
+    # The service's op families, split out of service.py: only the service uses them.
+    "helperd.core.service_writes": {"helperd_client", "helperd", "helperd.core"},
+    "helperd.core.service_passphrase": {"helperd_client", "helperd", "helperd.core"},
     # Backends implement core's Store interface; the service above them stays out of reach.
     "helperd.stores": {"helperd_client", "helperd", "helperd.core", "helperd.stores"},
     # The process: it wires core and stores together; it never reaches into helperctl.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helperd_client.errors import BadRequestError, NotFoundError
 
-from helperd.core import lookup
+from helperd.core import catalog as catalog_module
 from helperd.core.lookup import Catalog, Query, check_url, find, owns, redact_url
 from helperd.core.record import TOKEN_USERNAME, Kind, Record
 
@@ -436,13 +436,13 @@ def test_catalog_of_the_next_version_reuses_parsed_urls(monkeypatch: pytest.Monk
     """After a change, only the records the previous catalog did not hold are parsed, and the
     new catalog answers as one built from nothing."""
     parsed: list[Record] = []
-    urls_of = lookup._urls
+    urls_of = catalog_module._urls
 
     def counting(record: Record) -> object:
         parsed.append(record)
         return urls_of(record)
 
-    monkeypatch.setattr(lookup, "_urls", counting)
+    monkeypatch.setattr(catalog_module, "_urls", counting)
     added = rec("added", "zoe", Kind.BASIC, "https://added.example.test/simple/")
     changed = rec("corp", "gina", Kind.BASIC, "https://elsewhere.example.test/")
     records = (*(r for r in WORLD if r.key != changed.key), added, changed)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helperd.core.lookup import _parse_url, _split_url
+from helperd.core.catalog import _parse_url, _split_url
 
 URLS = [
     "https://a.test/simple/",
