@@ -1,17 +1,7 @@
 """The encrypted file store: every record and password in one AES-256-GCM encrypted file.
 
-File format, version 1 (docs/file-format.md gives every field and the reasons)::
-
-    {"aead":"AES-256-GCM","check":"…","format":"helperd-store","generation":1,"key":{…},…}
-    <binary: AES-256-GCM ciphertext followed by its 16-byte tag>
-
-The first line is a JSON header (UTF-8, compact, sorted keys: ``aead``, ``check``, ``format``,
-``generation``, ``key``, ``nonce``, ``version``) ended by ``\\n``; the rest is the ciphertext.
-``key`` says how the master key is made (`helperd.stores.keys.KeySpec`), ``check`` tells a
-wrong passphrase from a damaged file, ``nonce`` is 12 random bytes fresh for every write and
-``generation`` counts writes (groundwork for rollback detection). The associated data is the
-header line without its ``\\n``, so no header byte changes unnoticed. The plaintext is the JSON
-``{"records": [{<Record.model_dump(mode="json")>, "password": "…"}]}``, sorted by key.
+The file's format (its header, its records, the version 1 upgrade) is in
+`helperd.stores.file_format`; docs/file-format.md gives every field and the reasons.
 
 A file that does not open cleanly is never written, and nothing is stored until it does.
 
@@ -24,18 +14,11 @@ so a write of one record to a big store spends its time in the disk, not in the 
 
 from __future__ import annotations
 
-import base64
-import bisect
-import json
-import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeGuard
 
-from cryptography.exceptions import InvalidTag
 from helperd_client.errors import (
     BadPassphraseError,
     BadRequestError,
@@ -43,12 +26,26 @@ from helperd_client.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import SecretStr
 
-from helperd.core.bulk import paused_gc
 from helperd.core.record import Record, RecordKey
 from helperd.core.store import RecordMap, Store, StoreState
 from helperd.stores import durable
+from helperd.stores.file_format import (
+    NONCE_BYTES,
+    VERSION,
+    _decrypt,
+    _edited_records,
+    _encode_pieces,
+    _Entries,
+    _Entry,
+    _Header,
+    _Open,
+    _parse,
+    _piece_of,
+    _record_of,
+    _update_pieces,
+)
 from helperd.stores.keys import (
     KEY_FILE,
     PASSPHRASE,
@@ -56,63 +53,12 @@ from helperd.stores.keys import (
     KdfParams,
     KeySpec,
     StoreKey,
-    decode_b64,
     key_file_key,
     passphrase_key,
     read_key_file,
 )
 
-__all__ = ["AEAD", "FORMAT", "NONCE_BYTES", "VERSION", "FileStore"]
-
-FORMAT = "helperd-store"
-VERSION = 2
-"""Version 2 holds one line per record (version 1, one JSON document, is read and rewritten)."""
-AEAD = "AES-256-GCM"
-NONCE_BYTES = 12
-_HEADER_FIELDS = frozenset({"aead", "check", "format", "generation", "key", "nonce", "version"})
-
-_Entry = tuple[Record, str]
-"""A record and its password (a plain str: a SecretStr per record made opening slow; the
-password leaves the store as a SecretStr, and no repr shows an entry)."""
-_Entries = RecordMap[_Entry]
-_Pieces = dict[RecordKey, tuple[_Entry, bytes]]
-
-
-class _NewerVersionError(Exception):
-    """The header's format version is newer than this helperd's; the message is the version."""
-
-
-@dataclass(frozen=True)
-class _Header:
-    spec: KeySpec
-    nonce: bytes
-    generation: int
-    version: int = VERSION
-
-    def encode(self) -> bytes:
-        header = {
-            "aead": AEAD,
-            "check": base64.b64encode(self.spec.check).decode("ascii"),
-            "format": FORMAT,
-            "generation": self.generation,
-            "key": self.spec.to_json(),
-            "nonce": base64.b64encode(self.nonce).decode("ascii"),
-            "version": self.version,
-        }
-        return json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii")
-
-
-@dataclass(frozen=True)
-class _Open:
-    """What an open store holds, replaced whole by each write (never changed in place)."""
-
-    key: StoreKey
-    header: _Header
-    entries: _Entries = field(repr=False)
-    pieces: _Pieces = field(repr=False)
-    """Each entry's encoded JSON (password included: never in a repr), reused by writes."""
-    order: list[RecordKey] = field(repr=False, default_factory=list)
-    """The keys of ``pieces`` in sorted order (the file's order); never changed in place."""
+__all__ = ["FileStore"]
 
 
 class FileStore(Store):
@@ -264,7 +210,7 @@ class FileStore(Store):
             if raw is None:
                 key.wipe()  # already unlocked: the passphrase was only checked
                 return
-            opened = self._decrypt(key, raw)
+            opened = _decrypt(key, raw, self.path)
             with self._lock:
                 self._check_not_closed()
                 self._open = opened
@@ -311,7 +257,7 @@ class FileStore(Store):
                     entries, generation = self._open.entries, self._open.header.generation
                 else:
                     # Locked, before or during the KDF: re-encrypt what the file holds.
-                    was = self._decrypt(old_key, raw or self._read_existing())
+                    was = _decrypt(old_key, raw or self._read_existing(), self.path)
                     entries, generation = was.entries, was.header.generation
                 self._commit(entries, new_key, new_spec, generation + 1)
 
@@ -392,7 +338,7 @@ class FileStore(Store):
             salt = self._randbytes(SALT_BYTES)
             key = key_file_key(material, salt)
             return self._commit(_Entries(), key, KeySpec(KEY_FILE, salt, key.check), 1)
-        spec = self._parse(raw)[0].spec
+        spec = _parse(raw, self.path)[0].spec
         if spec.source != KEY_FILE:
             raise StoreUnavailableError(
                 f"store file {self.path} is protected by a passphrase, not by a key file; it"
@@ -406,7 +352,7 @@ class FileStore(Store):
                 " untouched. Use the key file that created it, or move the store away to start"
                 " a new one"
             )
-        self._open = self._decrypt(key, raw)
+        self._open = _decrypt(key, raw, self.path)
         self._upgrade()
         return self._open
 
@@ -427,7 +373,7 @@ class FileStore(Store):
             if self._open is not None:
                 return self._open.header.spec, None
             raw = self._read_existing()
-        return self._parse(raw)[0].spec, raw
+        return _parse(raw, self.path)[0].spec, raw
 
     def _passphrase_key(self, secret: SecretStr, spec: KeySpec) -> StoreKey:
         """Run Argon2id for ``spec`` (slow: never with self._lock held) and check the result."""
@@ -488,40 +434,6 @@ class FileStore(Store):
         self._open = _Open(key, header, fresh, pieces, order)
         return self._open
 
-    def _parse(self, raw: bytes) -> tuple[_Header, bytes, bytes]:
-        """Split a file into its header, its header line and its ciphertext."""
-        line, newline, ciphertext = raw.partition(b"\n")
-        try:
-            if not newline:
-                raise ValueError("it has no header line")
-            return _decode_header(line), line, ciphertext
-        except _NewerVersionError as exc:
-            raise StoreUnavailableError(
-                f"store file {self.path} was written by a newer helperd (format version {exc});"
-                " it was left untouched. Upgrade helperd to open it"
-            ) from None
-        except ValueError as exc:
-            raise StoreUnavailableError(
-                f"store file {self.path} is damaged or not a helperd store ({exc}); it was left"
-                " untouched. Restore it from a backup, or move it away to start a new store"
-            ) from None
-
-    def _decrypt(self, key: StoreKey, raw: bytes) -> _Open:
-        header, line, ciphertext = self._parse(raw)
-        try:
-            plaintext = key.decrypt(header.nonce, ciphertext, line)
-            with paused_gc():
-                if header.version == 1:
-                    return _Open(key, header, _decode_records_v1(plaintext), {})
-                return _Open(key, header, *_decode_lines(plaintext))
-        except (InvalidTag, ValueError, TypeError, KeyError, RecursionError, ValidationError):
-            # Never chain or quote: JSON and pydantic errors quote the decrypted input.
-            raise StoreUnavailableError(
-                f"store file {self.path} failed its integrity check (damaged, truncated or"
-                " tampered with); it was left untouched. Restore it from a backup, or move it"
-                " away to start a new store"
-            ) from None
-
 
 def _passphrase(passphrase: SecretStr | None, action: str) -> SecretStr:
     if passphrase is None:
@@ -534,145 +446,3 @@ def _new_passphrase(passphrase: SecretStr | None) -> SecretStr:
     if not secret.get_secret_value():
         raise BadRequestError("the new passphrase must not be empty")
     return secret
-
-
-def _decode_header(line: bytes) -> _Header:
-    """Parse a header line (raises ValueError saying what is wrong, or _NewerVersionError)."""
-    try:
-        header = json.loads(line.decode("utf-8"))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise ValueError("its first line is not a JSON header") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"its header does not say format {FORMAT!r}")
-    version = header.get("version")
-    if _is_int(version) and version > VERSION:
-        raise _NewerVersionError(str(version))
-    if version not in (1, VERSION) or not _is_int(version):
-        raise ValueError("its header has no valid version")
-    if set(header) != _HEADER_FIELDS:
-        raise ValueError("its header has missing or unknown fields")
-    if header["aead"] != AEAD:
-        raise ValueError(f"its cipher is not {AEAD}")
-    generation = header["generation"]
-    if not _is_int(generation) or generation < 1:
-        raise ValueError("its generation is not a positive integer")
-    spec = KeySpec.from_json(header["key"], header["check"])
-    nonce = decode_b64(header["nonce"], NONCE_BYTES, "nonce")
-    return _Header(spec, nonce, generation, version)
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-_record_of: Callable[[_Entry], Record] = operator.itemgetter(0)
-_piece_of: Callable[[tuple[_Entry, bytes]], bytes] = operator.itemgetter(1)
-
-
-def _encode(entry: _Entry) -> tuple[_Entry, bytes]:
-    """One entry's line: ``[record, password]`` in JSON (ASCII: never a raw newline)."""
-    record, password = entry
-    item = [record.model_dump(mode="json"), password]
-    # ensure_ascii escapes lone surrogates and newlines too, so any str a password holds
-    # round-trips and a line never holds a newline.
-    return entry, json.dumps(item, separators=(",", ":"), sort_keys=True).encode("ascii")
-
-
-def _encode_pieces(entries: _Entries, known: _Pieces) -> tuple[_Pieces, list[RecordKey]]:
-    """Every entry's JSON and the keys in sorted order; an entry ``known`` holds (the very
-    same tuple) is reused, not encoded again.
-
-    The pieces joined by newlines in that order are the plaintext of the file.
-    """
-    order = sorted(entries)
-    pieces: _Pieces = {}
-    for key in order:
-        entry = entries[key]
-        held = known.get(key)
-        pieces[key] = held if held is not None and held[0] is entry else _encode(entry)
-    return pieces, order
-
-
-def _update_pieces(
-    entries: _Entries, current: _Open, changed: Iterable[RecordKey]
-) -> tuple[_Pieces, list[RecordKey]]:
-    """The current pieces and order with the ``changed`` keys encoded again, added or
-    dropped: a write of one record to a big store encodes that record alone."""
-    pieces, order = dict(current.pieces), list(current.order)
-    if len(pieces) != len(current.entries):  # opened from the file: nothing encoded yet
-        pieces, order = _encode_pieces(current.entries, {})
-    for key in set(changed):
-        entry = entries.get(key)
-        if entry is None:
-            if pieces.pop(key, None) is not None:
-                del order[bisect.bisect_left(order, key)]
-            continue
-        if key not in pieces:
-            bisect.insort(order, key)
-        pieces[key] = _encode(entry)
-    return pieces, order
-
-
-_LINES: TypeAdapter[list[tuple[Record, str]]] = TypeAdapter(list[tuple[Record, str]])
-
-
-def _edited_records(
-    before: _Entries, after: _Entries, order: list[RecordKey], changed: set[RecordKey]
-) -> tuple[Record, ...] | None:
-    """The sorted records of ``after`` made from ``before``'s by its one changed key (a copy
-    of pointers, in C), or None to sort them again (several changes, nothing cached)."""
-    previous = before.sorted_cache
-    if previous is None or len(changed) != 1:
-        return None
-    (key,) = changed
-    at = bisect.bisect_left(order, key)  # the keys below it are the same before and after
-    entry = after.get(key)
-    if entry is None:
-        return previous[:at] + previous[at + 1 :] if key in before else previous
-    skip = 1 if key in before else 0  # replaced, or inserted
-    return (*previous[:at], entry[0], *previous[at + skip :])
-
-
-def _decode_lines(plaintext: bytes) -> tuple[_Entries, _Pieces, list[RecordKey]]:
-    """Parse version 2 plaintext, keeping each line as the record's encoded piece.
-
-    One pydantic call validates every line, rather than one model per record from Python:
-    opening a 100,000-record store spends its time there.
-
-    Raises:
-        ValidationError: a line is not ``[record, password]``.
-        ValueError: two records share a key, or the lines are not sorted by key.
-    """
-    lines = plaintext.split(b"\n") if plaintext else []
-    # json, not pydantic's parser: only Python's takes the lone surrogates a str may hold.
-    items = _LINES.validate_python(json.loads(b"[" + b",".join(lines) + b"]"), strict=False)
-    entries = _Entries()
-    pieces: _Pieces = {}
-    order: list[RecordKey] = []
-    for item, line in zip(items, lines, strict=True):
-        record = item[0]
-        key = (record.name, record.username)
-        entries[key] = item
-        pieces[key] = (item, line)
-        order.append(key)
-    if any(map(operator.ge, order, order[1:])):  # in C: sorted, and no key twice
-        raise ValueError("the records are not sorted by key")
-    return entries, pieces, order
-
-
-def _decode_records_v1(plaintext: bytes) -> _Entries:
-    """Parse version 1 plaintext (raises ValueError, TypeError or KeyError when not valid)."""
-    document = json.loads(plaintext.decode("utf-8"))
-    if not isinstance(document, dict) or not isinstance(document.get("records"), list):
-        raise ValueError("not a records document")
-    entries = _Entries()
-    for item in document["records"]:
-        fields = dict(item)
-        password = fields.pop("password")
-        if not isinstance(password, str):
-            raise TypeError("password is not a string")
-        record = Record.model_validate(fields)
-        if record.key in entries:
-            raise ValueError("two records share a key")
-        entries[record.key] = (record, password)
-    return entries

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from helperd.core.record import Record, RecordKey
 from helperd.stores import durable
-from helperd.stores.file_store import NONCE_BYTES, FileStore, _Header
+from helperd.stores.file_format import NONCE_BYTES, _Header
+from helperd.stores.file_store import FileStore
 from helperd.testing import fill_file_store
 
 __all__ = ["write_v1_store"]
