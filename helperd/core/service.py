@@ -30,7 +30,7 @@ from helperd.core import upstream_service
 from helperd.core.bulk import paused_gc
 from helperd.core.certs import CertKeeper
 from helperd.core.gate import GuessGate
-from helperd.core.hot import HotCache, QuickRequest, render_body
+from helperd.core.hot import HotCache, render_body
 from helperd.core.lookup import Catalog, Query, find, owns
 from helperd.core.paging import page
 from helperd.core.protocol import (
@@ -62,6 +62,7 @@ from helperd.core.record import (
     Kind,
     Record,
 )
+from helperd.core.service_hot import HotOps
 from helperd.core.service_passphrase import Migrations, Opened, PassphraseOps
 from helperd.core.service_writes import WriteOps
 from helperd.core.store import ForeignKeyring, Store, StoreState
@@ -104,7 +105,7 @@ class KeyFacts(Protocol):
         ...  # pragma: no cover - protocol
 
 
-class Service(WriteOps, PassphraseOps):
+class Service(HotOps, WriteOps, PassphraseOps):
     """Handles requests for one store.
 
     Args:
@@ -177,46 +178,6 @@ class Service(WriteOps, PassphraseOps):
             # Certificate files follow every change of records or lock state (core/certs.py).
             if self.certs is not None and isinstance(request, _CHANGES):
                 self.certs.update(self.store, now)
-
-    def answer_hot(self, request: QuickRequest, now: datetime) -> bytes | None:
-        """The rendered answer of a plain ``hello``, or of a ``get`` served before from the
-        same records; None when it must be served the full way (`answer_now`, `handle`).
-
-        Called on the event loop; the same checks as `answer_now`, without building a model.
-        """
-        if request.op == "hello":
-            return self._hello
-        if self.store.reads_block or self._lock_due(now):
-            return None
-        hot = self._hot
-        try:
-            if hot.records is not self.store.records():
-                return None
-        except HelperdError:
-            return None
-        body = hot.get(request.key, now)
-        if body is not None:
-            with self._mutex:
-                self._last_use = now
-        return body
-
-    def _keep_hot(
-        self, request: GetRequest, catalog: Catalog, record: Record, result: GetResult
-    ) -> None:
-        """Keep a get's rendered answer for the next identical request (see `answer_hot`)."""
-        if self.store.reads_block:  # never served from the event loop: nothing to keep
-            return
-        if record.provider is not None or self.upstream is not None:
-            # A provider's token comes from the daemon's refresher, and upstream answers change
-            # with each refresh: neither follows the store's version, so neither is kept.
-            return
-        hot = self._hot
-        if hot.records is not catalog.records:
-            hot = self._hot = HotCache(catalog.records)
-        key = (request.name, request.url, request.service, request.username)
-        hot.keep(key, record, render_body(result_json(result)))
-        if self.store.reads_block:  # locked meanwhile (in another thread): keep nothing
-            hot.clear()
 
     def _serve(  # noqa: PLR0911, PLR0912 - one case per op
         self, request: Request, now: datetime, blocking: bool

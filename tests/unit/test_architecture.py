@@ -24,6 +24,7 @@ ROOMS = (
     "helperd.core.service",
     "helperd.core.service_writes",
     "helperd.core.service_passphrase",
+    "helperd.core.service_hot",
     "helperd.core",
     "helperd.stores",
     "helperd.daemon",
@@ -44,10 +45,12 @@ ALLOWED: dict[str, set[str]] = {
         "helperd.core",
         "helperd.core.service_writes",
         "helperd.core.service_passphrase",
+        "helperd.core.service_hot",
     },
     # The service's op families, split out of service.py: only the service uses them.
     "helperd.core.service_writes": {"helperd_client", "helperd", "helperd.core"},
     "helperd.core.service_passphrase": {"helperd_client", "helperd", "helperd.core"},
+    "helperd.core.service_hot": {"helperd_client", "helperd", "helperd.core"},
     # Backends implement core's Store interface; the service above them stays out of reach.
     "helperd.stores": {"helperd_client", "helperd", "helperd.core", "helperd.stores"},
     # The process: it wires core and stores together; it never reaches into helperctl.
