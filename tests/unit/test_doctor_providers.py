@@ -19,7 +19,9 @@ ERROR = "exited with status 3: denied: key [redacted] is not allowed"
 
 def record(name: str, provider: str, *, left: float, error: str | None = ERROR) -> RecordInfo:
     """A provider record as ``list`` returns it, whose token has ``left`` seconds to live."""
-    expires = NOW + timedelta(seconds=left)
+    # From the time the test runs, not the time the module was imported (collection can be
+    # many minutes earlier in a whole-suite run).
+    expires = datetime.now(UTC) + timedelta(seconds=left)
     return RecordInfo(
         name=name,
         username="aws",
