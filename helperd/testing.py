@@ -242,6 +242,9 @@ def _write_entries(
         else:
             store.unlock(None)  # a key-file store creates itself, empty, on first use
         with store._lock:
-            store._commit(entries)
+            opened = store._open
+            assert opened is not None
+            spec, generation = opened.header.spec, opened.header.generation + 1
+            store._commit_all(entries.values(), opened.key, spec, generation)
     finally:
         store.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -96,16 +97,20 @@ class CertKeeper:
         with self._lock:
             self._clear()
 
-    def update(self, store: Store, now: datetime) -> None:
+    def update(
+        self, store: Store, now: datetime, candidates: Iterable[Record] | None = None
+    ) -> None:
         """Write the files of the store's live certificate records, remove the others.
 
-        One lock covers reading the store's state and writing, so that a lock racing a
-        write never leaves a file behind while the store is locked.
+        ``candidates``, when given, holds every certificate record of the store's current
+        version (the lookup catalog's `specials`), so that a write to a big store does not
+        look at every record. One lock covers reading the store's state and writing, so that
+        a lock racing a write never leaves a file behind while the store is locked.
         """
         with self._lock:
             try:
                 unlocked = store.state is StoreState.UNLOCKED
-                certs = self.records(store, now) if unlocked else None
+                certs = self.records(store, now, candidates) if unlocked else None
             except LockedError:
                 certs = None
             except HelperdError as exc:
@@ -163,9 +168,12 @@ class CertKeeper:
         )
 
     @staticmethod
-    def records(store: Store, now: datetime) -> dict[str, Record]:
-        """The live certificate records of ``store``, by name."""
-        return {r.name: r for r in store.records() if r.kind is Kind.CERT and not r.expired(now)}
+    def records(
+        store: Store, now: datetime, candidates: Iterable[Record] | None = None
+    ) -> dict[str, Record]:
+        """The live certificate records of ``store`` (among ``candidates``), by name."""
+        found = store.records() if candidates is None else candidates
+        return {r.name: r for r in found if r.kind is Kind.CERT and not r.expired(now)}
 
 
 def check_cert_record(

@@ -9,13 +9,15 @@ as rendered JSON, keyed by the request's fields, for the same version of the sto
 Anything else, an error included, goes the full way, so every error reads the same.
 
 The kept bodies hold passwords: `HotCache` is tied to one records tuple (one version of one
-open store) and the service drops it on every change and on lock.
+open store) and the service drops it on lock. After a write, the new version's cache may serve
+an earlier answer again, once the service has checked that the same request finds the very
+same record, which the write did not touch (`HotCache` ``still``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -98,23 +100,48 @@ class HotCache:
     Args:
         records: the records tuple the answers were found in (`helperd.core.store.Store.records`
             hands out the same tuple until the store changes).
+        earlier: the cache of the version just before, whose answers are served again once
+            ``still`` says they hold in this one (a write of one record leaves every other
+            answer as it was, and the next ``get`` need not take the full path for it).
+        still: whether the answer found in a record, for a request, is the same in this
+            version; called on the first request for each earlier answer.
     """
 
-    __slots__ = ("_answers", "records")
+    __slots__ = ("_answers", "_earlier", "_still", "records")
 
-    def __init__(self, records: Sequence[Record] | None) -> None:
+    def __init__(
+        self,
+        records: Sequence[Record] | None,
+        earlier: HotCache | None = None,
+        still: Callable[[GetKey, Record, datetime], bool] | None = None,
+    ) -> None:
         self.records = records
         self._answers: dict[GetKey, tuple[Record, bytes]] = {}
+        # Only the answers themselves are kept, never the earlier cache's own earlier one.
+        self._earlier = None if earlier is None or still is None else earlier._answers
+        self._still = still
 
     def get(self, key: GetKey, now: datetime) -> bytes | None:
         """The kept answer for ``key``, unless its record has expired since."""
         found = self._answers.get(key)
         if found is None:
-            return None
+            found = self._carried(key, now)
+            if found is None:
+                return None
         record, body = found
         if record.expires_at is not None and record.expires_at <= now:
             return None
         return body
+
+    def _carried(self, key: GetKey, now: datetime) -> tuple[Record, bytes] | None:
+        """The earlier version's answer for ``key``, kept here when it still holds."""
+        if self._earlier is None or self._still is None:
+            return None
+        found = self._earlier.get(key)
+        if found is None or not self._still(key, found[0], now):
+            return None
+        self.keep(key, *found)
+        return found
 
     def keep(self, key: GetKey, record: Record, body: bytes) -> None:
         """Keep ``body``, the answer found in ``record``, for later requests with ``key``."""
@@ -123,5 +150,6 @@ class HotCache:
         self._answers[key] = (record, body)
 
     def clear(self) -> None:
-        """Forget every kept answer (and so every password it held)."""
+        """Forget every kept answer (and so every password it held), earlier ones too."""
         self._answers.clear()
+        self._earlier = None

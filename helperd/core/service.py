@@ -173,11 +173,12 @@ class Service(HotOps, WriteOps, PassphraseOps):
             return self._serve(request, now, blocking)
         finally:
             if not isinstance(request, _READS):
-                self._hot = HotCache(None)
+                earlier, self._hot = self._hot, HotCache(None)
                 self._prime_catalog()
+                self._hot = self._carry_hot(earlier)
             # Certificate files follow every change of records or lock state (core/certs.py).
             if self.certs is not None and isinstance(request, _CHANGES):
-                self.certs.update(self.store, now)
+                self.certs.update(self.store, now, self.special_records())
 
     def _serve(  # noqa: PLR0911, PLR0912 - one case per op
         self, request: Request, now: datetime, blocking: bool
@@ -322,6 +323,15 @@ class Service(HotOps, WriteOps, PassphraseOps):
             event_loop=self.event_loop,
         )
 
+    def special_records(self) -> list[Record] | None:
+        """The current version's certificate and provider records (None: catalog not built)."""
+        catalog = self._catalog
+        try:
+            current = catalog.records is self.store.records()
+        except HelperdError:
+            return None
+        return list(catalog.specials.values()) if current else None
+
     def _prime_catalog(self) -> None:
         """Build the catalog of the store's current records now, if it can be read."""
         with contextlib.suppress(HelperdError):
@@ -375,7 +385,8 @@ class Service(HotOps, WriteOps, PassphraseOps):
         catalog = self._catalog
         if catalog.records is not records:
             with paused_gc():  # a first catalog of a big store makes many objects
-                catalog = self._catalog = Catalog(records, previous=catalog)
+                delta = self.store.records_delta(catalog.records, records)
+                catalog = self._catalog = Catalog(records, previous=catalog, delta=delta)
         return catalog
 
     def _get(self, request: GetRequest, now: datetime, blocking: bool) -> GetResult:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from helperd_client.errors import HelperdError
 
-from helperd.core.hot import HotCache, QuickRequest, render_body
-from helperd.core.lookup import Catalog
+from helperd.core.hot import GetKey, HotCache, QuickRequest, render_body
+from helperd.core.lookup import Catalog, Query, find
 from helperd.core.protocol import GetRequest, GetResult, result_json
 from helperd.core.record import Record
 from helperd.core.store import Store
@@ -29,6 +29,7 @@ class HotOps:
     _mutex: threading.Lock
     _last_use: datetime | None
     _hot: HotCache
+    _catalog: Catalog
     _hello: bytes
 
     if TYPE_CHECKING:
@@ -56,6 +57,37 @@ class HotOps:
             with self._mutex:
                 self._last_use = now
         return body
+
+    def _carry_hot(self, earlier: HotCache) -> HotCache:
+        """The kept answers for the store's version after a write: ``earlier``'s are served
+        again for requests that find the very same record, which the write did not replace.
+
+        Only when the store says what the write changed (`Store.records_delta`) and the
+        catalog of the new version is built; otherwise none are (a lock drops them all).
+        """
+        try:
+            records = self.store.records()
+        except HelperdError:
+            return HotCache(None)
+        catalog = self._catalog
+        delta = None
+        if not (self.store.reads_block or self.upstream is not None or earlier.records is None):
+            delta = self.store.records_delta(earlier.records, records)
+        if delta is None or catalog.records is not records:
+            return HotCache(None)
+        replaced = delta[0]
+
+        def still(key: GetKey, record: Record, now: datetime) -> bool:
+            if any(gone is record for gone in replaced):
+                return False
+            name, url, service, username = key
+            query = Query(name=name, url=url, service=service, username=username)
+            try:
+                return find(catalog, query, now) is record
+            except HelperdError:
+                return False
+
+        return HotCache(records, earlier, still)
 
     def _keep_hot(
         self, request: GetRequest, catalog: Catalog, record: Record, result: GetResult

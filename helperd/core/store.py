@@ -12,12 +12,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from helperd_client.errors import BadRequestError
 from pydantic import SecretStr
 
 from helperd.core.record import Record, RecordKey
+
+if TYPE_CHECKING:
+    from helperd.core.catalog import Delta
 
 __all__ = ["ForeignKeyring", "RecordMap", "Store", "StoreState"]
 
@@ -72,6 +75,16 @@ class Store(abc.ABC):
             LockedError: the store is locked or missing.
             StoreUnavailableError: the store cannot be read.
         """
+
+    def records_delta(self, since: Sequence[Record], until: Sequence[Record]) -> Delta | None:
+        """The records removed from ``since`` and those added to it to make ``until``, when
+        the store knows them without comparing every record; None otherwise.
+
+        Both are sequences `records` handed out; a store that returns a delta promises
+        that a record object found in both versions has the same password in both (a change
+        makes a new record object), so that what was derived from it still holds.
+        """
+        return None
 
     @abc.abstractmethod
     def password(self, record: Record) -> SecretStr:

@@ -13,6 +13,7 @@ import fcntl
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from helperd_client.errors import StoreUnavailableError
@@ -31,8 +32,9 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically and durably, with permission bits ``mode``.
+def write_atomic(path: Path, data: bytes | Sequence[bytes], *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` (bytes, or chunks written one after another, never
+    joined in memory) atomically and durably, with permission bits ``mode``.
 
     Raises:
         StoreUnavailableError: the write failed (full disk, I/O error, permissions, a
@@ -50,9 +52,10 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     try:
         try:
             os.fchmod(fd, mode)  # exact, whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for chunk in [data] if isinstance(data, bytes) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

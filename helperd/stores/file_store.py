@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from helperd_client.errors import (
@@ -28,23 +28,23 @@ from helperd_client.errors import (
 )
 from pydantic import SecretStr
 
+from helperd.core.catalog import Delta
 from helperd.core.record import Record, RecordKey
-from helperd.core.store import RecordMap, Store, StoreState
+from helperd.core.store import Store, StoreState
 from helperd.stores import durable
 from helperd.stores.file_format import (
     NONCE_BYTES,
     VERSION,
+    _built,
     _decrypt,
-    _edited_records,
-    _encode_pieces,
-    _Entries,
+    _edited,
     _Entry,
     _Header,
+    _Made,
     _Open,
     _parse,
-    _piece_of,
-    _record_of,
-    _update_pieces,
+    _sealed,
+    _Segment,
 )
 from helperd.stores.keys import (
     KEY_FILE,
@@ -142,11 +142,19 @@ class FileStore(Store):
 
     def records(self) -> tuple[Record, ...]:
         """Every record, sorted by (name, username), without passwords."""
-        return self._current().entries.sorted_records(_record_of)
+        return self._current().records
+
+    def records_delta(self, since: Sequence[Record], until: Sequence[Record]) -> Delta | None:
+        """What a write of a few records changed from ``since`` to ``until``, when ``until``
+        is the current version and was made from ``since`` by one write."""
+        opened = self._open
+        if opened is None or opened.records is not until or opened.previous is not since:
+            return None
+        return opened.delta
 
     def password(self, record: Record) -> SecretStr:
         """The password of the record with ``record``'s (name, username)."""
-        entry = self._current().entries.get(record.key)
+        entry = self._current().entry(record.key)
         if entry is None:
             raise NotFoundError(f"no record named {record.name!r} for user {record.username!r}")
         return SecretStr(entry[1])
@@ -154,18 +162,15 @@ class FileStore(Store):
     def put(self, record: Record, password: SecretStr) -> None:
         """Add ``record``, replacing the one with the same (name, username); durable on return."""
         with self._lock:
-            entries = _Entries(self._open_entries().entries)
-            entries[record.key] = (record, password.get_secret_value())
-            self._commit(entries, changed=[record.key])
+            self._commit_changes({record.key: (record, password.get_secret_value())})
 
     def remove(self, keys: Iterable[RecordKey]) -> None:
         """Delete the records with these keys; nothing is written when none of them exists."""
-        doomed = set(keys)
         with self._lock:
-            current = self._open_entries().entries
-            entries = _Entries((key, entry) for key, entry in current.items() if key not in doomed)
-            if len(entries) != len(current):
-                self._commit(entries, changed=doomed)
+            opened = self._open_entries()
+            doomed = {key: None for key in keys if opened.entry(key) is not None}
+            if doomed:
+                self._commit_changes(doomed)
 
     def create(self, passphrase: SecretStr | None) -> None:
         """Write a new, empty passphrase store and leave it unlocked.
@@ -187,7 +192,7 @@ class FileStore(Store):
             key = passphrase_key(secret, salt, self._kdf)
             with self._lock:
                 self._refuse_existing()
-                self._commit(_Entries(), key, KeySpec(PASSPHRASE, salt, key.check, self._kdf), 1)
+                self._commit_all((), key, KeySpec(PASSPHRASE, salt, key.check, self._kdf), 1)
 
     def unlock(self, passphrase: SecretStr | None) -> None:
         """Open the store with its passphrase (a key-file store just opens itself).
@@ -252,14 +257,11 @@ class FileStore(Store):
             new_spec = KeySpec(PASSPHRASE, salt, new_key.check, self._kdf)
             with self._lock:
                 self._check_not_closed()
-                if self._open is not None:
-                    # Unlocked now: the records in memory, puts made during the KDF included.
-                    entries, generation = self._open.entries, self._open.header.generation
-                else:
-                    # Locked, before or during the KDF: re-encrypt what the file holds.
-                    was = _decrypt(old_key, raw or self._read_existing(), self.path)
-                    entries, generation = was.entries, was.header.generation
-                self._commit(entries, new_key, new_spec, generation + 1)
+                # Unlocked now: the records in memory, puts made during the KDF included;
+                # locked, before or during the KDF: what the file holds.
+                was = self._open or _decrypt(old_key, raw or self._read_existing(), self.path)
+                generation = was.header.generation + 1
+                self._write(new_key, new_spec, generation, _unsealed(was))
 
     def discard(self) -> None:
         """Delete the store file (after a migration), then close the store."""
@@ -337,7 +339,7 @@ class FileStore(Store):
         if raw is None:
             salt = self._randbytes(SALT_BYTES)
             key = key_file_key(material, salt)
-            return self._commit(_Entries(), key, KeySpec(KEY_FILE, salt, key.check), 1)
+            return self._commit_all((), key, KeySpec(KEY_FILE, salt, key.check), 1)
         spec = _parse(raw, self.path)[0].spec
         if spec.source != KEY_FILE:
             raise StoreUnavailableError(
@@ -364,7 +366,8 @@ class FileStore(Store):
         """
         opened = self._open
         if opened is not None and opened.header.version < VERSION:
-            self._commit(opened.entries, changed=())
+            header = opened.header
+            self._write(opened.key, header.spec, header.generation + 1, _unsealed(opened))
 
     def _current_spec(self) -> tuple[KeySpec, bytes | None]:
         """The key spec in force, with the file's bytes when the store is locked."""
@@ -394,45 +397,49 @@ class FileStore(Store):
             raise self._missing()
         return raw
 
-    def _commit(
-        self,
-        entries: Mapping[RecordKey, _Entry],
-        key: StoreKey | None = None,
-        spec: KeySpec | None = None,
-        generation: int = 0,
-        *,
-        changed: Iterable[RecordKey] | None = None,
-    ) -> _Open:
-        """Write ``entries`` durably, then make them current: a failed write changes nothing.
+    def _commit_changes(self, changes: Mapping[RecordKey, _Entry | None]) -> None:
+        """Make ``changes`` (an entry: added or replaced; None: removed) as the next generation.
 
-        Without ``key`` and ``spec``, writes under the current ones as the next generation.
-        ``changed``, when given, names every key whose entry differs from the current ones
-        (so only those are encoded). Readers see the previous snapshot until the file is durable.
+        Only the segments holding a change are encoded and encrypted again; readers see the
+        previous version until the file is durable.
         """
-        current = self._open
-        if key is None or spec is None:
-            if current is None:
-                raise self._missing()  # unreachable: callers open the store first
-            key, spec, generation = current.key, current.header.spec, current.header.generation + 1
-        header = _Header(spec, self._randbytes(NONCE_BYTES), generation)
+        current = self._open_entries()
+        made, delta = _edited(current, changes)
+        header = current.header
+        generation = header.generation + 1
+        self._write(current.key, header.spec, generation, made, (current.records, delta))
+
+    def _commit_all(
+        self, entries: Iterable[_Entry], key: StoreKey, spec: KeySpec, generation: int
+    ) -> _Open:
+        """Write ``entries`` as the whole store, under ``key`` (a new store, a new passphrase)."""
+        return self._write(key, spec, generation, _built(entries))
+
+    def _write(
+        self,
+        key: StoreKey,
+        spec: KeySpec,
+        generation: int,
+        made: _Made,
+        change: tuple[tuple[Record, ...], Delta] | None = None,
+    ) -> _Open:
+        """Write ``made`` durably, then make it current: a failed write changes nothing
+        (self._lock held). The segments not sealed yet are encrypted here. ``change`` is the
+        previous records and what a write of a few records changed (`records_delta`)."""
+        segments, bounds, records = made
+        header = _Header(spec, self._randbytes(NONCE_BYTES), generation, segments=len(segments))
         line = header.encode()
-        fresh = entries if isinstance(entries, RecordMap) else _Entries(entries)
-        edited = None
-        if current is not None and changed is not None and current.header.version == VERSION:
-            changed = set(changed)
-            pieces, order = _update_pieces(fresh, current, changed)
-            edited = _edited_records(current.entries, fresh, order, changed)
-        else:
-            pieces, order = _encode_pieces(fresh, {} if current is None else current.pieces)
-        # map and join run in C: no Python loop over every record on a write.
-        plaintext = b"\n".join(map(_piece_of, map(pieces.__getitem__, order)))
-        ciphertext = key.encrypt(header.nonce, plaintext, line)
-        durable.write_atomic(self.path, line + b"\n" + ciphertext)
-        if edited is not None:
-            fresh.adopt_sorted(edited)
-        fresh.sorted_records(_record_of)  # sorted here, in the writer, not by the next reader
-        self._open = _Open(key, header, fresh, pieces, order)
+        segments, body = _sealed(key, header, line, segments, self._randbytes)
+        durable.write_atomic(self.path, [line + b"\n", *body])
+        previous, delta = (None, None) if change is None else change
+        self._open = _Open(key, header, segments, bounds, records, previous, delta)
         return self._open
+
+
+def _unsealed(opened: _Open) -> _Made:
+    """``opened``'s segments, bounds and records, to be encrypted again (a new key or format)."""
+    segments = tuple(_Segment(segment.pieces) for segment in opened.segments)
+    return segments, opened.bounds, opened.records
 
 
 def _passphrase(passphrase: SecretStr | None, action: str) -> SecretStr:

@@ -1,8 +1,8 @@
-"""kill -9 while a daemon rewrites a version 1 store as version 2: nothing is ever lost.
+"""kill -9 while a daemon rewrites a version 1 or 2 store as version 3: nothing is ever lost.
 
 The daemon upgrades the file when it first opens it (the first request that needs the
 store); the test kills it at random moments around that write, then opens what is on disk
-without a daemon: the version 1 file or the version 2 one, every record and password whole.
+without a daemon: the old file or the version 3 one, every record and password whole.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from helperd_client import Client, HelperdError
 from helperd.core.record import Kind, Record
 from helperd.stores.file_store import FileStore
 from tests.hardening import Spawn, sized, timeout_for, write_key_file
-from tests.support.store_v1 import write_v1_store
+from tests.support.old_stores import write_old_store
 
 pytestmark = pytest.mark.timeout(timeout_for(300, 3600))
 
@@ -29,9 +29,10 @@ RECORDS = 3000
 """Enough that the open and the rewrite take a while to land a kill inside."""
 
 
-def test_kill9_during_the_upgrade_of_a_version_1_store(spawn: Spawn, home: Path) -> None:
-    """After a SIGKILL anywhere in the first open of a version 1 store, the file on disk opens
-    with every record and password; over the rounds both versions are seen."""
+@pytest.mark.parametrize("old", [1, 2])
+def test_kill9_during_the_upgrade_of_an_older_store(spawn: Spawn, home: Path, old: int) -> None:
+    """After a SIGKILL anywhere in the first open of a version 1 or 2 store, the file on disk
+    opens with every record and password; over the rounds both versions are seen."""
     now = datetime.now(UTC)
     entries = {}
     for index in range(RECORDS):
@@ -51,7 +52,7 @@ def test_kill9_during_the_upgrade_of_a_version_1_store(spawn: Spawn, home: Path)
     delay = 0.6  # seconds from the daemon's start (it opens, so upgrades, the store before ready)
     for _ in range(sized(12, 60)):
         path.unlink(missing_ok=True)
-        write_v1_store(path, key_file, entries)
+        write_old_store(path, key_file, entries, old)
         daemon = spawn(wait=False)
         asking = threading.Thread(target=_ask, args=(daemon.socket,), daemon=True)
         asking.start()
@@ -70,8 +71,8 @@ def test_kill9_during_the_upgrade_of_a_version_1_store(spawn: Spawn, home: Path)
             store.close()
         seen[version] = seen.get(version, 0) + 1
         # Aim the next kill: earlier while only upgraded files are seen, later otherwise.
-        delay = delay * 0.8 if version == 2 else delay * 1.25
-    assert {1, 2} == set(seen), seen
+        delay = delay * 0.8 if version == 3 else delay * 1.25
+    assert {old, 3} == set(seen), seen
 
 
 def _ask(socket: Path) -> None:

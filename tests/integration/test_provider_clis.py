@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -31,7 +32,9 @@ from helperd.integrations.providers.runner import run_provider
 from tests.support.tools import require_tool
 
 CA_TOKEN = "eyJ2ZXIiOjF9.stand-in-codeartifact-token-0123456789"
-EXPIRATION = 1796240000.0  # 2026-12-02T19:33:20Z
+EXPIRATION = float(int(time.time()) // 3600 * 3600 + 12 * 3600)
+"""12 hours ahead (on the hour) of when the tests start, as CodeArtifact hands out: a fixed
+date here once turned into an expired token the day it passed."""
 
 
 class _CodeArtifact(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""Format version 1 files open, lose nothing, and are rewritten as version 2 on open."""
+"""Format version 1 and 2 files open, lose nothing, and are rewritten as version 3 on open."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from helperd.core.record import Kind, Record
 from helperd.stores.file_store import FileStore
-from tests.support.store_v1 import write_v1_store
+from tests.support.old_stores import write_old_store
 
 T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -21,9 +22,12 @@ def version_of(path: Path) -> tuple[int, int]:
     return header["version"], header["generation"]
 
 
-def test_a_version_1_store_opens_whole_and_is_rewritten_as_version_2(tmp_path: Path) -> None:
-    """Every record and password of a version 1 file (odd passwords, expiry, a generic entry)
-    is there after the open, which rewrites the file as version 2 in one durable write."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_store_opens_whole_and_is_rewritten_as_version_3(
+    tmp_path: Path, version: int
+) -> None:
+    """Every record and password of a version 1 or 2 file (odd passwords, expiry, a generic
+    entry) is there after the open, which rewrites the file as version 3 in one durable write."""
     folder = tmp_path / "data"
     folder.mkdir(mode=0o700)
     key_file = tmp_path / "key"
@@ -52,14 +56,14 @@ def test_a_version_1_store_opens_whole_and_is_rewritten_as_version_2(tmp_path: P
     passwords = ["plain", "lone \udc80 surrogate\nand a newline", "é ✓ 🔑"]
     entries = {r.key: (r, p) for r, p in zip(records, passwords, strict=True)}
     path = folder / "store.enc"
-    write_v1_store(path, key_file, entries)
-    assert (1, 7) == version_of(path)
+    write_old_store(path, key_file, entries, version)
+    assert (version, 7) == version_of(path)
 
     store = FileStore(path, key_file=key_file)
     try:
         assert records == list(store.records())
         assert passwords == [store.password(r).get_secret_value() for r in records]
-        assert (2, 8) == version_of(path)
+        assert (3, 8) == version_of(path)
         store.put(records[0], SecretStr("changed"))
     finally:
         store.close()
@@ -69,6 +73,6 @@ def test_a_version_1_store_opens_whole_and_is_rewritten_as_version_2(tmp_path: P
         assert ["changed", *passwords[1:]] == [
             again.password(r).get_secret_value() for r in records
         ]
-        assert (2, 9) == version_of(path)
+        assert (3, 9) == version_of(path)
     finally:
         again.close()

@@ -32,11 +32,11 @@ from helperd.core.store import StoreState
 from helperd.stores import file_store
 from helperd.stores.file_store import FileStore
 from helperd.stores.keys import KdfParams, StoreKey, passphrase_key
+from tests.unit.conftest import KEY_BYTES
 
 CHEAP = KdfParams(iterations=1, memory_kib=8, lanes=1)
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 PASS = SecretStr("correct horse")
-KEY_BYTES = b"K" * 32
 SECRET = "hunter2-\u00fcber-\U0001f511"
 
 OpenStore = Callable[..., FileStore]
@@ -78,6 +78,28 @@ def aead_key_for_key_file(material: bytes, header: dict[str, Any]) -> AESGCM:
     return AESGCM(hkdf_sha256(master, None, b"helperd file store v1 aead", 32))
 
 
+def segment_plaintexts(path: Path, aead: AESGCM) -> list[bytes]:
+    """Each segment's plaintext, read as docs/file-format.md says (the index sealed with the
+    header's nonce and the header line; each entry a nonce, a length and a tag)."""
+    line, _, body = path.read_bytes().partition(b"\n")
+    header = json.loads(line)
+    count = header["segments"]
+    index = aead.decrypt(base64.b64decode(header["nonce"]), body[: count * 36 + 16], line)
+    at, plaintexts = count * 36 + 16, []
+    for number in range(count):
+        nonce, size, tag = (
+            index[36 * number :][:12],
+            index[36 * number + 12 :][:8],
+            index[36 * number + 20 :][:16],
+        )
+        chunk = body[at : at + int.from_bytes(size, "big")]
+        assert tag == chunk[-16:]
+        plaintexts.append(aead.decrypt(nonce, chunk, b"helperd-store segment"))
+        at += len(chunk)
+    assert len(body) == at
+    return plaintexts
+
+
 def sha256(path: Path) -> str:
     """The file's digest, to prove it was not touched."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -87,20 +109,6 @@ def header_of(path: Path) -> dict[str, Any]:
     """The parsed header line of a store file."""
     header: dict[str, Any] = json.loads(path.read_bytes().partition(b"\n")[0])
     return header
-
-
-@pytest.fixture
-def directory(tmp_path: Path) -> Path:
-    """A private data folder, as the daemon would hand over."""
-    path = tmp_path / "data"
-    path.mkdir(mode=0o700)
-    return path
-
-
-@pytest.fixture
-def path(directory: Path) -> Path:
-    """Where the store file goes."""
-    return directory / "store.enc"
 
 
 @pytest.fixture
@@ -117,15 +125,6 @@ def open_store(path: Path) -> Iterator[OpenStore]:
     yield factory
     for store in stores:
         store.close()
-
-
-@pytest.fixture
-def key_path(tmp_path: Path) -> Path:
-    """A good 0600 key file with fixed bytes."""
-    path = tmp_path / "helperd.key"
-    path.write_bytes(KEY_BYTES)
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture
@@ -153,7 +152,7 @@ def test_key_file_store_header_is_stable(open_store: OpenStore, key_path: Path, 
     expected = (
         b'{"aead":"AES-256-GCM","check":"gkRt9XYq3y60U2PhurVvoA==","format":"helperd-store",'
         b'"generation":1,"key":{"kdf":"hkdf-sha256","salt":"AQEBAQEBAQEBAQEBAQEBAQ==",'
-        b'"source":"key_file"},"nonce":"AgICAgICAgICAgIC","version":2}'
+        b'"source":"key_file"},"nonce":"AgICAgICAgICAgIC","segments":1,"version":3}'
     )
     assert expected == path.read_bytes().partition(b"\n")[0]
 
@@ -166,7 +165,7 @@ def test_passphrase_store_header_is_stable(open_store: OpenStore, path: Path) ->
         b'{"aead":"AES-256-GCM","check":"7+R78jK4dR3e5FqnYso2gw==","format":"helperd-store",'
         b'"generation":1,"key":{"iterations":1,"kdf":"argon2id","lanes":1,"memory_kib":8,'
         b'"salt":"AQEBAQEBAQEBAQEBAQEBAQ==","source":"passphrase"},"nonce":"AgICAgICAgICAgIC",'
-        b'"version":2}'
+        b'"segments":1,"version":3}'
     )
     assert expected == path.read_bytes().partition(b"\n")[0]
 
@@ -178,11 +177,8 @@ def test_ciphertext_is_the_documented_plaintext(
     store = open_store(key_file=key_path)
     store.put(rec("pypi", "alice", "https://upload.pypi.org/legacy/"), SecretStr("s3cret"))
 
-    line, _, ciphertext = path.read_bytes().partition(b"\n")
-    header = json.loads(line)
-    plaintext = aead_key_for_key_file(KEY_BYTES, header).decrypt(
-        base64.b64decode(header["nonce"]), ciphertext, line
-    )
+    header = header_of(path)
+    (plaintext,) = segment_plaintexts(path, aead_key_for_key_file(KEY_BYTES, header))
 
     expected = (
         b'[{"created_at":"2026-01-02T03:04:05Z","expires_at":null,"kind":"basic",'
@@ -562,9 +558,9 @@ TAMPERING = [
         id="missing-field",
     ),
     pytest.param(
-        replace_in_header(b'"version":2', b'"version":3'),
+        replace_in_header(b'"version":3', b'"version":4'),
         StoreUnavailableError,
-        "was written by a newer helperd (format version 3)",
+        "was written by a newer helperd (format version 4)",
         id="newer",
     ),
     # The salt and check can only be tested with the key: damage there reads as a wrong key.
@@ -891,14 +887,15 @@ def test_incremental_encoding_writes_the_same_bytes_as_a_full_one(
     store.put(rec("g"), SecretStr("x"))
     opened = store._open
     assert opened is not None
+    entries = {record.key: (record, password) for record, password in opened.entries()}
     whole = b"\n".join(
         json.dumps(
             [record.model_dump(mode="json"), password], separators=(",", ":"), sort_keys=True
         ).encode()
-        for record, password in (opened.entries[key] for key in sorted(opened.entries))
+        for record, password in (entries[key] for key in sorted(entries))
     )
-    header, _, ciphertext = path.read_bytes().partition(b"\n")
-    plaintext = opened.key.decrypt(opened.header.nonce, ciphertext, header)
+    aead = aead_key_for_key_file(KEY_BYTES, header_of(path))
+    (plaintext,) = segment_plaintexts(path, aead)
     assert whole == plaintext
     assert ["g", "r1", "r5", "r9"] == [r.name for r in store.records()]
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from helperd.core.hot import quick_request, render_cached
-from helperd.core.protocol import LockRequest, parse_request, render_ok
+from helperd.core.protocol import DeleteRequest, LockRequest, parse_request, render_ok
 from helperd.core.service import Service
+from helperd.stores.file_store import FileStore
 from tests.unit.test_service import T0, InMemory, set_req
 
 GET = b'{"v":1,"id":7,"op":"get","service":"acme","username":"u"}\n'
@@ -93,3 +96,76 @@ def test_an_expired_record_and_a_due_idle_lock_leave_the_hot_path(service: Servi
     assert None is not hot_answer(service, GET, T0 + timedelta(seconds=30))
     assert None is hot_answer(service, GET, T0 + timedelta(minutes=2))
     assert None is hot_answer(service, GET, T0 + timedelta(minutes=20))
+
+
+@pytest.fixture
+def on_file(tmp_path: Path) -> Iterator[Service]:
+    """A service on a real key-file store (which says what each write changed), holding
+    ``acme`` (by service name) and ``corp`` (by URL)."""
+    folder = tmp_path / "data"
+    folder.mkdir(mode=0o700)
+    key = tmp_path / "helperd.key"
+    key.write_bytes(b"K" * 32)
+    key.chmod(0o600)
+    store = FileStore(folder / "store.enc", key_file=key)
+    served = Service(store, store_reason="test")
+    served.handle(set_req(name="acme", username="u", password="pw1"), T0)
+    served.handle(set_req(name="corp", password="c1", urls=["https://corp.test/simple/"]), T0)
+    yield served
+    store.close()
+
+
+BY_URL = b'{"v":1,"id":8,"op":"get","url":"https://corp.test/simple/team/pkg/"}\n'
+
+
+def test_answers_a_write_did_not_touch_stay_hot_after_it(on_file: Service) -> None:
+    """After a write of another record, kept answers are served again, byte for byte what the
+    full path gives; the record written is not, until served once."""
+    full_answer(on_file, GET)
+    full_answer(on_file, BY_URL)
+    on_file.handle(set_req(name="other", password="o1"), T0)
+
+    hot = [hot_answer(on_file, GET), hot_answer(on_file, BY_URL)]  # before any full path
+    assert [full_answer(on_file, GET), full_answer(on_file, BY_URL)] == hot
+    on_file.handle(set_req(name="acme", username="u", password="pw2"), T0)
+    assert None is hot_answer(on_file, GET)
+    hot = [hot_answer(on_file, BY_URL)]
+    assert b'"password":"pw2"' in full_answer(on_file, GET)
+    assert [full_answer(on_file, BY_URL)] == hot
+
+
+def test_a_write_that_changes_what_a_request_finds_drops_its_answer(on_file: Service) -> None:
+    """A new record with a longer URL prefix now answers the URL: the kept answer of the
+    record it shadows is not served; a deleted record's answer neither."""
+    full_answer(on_file, BY_URL)
+    full_answer(on_file, GET)
+    on_file.handle(set_req(name="team", password="t1", urls=["https://corp.test/simple/team/"]), T0)
+    assert None is hot_answer(on_file, BY_URL)
+    assert b'"password":"t1"' in full_answer(on_file, BY_URL)
+    on_file.handle(DeleteRequest(v=1, id=1, op="delete", name="acme", username="u"), T0)
+    assert None is hot_answer(on_file, GET)
+
+
+def test_a_record_put_again_as_the_same_object_is_not_served_hot(on_file: Service) -> None:
+    """Even a record object the store keeps, put again with a new password, counts as
+    replaced: its kept answer is not served with the old password."""
+    full_answer(on_file, GET)
+    earlier = on_file._hot
+    (record,) = [r for r in on_file.store.records() if r.name == "acme"]
+    on_file.store.put(record, SecretStr("pw9"))
+    on_file._prime_catalog()
+    on_file._hot = on_file._carry_hot(earlier)
+    assert None is hot_answer(on_file, GET)
+    assert b'"password":"pw9"' in full_answer(on_file, GET)
+
+
+def test_a_lock_after_writes_serves_nothing_kept(on_file: Service) -> None:
+    """A kept answer carried through a write is gone after a lock (key-file stores cannot
+    lock: the carried cache is dropped when the store cannot be read)."""
+    full_answer(on_file, GET)
+    on_file.handle(set_req(name="other", password="o1"), T0)
+    earlier = on_file._hot
+    assert None is not hot_answer(on_file, GET)
+    on_file.store.close()
+    assert None is hot_answer(on_file, GET)
+    assert None is on_file._carry_hot(earlier).records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -459,8 +460,9 @@ def test_catalog_of_the_next_version_reuses_parsed_urls(monkeypatch: pytest.Monk
 
 def _tables(catalog: Catalog) -> tuple[object, ...]:
     """Everything a catalog answers from, comparable with another catalog's."""
-    parsed = {key: (record.key, urls) for key, (record, urls) in catalog._parsed.items()}
-    return (catalog._named, catalog._generic, catalog._origins, catalog._hosts, parsed)
+    parsed = {key: (record.key, urls) for key, (record, urls) in catalog._parsed.flat().items()}
+    tables = (catalog._named, catalog._generic, catalog._origins, catalog._hosts)
+    return (*(table.flat() for table in tables), parsed, dict(catalog.specials))
 
 
 def test_a_catalog_that_follows_its_previous_version_equals_one_built_from_nothing() -> None:
@@ -488,3 +490,36 @@ def test_accepts_any_iterable() -> None:
     """find and owns read the records once, so a generator will do."""
     assert find((r for r in WORLD), Query(service="foo"), NOW).key == ("foo", "bob")
     assert owns((r for r in WORLD), PKGS, NOW)
+
+
+def test_catalogs_that_follow_many_versions_fold_their_layers_and_stay_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through 200 versions of a few random changes each (with and without the store's
+    delta), a catalog that follows the one before, whose layers fold every few keys, holds
+    what a full build holds, and earlier catalogs stay as they were."""
+    monkeypatch.setattr(catalog_module, "_FOLD_AT", 5)
+    rng = random.Random(5)
+    current = {r.key: r for r in WORLD}
+    catalog = Catalog(tuple(sorted(current.values(), key=lambda r: r.key)))
+    kept: list[tuple[Catalog, tuple[object, ...]]] = []
+    for step in range(200):
+        before = dict(current)
+        for _ in range(rng.randrange(1, 4)):
+            if current and rng.random() < 0.4:
+                del current[rng.choice(sorted(current))]
+                continue
+            host = rng.choice(["pkgs.example.test", "corp.example.test", f"h{step}.test"])
+            kind = rng.choice([Kind.BASIC, Kind.TOKEN, Kind.GENERIC])
+            urls = () if kind is Kind.GENERIC else (f"https://{host}/simple/",)
+            new = rec(f"n{rng.randrange(30)}", "u", kind, *urls)
+            current[new.key] = new
+        removed = [r for k, r in before.items() if current.get(k) is not r]
+        added = [r for k, r in current.items() if before.get(k) is not r]
+        records = tuple(sorted(current.values(), key=lambda r: r.key))
+        delta = (removed, added) if step % 2 else None
+        catalog = Catalog(records, previous=catalog, delta=delta)
+        assert _tables(Catalog(records)) == _tables(catalog)
+        if step % 50 == 0:
+            kept.append((catalog, _tables(catalog)))
+    assert all(tables == _tables(old) for old, tables in kept)
