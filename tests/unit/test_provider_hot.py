@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from helperd.core.protocol import DeleteRequest
 from helperd.core.provider import ProviderSpec, command
 from helperd.core.provider_output import Minted, ProviderError
+from helperd.core.record import Record
 from helperd.core.service import Service
 from helperd.daemon import server as server_module
 from helperd.daemon.providers import ProviderDesk
@@ -82,8 +83,12 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
     """Run a scenario against a daemon with a provider record ``corp`` set (token 1)."""
     executor = ThreadPoolExecutor(1, thread_name_prefix="helperd-worker")
 
-    def go(scenario: Scenario, idle_lock: timedelta | None = timedelta(minutes=15)) -> Any:
-        service = Service(InMemory(), store_reason="test", idle_lock=idle_lock)
+    def go(
+        scenario: Scenario,
+        idle_lock: timedelta | None = timedelta(minutes=15),
+        store: InMemory | None = None,
+    ) -> Any:
+        service = Service(store or InMemory(), store_reason="test", idle_lock=idle_lock)
 
         async def main() -> Any:
             daemon = Daemon(service, executor)
@@ -208,6 +213,36 @@ def test_a_store_change_the_desk_has_not_seen_yet_is_never_hidden(
         assert (expected, False) == await daemon.password()
 
     run(scenario)
+
+
+class Racing(InMemory):
+    """A store whose records change once while a get reads a password (a write that lands
+    between the get's lookup and its answer)."""
+
+    during_read: Callable[[], None] | None = None
+
+    def password(self, record: Record) -> SecretStr:
+        found = super().password(record)
+        if self.during_read is not None:
+            change, self.during_read = self.during_read, None
+            change()
+        return found
+
+
+def test_an_answer_found_before_a_change_is_not_kept_for_the_new_version(
+    run: Callable[..., Any],
+) -> None:
+    """The store version a get's answer is kept under is taken before its lookup: when the
+    record is deleted while the get is served, that answer is neither kept nor served again."""
+    store = Racing()
+
+    async def scenario(daemon: Daemon) -> None:
+        store.during_read = lambda: store.remove([KEY])
+        assert (daemon.token(1), False) == await daemon.password()  # found before the delete
+        assert {} == daemon.desk._warm.answers
+        assert ("not_found", False) == await daemon.password()
+
+    run(scenario, store=store)
 
 
 def test_refresh_ahead_counts_reads_served_hot(run: Callable[..., Any]) -> None:
