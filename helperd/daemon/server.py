@@ -292,7 +292,7 @@ class Server:
         quick = quick_request(line)
         if quick is not None:
             now = _now()
-            body = self._service.answer_hot(quick, now) or self.providers.answer_hot(quick, now)
+            body = self.providers.answer_hot(quick, now) or self._service.answer_hot(quick, now)
             if body is not None:
                 return render_cached(quick.request_id, body)
         try:
