@@ -106,6 +106,7 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
                 return await scenario(daemon)
             finally:
                 await daemon.desk.aclose()
+                daemon.server._executor.shutdown()
 
         return asyncio.run(main())
 
