@@ -27,15 +27,24 @@ from helperd_client.wire import PROTOCOL_VERSION, decode_line
 from helperd.core.protocol import MAX_ID_CHARS, MAX_TEXT
 from helperd.core.record import Record
 
-__all__ = ["GetKey", "HotCache", "QuickRequest", "quick_request", "render_body", "render_cached"]
+__all__ = [
+    "MAX_ENTRIES",
+    "GetKey",
+    "HotCache",
+    "QuickRequest",
+    "quick_request",
+    "render_body",
+    "render_cached",
+]
 
 GetKey = tuple[str | None, str | None, str | None, str | None]
 """A ``get``'s (name, url, service, username)."""
 
 _GET_FIELDS = frozenset({"v", "id", "op", "name", "url", "service", "username"})
 _HELLO_FIELDS = frozenset({"v", "id", "op"})
-_MAX_ENTRIES = 4096
-"""Distinct ``get`` requests kept per store version; past it the cache starts again."""
+MAX_ENTRIES = 4096
+"""Distinct ``get`` requests kept per store version; past it the cache starts again
+(`HotCache`, and the daemon's answers of provider records)."""
 
 
 class QuickRequest:
@@ -145,7 +154,7 @@ class HotCache:
 
     def keep(self, key: GetKey, record: Record, body: bytes) -> None:
         """Keep ``body``, the answer found in ``record``, for later requests with ``key``."""
-        if len(self._answers) >= _MAX_ENTRIES:
+        if len(self._answers) >= MAX_ENTRIES:
             self._answers.clear()
         self._answers[key] = (record, body)
 

@@ -130,6 +130,8 @@ class Refresh:
         self._min_lifetime = min_lifetime
         self._expires_at: datetime | None = None
         self._minted_at: datetime | None = None
+        # Where the window of a run ahead opens (see serve_until): fixed per token, so kept.
+        self._ahead_from: datetime | None = None
         self._generation = 0  # one per token; refresh-ahead is tried at most once per value
         self._ahead_tried = -1
         self._running = False
@@ -147,6 +149,7 @@ class Refresh:
         """Know a token minted before: the stored one at start-up, or the one ``set`` minted."""
         self._expires_at, self._minted_at = expires_at, minted_at
         self._generation += 1
+        self._ahead_from = expires_at - self._min_left() - self._lead()
 
     def decide(self, now: datetime, *, waited: bool = False) -> Decision:  # noqa: PLR0911 - one per case
         """What a get does at ``now``. Counts as a read; a decision to run claims the run.
@@ -184,10 +187,11 @@ class Refresh:
         """Before this instant `decide` answers ``SERVE`` (no run, no failure pending, the
         token well above its minimum and the lead of a run ahead); None when there is no such
         span. A get before it may skip `decide` and call `read` instead: the hot path.
+        It is never after the token's expiry (the minimum and the lead are never negative).
         """
-        if self._running or self._failures or self._expires_at is None:
+        if self._running or self._failures:
             return None
-        return self._expires_at - self._min_left() - self._lead()
+        return self._ahead_from
 
     def read(self, now: datetime) -> None:
         """Count a get at ``now`` that was served without `decide` (see `serve_until`)."""
@@ -206,9 +210,9 @@ class Refresh:
 
     def next_ahead_at(self) -> datetime | None:
         """When `claim_ahead` may next say yes, or None when it will not for this token."""
-        if self._expires_at is None or self._ahead_tried == self._generation:
+        if self._ahead_tried == self._generation:
             return None
-        return self._expires_at - self._min_left() - self._lead()
+        return self._ahead_from
 
     def succeeded(self, expires_at: datetime, minted_at: datetime) -> None:
         """A run printed a token: it is the one served from now on; failures are forgotten."""

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,8 @@ __all__ = ["HotOps"]
 
 
 class HotOps:
-    """`answer_hot` and the rendered ``get`` answers it serves (`helperd.core.service.Service`)."""
+    """`answer_hot` and the rendered ``get`` answers it serves (`helperd.core.service.Service`);
+    `hot_version` and `hot_usable` for the daemon's answers of provider records."""
 
     store: Store
     upstream: Upstream | None
@@ -44,19 +46,42 @@ class HotOps:
         """
         if request.op == "hello":
             return self._hello
-        if self.store.reads_block or self._lock_due(now):
-            return None
         hot = self._hot
+        if not self.hot_usable(hot.records, now):
+            return None
+        return hot.get(request.key, now)
+
+    def hot_version(self) -> Sequence[Record] | None:
+        """The store's records now, under which a get's rendered answer may be kept; None
+        when none may (reads block, the store is locked or unreadable, an upstream is set).
+
+        A caller keeping an answer takes this before the lookup: the answer then comes from
+        this version or a newer one, and `hot_usable` turns down any version but the current.
+        """
+        if self.store.reads_block or self.upstream is not None:
+            return None
         try:
-            if hot.records is not self.store.records():
-                return None
+            return self.store.records()
         except HelperdError:
             return None
-        body = hot.get(request.key, now)
-        if body is not None:
-            with self._mutex:
-                self._last_use = now
-        return body
+
+    def hot_usable(self, records: Sequence[Record] | None, now: datetime) -> bool:
+        """Whether answers kept under ``records`` may be served at ``now``: they are still the
+        store's records, the store is open and its idle lock not due. True counts as a use
+        of the store (for the idle lock), as the full path's get does.
+
+        Called on the event loop: no lock that anything holds across I/O.
+        """
+        if records is None or self.store.reads_block or self._lock_due(now):
+            return False
+        try:
+            if records is not self.store.records():
+                return False
+        except HelperdError:
+            return False
+        with self._mutex:
+            self._last_use = now
+        return True
 
     def _carry_hot(self, earlier: HotCache) -> HotCache:
         """The kept answers for the store's version after a write: ``earlier``'s are served

@@ -7,6 +7,11 @@ refresher's (cached, or minted waiting at most the rule's bound), adds each prov
 health to ``list`` and ``status``, and after a write loads the store's provider records again
 (dropping them all while the store is locked). Its own task starts the runs ahead and drops the
 records when the idle lock has closed the store. New tokens are stored from a worker thread.
+
+A get of a provider record is answered from memory the next time (`ProviderDesk.answer_hot`),
+as the service answers a plain one (`helperd.core.hot`): its rendered answer is kept for the
+store's version it was found in and the token the refresher handed out, and served again only
+while both are still current (the token within the span its rule serves it as is).
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 
 from helperd_client.errors import HelperdError
 
+from helperd.core.hot import MAX_ENTRIES, GetKey, QuickRequest, render_body
 from helperd.core.protocol import (
     GetRequest,
     GetResult,
@@ -31,11 +37,12 @@ from helperd.core.protocol import (
     SetRequest,
     StatusRequest,
     StatusResult,
+    result_json,
 )
 from helperd.core.provider import ProviderSpec
 from helperd.core.provider_output import Minted
 from helperd.core.provider_record import ProviderFacts, check_provider_set, no_valid_token
-from helperd.core.record import Kind, RecordKey
+from helperd.core.record import Kind, Record, RecordKey
 from helperd.core.service import Service
 from helperd.core.store import StoreState
 from helperd.integrations.providers.refresher import AHEAD_INTERVAL, Refresher, RunProvider
@@ -48,6 +55,20 @@ log = logging.getLogger("helperd.provider")
 _READS = (HelloRequest, GetRequest, ListRequest, StatusRequest)
 
 Loaded = dict[RecordKey, tuple[str, ProviderFacts, Minted | None]]
+
+
+class _Warm:
+    """Rendered answers of gets of provider records, for one version of the store's records.
+
+    Each is kept with its record's key and the token in it (`ProviderDesk.answer_hot`). No
+    repr of its own: the bodies hold tokens.
+    """
+
+    __slots__ = ("answers", "records")
+
+    def __init__(self, records: Sequence[Record] | None) -> None:
+        self.records = records
+        self.answers: dict[GetKey, tuple[RecordKey, Minted, bytes]] = {}
 
 
 class ProviderDesk:
@@ -75,6 +96,7 @@ class ProviderDesk:
             run=run or run_provider, clock=self._clock, on_minted=self._store_minted
         )
         self._kept: dict[RecordKey, ProviderFacts] = {}
+        self._warm = _Warm(None)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -123,10 +145,44 @@ class ProviderDesk:
             self._executor, self._service.set_provided, stored, facts, self._clock()
         )
 
-    async def after(self, request: Request, result: Result) -> Result:
-        """The answer to ``request`` with the provider records' part put in."""
+    def answer_hot(self, request: QuickRequest, now: datetime) -> bytes | None:
+        """The rendered answer of a get of a provider record served before, or None when it
+        must be served the full way (`after`).
+
+        Served only while the store's records are those it was found in (nothing written,
+        not locked, the idle lock not due: `Service.hot_usable`) and the refresher still
+        serves the very token in it as is (`Refresher.cached`: no run due, the token well
+        before its expiry). Called on the event loop.
+        """
+        warm = self._warm
+        found = warm.answers.get(request.key) if request.op == "get" else None
+        if found is None:
+            return None
+        if not self._service.hot_usable(warm.records, now):
+            self._warm = _Warm(None)  # another version, or locked: its tokens go now
+            return None
+        key, minted, body = found
+        if self.refresher.cached(key, now) is not minted:
+            return None  # a new token, a run due, or gone: the full way decides
+        return body
+
+    async def after(
+        self, request: Request, result: Result, version: Sequence[Record] | None = None
+    ) -> Result:
+        """The answer to ``request`` with the provider records' part put in.
+
+        Args:
+            request: the request served.
+            result: the service's answer.
+            version: the store's records taken before the service looked the request up
+                (`Service.hot_version`), under which a get's answer may be kept for
+                `answer_hot`; None keeps nothing.
+        """
         if isinstance(result, GetResult):
-            return await self._get(result)
+            served, minted = await self._get(result)
+            if minted is not None and version is not None and isinstance(request, GetRequest):
+                self._keep_warm(request, version, served, minted)
+            return served
         if isinstance(result, ListResult):
             return self._list(result)
         if isinstance(result, StatusResult):
@@ -142,6 +198,7 @@ class ProviderDesk:
         try:
             loaded = await loop.run_in_executor(self._executor, self._load, kept)
         except HelperdError as exc:
+            self._warm = _Warm(None)
             log.warning("could not load the provider records: %s", exc.message)
             return
         for key in [k for k in self._kept if k not in loaded]:
@@ -157,6 +214,25 @@ class ProviderDesk:
                 continue  # the same, or read before the refresher stored a newer token
             self.refresher.add(key, name, facts.spec, minted)
             self._kept[key] = facts
+        # Kept answers are checked against the store's version and the token on each use;
+        # after a write or a lock they are dropped all the same, tokens with them.
+        self._warm = _Warm(None)
+
+    def _keep_warm(
+        self, request: GetRequest, version: Sequence[Record], served: GetResult, minted: Minted
+    ) -> None:
+        """Keep ``served``, a provider record's answer with ``minted`` in it, found in
+        ``version``, for `answer_hot`."""
+        if served.kind is not Kind.TOKEN or self._service.hot_version() is not version:
+            return  # not a provider record's answer, or the store changed since the lookup
+        key = (served.name, served.username)
+        warm = self._warm
+        if warm.records is not version:
+            warm = self._warm = _Warm(version)
+        if len(warm.answers) >= MAX_ENTRIES:
+            warm.answers.clear()
+        get_key = (request.name, request.url, request.service, request.username)
+        warm.answers[get_key] = (key, minted, render_body(result_json(served)))
 
     def _load(self, kept: dict[RecordKey, ProviderFacts]) -> Loaded:
         """In a worker thread: the store's provider records, their tokens read if new."""
@@ -164,7 +240,8 @@ class ProviderDesk:
         if store.state is not StoreState.UNLOCKED:
             return {}
         found: Loaded = {}
-        for record in store.records():
+        special = self._service.special_records()  # no pass over every record, when built
+        for record in store.records() if special is None else special:
             facts = record.provider
             if facts is None:
                 continue
@@ -175,16 +252,18 @@ class ProviderDesk:
             found[record.key] = (record.name, facts, facts.minted(store.password(record)))
         return found
 
-    async def _get(self, result: GetResult) -> GetResult:
+    async def _get(self, result: GetResult) -> tuple[GetResult, Minted | None]:
+        """The get's answer, and the refresher's token put in it (None: not a provider's)."""
         key = (result.name, result.username)
         if key not in self._kept:
             # Not a provider record, or one not loaded yet (just unlocked): the stored token,
             # never an expired one (a plain record past its expiry is never found at all).
             if result.expires_at is not None and result.expires_at <= self._clock():
                 raise no_valid_token(result.name)
-            return result
+            return result, None
         minted = await self.refresher.get(key)
-        return result.model_copy(update={"password": minted.token, "expires_at": minted.expires_at})
+        update = {"password": minted.token, "expires_at": minted.expires_at}
+        return result.model_copy(update=update), minted
 
     def _list(self, result: ListResult) -> ListResult:
         records = []

@@ -291,20 +291,23 @@ class Server:
     async def _answer(self, line: bytes) -> bytes:
         quick = quick_request(line)
         if quick is not None:
-            body = self._service.answer_hot(quick, _now())
+            now = _now()
+            body = self.providers.answer_hot(quick, now) or self._service.answer_hot(quick, now)
             if body is not None:
                 return render_cached(quick.request_id, body)
         try:
             request_id, request = parse_request(line)
         except RequestError as exc:
             return render_error(exc.request_id, exc.error)
+        # Taken before the lookup, so a get's answer is never tied to a newer version.
+        version = self._service.hot_version() if isinstance(request, GetRequest) else None
         try:
             result = await self.providers.before(request)  # a set with a provider
             if result is None:
                 result = self._service.answer_now(request, _now())
             if result is None:
                 result = await self._in_worker(request)
-            result = await self.providers.after(request, result)
+            result = await self.providers.after(request, result, version)
             log.debug("%s ok", request.op)
             return render_ok(request_id, result)
         except HelperdError as exc:

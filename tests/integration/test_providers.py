@@ -254,3 +254,48 @@ def test_lock_drops_the_token_unlock_loads_it_delete_forgets_it(
     assert 0 == helperctl(env, "rm", "corp").returncode
     assert 0 == json.loads(helperctl(env, "status", "--json").stdout)["providers"]
     assert 1 == provider.runs
+
+
+def full_gets(daemon: Daemon) -> int:
+    """How many gets the daemon served the full way: it logs those (at debug), not those it
+    answers from memory."""
+    return sum(line.endswith(" DEBUG get ok") for line in daemon.log.read_text().splitlines())
+
+
+def test_warm_gets_are_served_from_memory_until_a_change(
+    daemon: Daemon, provider: Provider
+) -> None:
+    """After its first get, a provider record's gets are answered from memory with the same
+    token and no run; a new token is served once minted; after a set that replaces the record,
+    a lock and a delete, the old token is never served."""
+    env = dict(daemon.env)
+    with daemon.client() as client:
+        client.init("provider passphrase")
+    assert 0 == set_provider(env, provider, "--lifetime", "4", "--min-lifetime", "2").returncode
+    with daemon.client() as client:
+        full = full_gets(daemon)
+        served = [client.get(name="corp").password for _ in range(20)]
+        assert (provider.tokens * 20, full + 1) == (served, full_gets(daemon))
+        time.sleep(2.3)  # below the minimum: the next get mints
+        minted = [client.get(name="corp").password for _ in range(2)]
+        assert (2, [provider.tokens[-1]] * 2) == (provider.runs, minted)
+
+    assert 0 == set_provider(env, provider).returncode  # replaced: a new hour-long token
+    assert [provider.tokens[2]] * 2 == [get(env).stdout.strip() for _ in range(2)]
+    assert 0 == helperctl(env, "lock").returncode
+    assert 5 == get(env).returncode
+    done = subprocess.run(
+        [HELPERCTL, "unlock", "--passphrase-stdin"],
+        env=env,
+        input="provider passphrase",
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    assert provider.tokens[2] == get(env).stdout.strip()
+    assert 0 == helperctl(env, "rm", "corp").returncode
+    gone = get(env)
+    assert (4, "") == (gone.returncode, gone.stdout)
+    assert 3 == provider.runs

@@ -196,3 +196,31 @@ def test_on_minted_stores_each_new_token(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert [(KEY, "tok-1-" + "s3cr3t" * 5)] == stored
+
+
+@pytest.mark.parametrize(("lives", "min_lifetime"), [(3600, 600), (8, 0), (1, 600)])
+def test_cached_serves_only_before_the_rules_window_and_counts_a_read(
+    tmp_path: Path, lives: int, min_lifetime: int
+) -> None:
+    """The sync fast path (the daemon's hot path) hands out the very cached token only before
+    serve_until, which lies before the expiry even with no minimum; a read through it alone
+    makes the background look start a run ahead. Nothing for a key not kept here."""
+    clock = Clock()
+
+    async def scenario() -> tuple[bool, bool, bool, bool, bool, int]:
+        refresher = Refresher(clock=clock)
+        token = old_token(lives=lives, minted_ago=0)
+        refresher.add(KEY, "ca", fake(tmp_path, "ok").replace(min_lifetime=min_lifetime), token)
+        until = refresher._entries[KEY].state.serve_until()
+        assert until is not None
+        before = until - timedelta(microseconds=1)
+        inside = refresher.cached(KEY, before) is token
+        at_window = refresher.cached(KEY, until) is None
+        at_expiry = refresher.cached(KEY, token.expires_at) is None
+        unknown = refresher.cached(("nope", "u"), before) is None
+        clock.shift = until - datetime.now(UTC) + timedelta(microseconds=1)
+        started = refresher.start_ahead()  # read only through cached, just before
+        await refresher.aclose()
+        return until < token.expires_at, inside, at_window, at_expiry, unknown, started
+
+    assert (True, True, True, True, True, 1) == asyncio.run(scenario())

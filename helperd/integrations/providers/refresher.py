@@ -117,10 +117,9 @@ class Refresher:
         if entry is None:
             raise NotFoundError("no record kept by a provider under that name")
         now = self._clock()
-        until = entry.state.serve_until()
-        if until is not None and now < until and entry.token is not None:
-            entry.state.read(now)  # what decide would answer, without its arithmetic
-            return entry.token
+        token = self.cached(key, now)
+        if token is not None:
+            return token
         decision = entry.state.decide(now)
         if decision.start_run:
             self._start(entry)
@@ -133,6 +132,23 @@ class Refresher:
         if decision.error is not None:
             raise decision.error
         return self._served(entry)
+
+    def cached(self, key: Hashable, now: datetime) -> Minted | None:
+        """The cached token of ``key`` when the rule serves it as is at ``now``, else None.
+
+        What `get` answers without `Refresh.decide`'s arithmetic: no run due or going on, no
+        failure, ``now`` before `Refresh.serve_until` (which lies before the token's expiry, so
+        an expired token is never returned). Counts as a read, so that a record read only this
+        way is still refreshed ahead. Never waits: the daemon's hot path calls it on the loop.
+        """
+        entry = self._entries.get(key)
+        if entry is None or entry.token is None:
+            return None
+        until = entry.state.serve_until()
+        if until is None or now >= until:
+            return None
+        entry.state.read(now)
+        return entry.token
 
     def start_ahead(self) -> int:
         """Start the runs ahead that are due now (records read lately, tokens near their
