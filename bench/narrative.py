@@ -206,17 +206,31 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
                 " start-up, not on the first request, would also keep that request within the"
                 " 1.5 s answer timeout."
             )
-    missed = [w for w in r.get("writers", {}).get("rows", []) if w["p50_ratio"] > 1.2]
+    rows = r.get("writers", {}).get("rows", [])
+    missed = [w for w in rows if w["p50_ratio"] > 1.2 or w["p99_ratio"] > 3]
     if missed:
         worst = max(missed, key=lambda w: w["p99_ratio"])
+        hello = ", ".join(
+            f"{w['hello_p50_ratio']:.2f}x / {w['hello_p99_ratio']:.1f}x"
+            for w in rows
+            if "hello_p50_ratio" in w
+        )
         found.append(
             f"**Reads beside a writer** miss their goal ({len(missed)} size(s); at"
             f" {worst['size']:,} repositories p50 {worst['p50_ratio']:.2f}x, p99"
-            f" {worst['p99_ratio']:.1f}x): on 2 shared cores the writer process, the daemon's"
-            " worker thread (which holds the interpreter lock while it encodes, joins and"
-            " copies the catalog) and the reader compete for the CPU, and each write drops the"
-            " kept `get` answers, so the next `get` takes the full path. The same remedies as"
-            " for `set` above shorten the worker's hold."
+            f" {worst['p99_ratio']:.1f}x). A `get` takes no lock and no thread beside a write:"
+            " it is answered on the event loop from the snapshot of the last durable write,"
+            " and kept answers outlive writes that do not touch them; in-process, a write"
+            " holds the interpreter for well under a millisecond at 10,000 records (its time"
+            " is write and fsync, which release it). What is left is the machine: the same"
+            " windows beside a client that loops `hello` and writes nothing give p50 / p99"
+            f" {hello} (10 to 10,000 repositories), so on 2 cores a second busy client alone"
+            " costs most of the p50 goal. The p99 at 10,000 repositories follows the bytes"
+            " written: each `set` still writes the whole 2.4 MB file (only the changed segment"
+            " is encrypted again) and the kernel copies it, about 150 times a second, on the"
+            " cores the reader needs; on a tmpfs, where sets run twice as often, it grows."
+            " Writing only the changed segments (one file per segment under an atomically"
+            " replaced index) would remove that copy."
         )
     return found
 

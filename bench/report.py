@@ -230,6 +230,9 @@ def _writers(r: dict[str, Any]) -> str:
             x(row["p50_ratio"]),
             x(row["p99_ratio"]),
             f"{row['sets']:,}",
+            f"{x(row['hello_p50_ratio'])} / {x(row['hello_p99_ratio'])}"
+            if "hello_p50_ratio" in row
+            else "not measured",
         ]
         for row in r["writers"]["rows"]
     ]
@@ -241,6 +244,7 @@ def _writers(r: dict[str, Any]) -> str:
             "p50 ratio (goal 1.2x)",
             "p99 ratio (goal 3x)",
             "sets made",
+            "beside a client looping `hello` instead: p50 / p99 ratio",
         ],
         rows,
     )

@@ -10,6 +10,7 @@ the quiet ones (goal: p50 at most 1.2x, p99 at most 3x).
 
 from __future__ import annotations
 
+import functools
 import signal
 import socket
 import subprocess
@@ -37,6 +38,9 @@ while not select.select([sys.stdin], [], [], 0)[0]:
 print(count)
 """
 
+# Loops `hello` the same way: another busy client, which writes nothing.
+HELLO = WRITER.replace('client.set("bench-written", f"pw-{count}", username="w")', "client.hello()")
+
 
 def _window(sock: socket.socket, request: bytes, seconds: float, into: list[float]) -> None:
     """Time gets one after another for ``seconds``, a short pause between them."""
@@ -56,6 +60,41 @@ def _window(sock: socket.socket, request: bytes, seconds: float, into: list[floa
         time.sleep(0.001)
 
 
+def _beside(
+    sock: socket.socket,
+    request: bytes,
+    code: str,
+    *,
+    home: Path,
+    daemon_socket: Path,
+    rounds: int,
+    window: float,
+) -> tuple[list[float], list[float], int]:
+    """Gets alone and beside a process running ``code``, in alternating windows; and how many
+    requests that process made."""
+    quiet: list[float] = []
+    busy: list[float] = []
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code, str(daemon_socket)],
+        env=daemon_env(home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.3)
+        for _ in range(rounds):
+            _window(sock, request, window, busy)
+            writer.send_signal(signal.SIGSTOP)
+            time.sleep(0.1)  # the request it had sent is done
+            _window(sock, request, window, quiet)
+            writer.send_signal(signal.SIGCONT)
+    finally:
+        writer.send_signal(signal.SIGCONT)
+        out, _ = writer.communicate("", timeout=120)
+    return quiet, busy, int(out or 0)
+
+
 def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str, Any]:
     layout = Layout(size)
     home = workdir / f"w{size}"
@@ -63,32 +102,23 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
     key = new_key_file(workdir / f"w{size}.key")
     build_store(home / "store.enc", layout, key_file=key)
     request = layout.service_request()
-    quiet: list[float] = []
-    busy: list[float] = []
     with helperd_daemon(home, key) as daemon, socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(60)
         sock.connect(str(daemon.socket))
         _window(sock, request, 0.3, [])  # the key-file store opens on the first get
-        writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(daemon.socket)],
-            env=daemon_env(home),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+        beside = functools.partial(
+            _beside,
+            sock,
+            request,
+            home=home,
+            daemon_socket=daemon.socket,
+            rounds=rounds,
+            window=window,
         )
-        try:
-            time.sleep(0.3)
-            for _ in range(rounds):
-                _window(sock, request, window, busy)
-                writer.send_signal(signal.SIGSTOP)
-                time.sleep(0.1)  # the set it had sent is done
-                _window(sock, request, window, quiet)
-                writer.send_signal(signal.SIGCONT)
-        finally:
-            writer.send_signal(signal.SIGCONT)
-            out, _ = writer.communicate("", timeout=120)
-        sets = int(out or 0)
+        quiet, busy, sets = beside(WRITER)
+        alone, hellos, _ = beside(HELLO)
     quiet_s, busy_s = summarize(quiet), summarize(busy)
+    alone_s, hello_s = summarize(alone), summarize(hellos)
     return {
         "size": size,
         "quiet_us": quiet_s.as_dict(),
@@ -96,6 +126,8 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         "p50_ratio": ratio(busy_s.p50, quiet_s.p50),
         "p99_ratio": ratio(busy_s.p99, quiet_s.p99),
         "sets": sets,
+        "hello_p50_ratio": ratio(hello_s.p50, alone_s.p50),
+        "hello_p99_ratio": ratio(hello_s.p99, alone_s.p99),
     }
 
 

@@ -152,6 +152,19 @@ class HotCache:
         self.keep(key, *found)
         return found
 
+    @property
+    def size(self) -> int:
+        """How many answers are kept."""
+        return len(self._answers)
+
+    def carry_all(self, now: datetime) -> None:
+        """Check every earlier answer now, keeping those that still hold, and forget the
+        earlier cache."""
+        if self._earlier is not None:
+            for key in list(self._earlier):
+                self._carried(key, now)
+        self._earlier = None
+
     def keep(self, key: GetKey, record: Record, body: bytes) -> None:
         """Keep ``body``, the answer found in ``record``, for later requests with ``key``."""
         if len(self._answers) >= MAX_ENTRIES:

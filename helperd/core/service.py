@@ -175,7 +175,7 @@ class Service(HotOps, WriteOps, PassphraseOps):
             if not isinstance(request, _READS):
                 earlier, self._hot = self._hot, HotCache(None)
                 self._prime_catalog()
-                self._hot = self._carry_hot(earlier)
+                self._hot = self._carry_hot(earlier, now)
             # Certificate files follow every change of records or lock state (core/certs.py).
             if self.certs is not None and isinstance(request, _CHANGES):
                 self.certs.update(self.store, now, self.special_records())

@@ -21,6 +21,9 @@ from helperd.core.upstream_view import Upstream
 
 __all__ = ["HotOps"]
 
+_CHECKED_AT_ONCE = 64
+"""Kept answers up to which a write checks them all before it is acknowledged."""
+
 
 class HotOps:
     """`answer_hot` and the rendered ``get`` answers it serves (`helperd.core.service.Service`);
@@ -83,12 +86,14 @@ class HotOps:
             self._last_use = now
         return True
 
-    def _carry_hot(self, earlier: HotCache) -> HotCache:
+    def _carry_hot(self, earlier: HotCache, now: datetime) -> HotCache:
         """The kept answers for the store's version after a write: ``earlier``'s are served
         again for requests that find the very same record, which the write did not replace.
 
         Only when the store says what the write changed (`Store.records_delta`) and the
         catalog of the new version is built; otherwise none are (a lock drops them all).
+        A few answers are checked here, in the writer's thread, so the next gets find them
+        ready; more are checked on their first request.
         """
         try:
             records = self.store.records()
@@ -112,7 +117,10 @@ class HotOps:
             except HelperdError:
                 return False
 
-        return HotCache(records, earlier, still)
+        carried = HotCache(records, earlier, still)
+        if earlier.size <= _CHECKED_AT_ONCE:
+            carried.carry_all(now)
+        return carried
 
     def _keep_hot(
         self, request: GetRequest, catalog: Catalog, record: Record, result: GetResult

@@ -188,8 +188,19 @@ class ProviderDesk:
         if isinstance(result, StatusResult):
             return self._status(result)
         if not isinstance(request, _READS):
-            await self.reload()
+            if self._kept or self._may_hold_providers():
+                await self.reload()
+            else:
+                self._warm = _Warm(None)
         return result
+
+    def _may_hold_providers(self) -> bool:
+        """False when the store now holds no provider record, as the lookup catalog of its
+        current records says without blocking: a write then needs no trip to a worker."""
+        if self._service.store.reads_block:
+            return True
+        special = self._service.special_records()
+        return special is None or any(record.provider is not None for record in special)
 
     async def reload(self) -> None:
         """Keep the store's provider records (none while it is locked), tokens included."""

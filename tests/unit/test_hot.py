@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from helperd.core import service_hot
 from helperd.core.hot import quick_request, render_cached
 from helperd.core.protocol import DeleteRequest, LockRequest, parse_request, render_ok
 from helperd.core.service import Service
@@ -98,10 +99,15 @@ def test_an_expired_record_and_a_due_idle_lock_leave_the_hot_path(service: Servi
     assert None is hot_answer(service, GET, T0 + timedelta(minutes=20))
 
 
-@pytest.fixture
-def on_file(tmp_path: Path) -> Iterator[Service]:
+@pytest.fixture(params=["checked-by-the-write", "checked-on-first-request"])
+def on_file(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Service]:
     """A service on a real key-file store (which says what each write changed), holding
-    ``acme`` (by service name) and ``corp`` (by URL)."""
+    ``acme`` (by service name) and ``corp`` (by URL); kept answers are checked after each
+    write by the writer, or (as past 64 of them) on their first request."""
+    if request.param == "checked-on-first-request":
+        monkeypatch.setattr(service_hot, "_CHECKED_AT_ONCE", 0)
     folder = tmp_path / "data"
     folder.mkdir(mode=0o700)
     key = tmp_path / "helperd.key"
@@ -154,7 +160,7 @@ def test_a_record_put_again_as_the_same_object_is_not_served_hot(on_file: Servic
     (record,) = [r for r in on_file.store.records() if r.name == "acme"]
     on_file.store.put(record, SecretStr("pw9"))
     on_file._prime_catalog()
-    on_file._hot = on_file._carry_hot(earlier)
+    on_file._hot = on_file._carry_hot(earlier, T0)
     assert None is hot_answer(on_file, GET)
     assert b'"password":"pw9"' in full_answer(on_file, GET)
 
@@ -168,4 +174,4 @@ def test_a_lock_after_writes_serves_nothing_kept(on_file: Service) -> None:
     assert None is not hot_answer(on_file, GET)
     on_file.store.close()
     assert None is hot_answer(on_file, GET)
-    assert None is on_file._carry_hot(earlier).records
+    assert None is on_file._carry_hot(earlier, T0).records
