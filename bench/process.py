@@ -174,8 +174,9 @@ def run_load(
     max_requests: int = 1000,
     seconds: float = 5.0,
     warmup: int = 20,
+    cpu: int | None = None,
 ) -> Load:
-    """Run the C load generator once against ``socket_path``.
+    """Run the C load generator once against ``socket_path`` (on CPU ``cpu`` alone if given).
 
     Raises:
         RuntimeError: the generator failed, or some responses were not ``"ok": true``.
@@ -184,6 +185,8 @@ def run_load(
     request_file.write_bytes(request)
     argv = [str(load), str(socket_path), str(request_file), str(clients)]
     argv += ["fresh" if fresh else "kept", str(max_requests), f"{seconds:g}", str(warmup)]
+    if cpu is not None:
+        argv = ["taskset", "--cpu-list", str(cpu), *argv]
     done = subprocess.run(
         argv, capture_output=True, timeout=seconds * 3 + 120, check=False, stdin=subprocess.DEVNULL
     )

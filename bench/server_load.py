@@ -5,12 +5,18 @@ Four servers answer the same request line with the same response bytes: the C ec
 and renders JSON (the issue's 1.3x aim), and helperd itself. One C load generator drives
 them all, and the servers take turns round by round, so that a noisy neighbour hits each of
 them alike rather than one of them in full.
+
+Latency runs with the client and the server on one CPU (`pinned`): on this machine's two
+virtual CPUs the kernel otherwise places them on one CPU or on two, at random from run to run,
+and the cross-CPU wake-up that the second placement adds (about 25 µs) moves every server's
+p50 by more than helperd differs from the floor. Throughput runs unpinned.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +53,7 @@ class Servers:
     response: bytes
     load: Path
     workdir: Path
-    helperd_pid: int
+    pids: dict[str, int]
 
 
 @contextlib.contextmanager
@@ -79,19 +85,39 @@ def running_servers(workdir: Path, binaries: dict[str, Path], records: int) -> I
         canned.write_bytes(response)
         sockets = {name: workdir / f"{name}.sock" for name in SERVERS}
         sockets["helperd"] = daemon.socket
+        pids = {"helperd": daemon.process.pid}
         if FAST:
             fast = extra.enter_context(helperd_daemon(fast_home, fast_key))
             exchange(fast.socket, request)  # opens its store
             sockets["helperd_uvloop"] = fast.socket
+            pids["helperd_uvloop"] = fast.process.pid
         floor = [sys.executable, str(BENCH / "floor.py")]
         with (
-            served([str(binaries["echo"]), str(sockets["c_echo"]), str(canned)], sockets["c_echo"]),
-            served([*floor, str(sockets["floor"]), str(canned)], sockets["floor"]),
+            served(
+                [str(binaries["echo"]), str(sockets["c_echo"]), str(canned)], sockets["c_echo"]
+            ) as c_echo,
+            served([*floor, str(sockets["floor"]), str(canned)], sockets["floor"]) as plain,
             served(
                 [*floor, str(sockets["floor_json"]), str(canned), "--json"], sockets["floor_json"]
-            ),
+            ) as parsing,
         ):
-            yield Servers(sockets, request, response, binaries["load"], workdir, daemon.process.pid)
+            pids.update(c_echo=c_echo.pid, floor=plain.pid, floor_json=parsing.pid)
+            yield Servers(sockets, request, response, binaries["load"], workdir, pids)
+
+
+PINNED_CPU = 0
+"""The CPU that latency's client and server share (`pinned`)."""
+
+
+@contextlib.contextmanager
+def pinned(pid: int, cpu: int = PINNED_CPU) -> Iterator[None]:
+    """Keep process ``pid``'s main thread (a server's event loop) on ``cpu``; let it go after."""
+    before = os.sched_getaffinity(pid)
+    os.sched_setaffinity(pid, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(pid, before)
 
 
 def latency(servers: Servers, rounds: int, kept: int, fresh: int) -> dict[str, Any]:
@@ -102,16 +128,18 @@ def latency(servers: Servers, rounds: int, kept: int, fresh: int) -> dict[str, A
         order = SERVERS[turn % len(SERVERS) :] + SERVERS[: turn % len(SERVERS)]
         for name in order:
             for mode, count in (("kept", kept), ("fresh", fresh)):
-                run = run_load(
-                    servers.load,
-                    servers.sockets[name],
-                    servers.request,
-                    servers.workdir,
-                    fresh=mode == "fresh",
-                    max_requests=count,
-                    seconds=30.0,
-                    warmup=50,
-                )
+                with pinned(servers.pids[name]):
+                    run = run_load(
+                        servers.load,
+                        servers.sockets[name],
+                        servers.request,
+                        servers.workdir,
+                        fresh=mode == "fresh",
+                        max_requests=count,
+                        seconds=30.0,
+                        warmup=50,
+                        cpu=PINNED_CPU,
+                    )
                 samples.setdefault((name, mode), []).extend(run.latencies_us)
                 per_round.setdefault((name, mode), []).append(summarize(run.latencies_us).p50)
     table: dict[str, Any] = {"rounds": rounds, "rows": []}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from helperd_client.errors import BadRequestError
 from helperd_client.wire import PROTOCOL_VERSION, decode_line
@@ -73,15 +73,16 @@ def quick_request(line: bytes) -> QuickRequest | None:
         return None
     op = message.get("op")
     if op == "get" and message.keys() <= _GET_FIELDS:
-        key = tuple(message.get(n) for n in ("name", "url", "service", "username"))
-        if all(_text(value) for value in key):
-            return QuickRequest(request_id, op, key)  # type: ignore[arg-type]
+        get = message.get
+        key = (get("name"), get("url"), get("service"), get("username"))
+        if _text(key[0]) and _text(key[1]) and _text(key[2]) and _text(key[3]):
+            return QuickRequest(request_id, op, key)
     elif op == "hello" and message.keys() == _HELLO_FIELDS:
-        return QuickRequest(request_id, op, (None, None, None, None))  # type: ignore[arg-type]
+        return QuickRequest(request_id, op, (None, None, None, None))
     return None
 
 
-def _valid_id(value: object) -> bool:
+def _valid_id(value: object) -> TypeGuard[int | str]:
     """As `helperd.core.protocol`'s ``_Id``: a 64-bit integer (not a bool) or a short string."""
     if type(value) is int:
         return -(2**63) <= value < 2**63
@@ -99,7 +100,10 @@ def render_body(result: dict[str, Any]) -> bytes:
 
 def render_cached(request_id: int | str, body: bytes) -> bytes:
     """The response line for ``body`` under ``request_id``: the bytes `render_ok` makes."""
-    head = json.dumps(request_id, ensure_ascii=False).encode()
+    if type(request_id) is int:  # what clients send: no JSON encoder needed
+        head = b"%d" % request_id
+    else:
+        head = json.dumps(request_id, ensure_ascii=False).encode()
     return b'{"v":%d,"id":%s,"ok":true,"result":%s}\n' % (PROTOCOL_VERSION, head, body)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -72,6 +73,16 @@ def test_kept_answer_is_the_full_paths_bytes_under_each_id(service: Service) -> 
     assert first == hot_answer(service, GET)
     hello = b'{"v":1,"id":3,"op":"hello"}'
     assert full_answer(service, hello) == hot_answer(service, hello)
+
+
+@pytest.mark.parametrize("request_id", [0, -1, 2**63 - 1, -(2**63), "", 'é\u2028"x"', "\\u0041"])
+def test_kept_answer_renders_every_id_as_the_full_path_does(
+    service: Service, request_id: int | str
+) -> None:
+    """Integer ids are written without the JSON encoder; every id gives render_ok's bytes."""
+    full_answer(service, GET)
+    line = GET.replace(b'"id":7', b'"id":' + json.dumps(request_id).encode())
+    assert full_answer(service, line) == hot_answer(service, line)
 
 
 def test_a_change_or_a_lock_drops_the_kept_answers(service: Service) -> None:
