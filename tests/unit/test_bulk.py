@@ -1,0 +1,30 @@
+"""helperd.core.bulk: work on every record at once without the cyclic GC walking it."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from helperd.core.bulk import paused_gc
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_paused_in_the_block_and_as_it_was_after(enabled: bool) -> None:
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with paused_gc():
+            assert not gc.isenabled()
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_what_the_block_made_is_frozen_so_no_collection_walks_it_again() -> None:
+    """A first collection after a bulk build walked every object it made (150 ms at 100,000
+    records); frozen, the youngest generation holds none of them."""
+    with paused_gc():
+        made = [{"n": n} for n in range(20_000)]
+    assert gc.get_count()[0] < 1_000
+    assert gc.get_freeze_count() >= len(made)
