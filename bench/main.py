@@ -64,7 +64,7 @@ class Budget:
     import_traces: int = 9
     sizes: tuple[int, ...] = (10, 1_000, 100_000)
     starts: int = 3
-    gets: int = 600
+    gets: int = 10_000
     get_seconds: float = 10.0
     get_rounds: int = 5
     lists: int = 3

@@ -306,7 +306,7 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " `get` latency comes from one daemon per size running side by side, the sizes"
         f" taking turns in {r['budget'].get('get_rounds', 1)} rounds of"
         f" {r['budget']['gets'] // r['budget'].get('get_rounds', 1)} requests each, over a"
-        " kept connection."
+        " kept connection, the daemon's event loop and the client on one CPU (as in item 1)."
         " Start-up is `Popen` to the first `hello`; a key-file store opens on its first"
         " request; unlock is the `unlock` op on a passphrase store of the same size (Argon2id"
         " with the default cost, then decrypt and parse); a durable `set` replaces one"

@@ -24,12 +24,14 @@ from helperd.testing import Daemon, start_daemon
 
 __all__ = [
     "BENCH",
+    "PINNED_CPU",
     "REPO",
     "Load",
     "compile_c",
     "exchange",
     "helperd_daemon",
     "new_key_file",
+    "pinned",
     "run_load",
     "scratch",
     "served",
@@ -120,6 +122,24 @@ def helperd_daemon(
         yield daemon
     finally:
         daemon.stop()
+
+
+PINNED_CPU = 0
+"""The CPU a measured server and its load client share (`pinned`, `run_load`'s ``cpu``):
+on two virtual CPUs, the kernel otherwise puts them on one CPU or on two at random from run
+to run, and the cross-CPU wake-up of the second placement (about 25 µs) moves a p50 by more
+than the servers differ."""
+
+
+@contextlib.contextmanager
+def pinned(pid: int, cpu: int = PINNED_CPU) -> Iterator[None]:
+    """Keep process ``pid``'s main thread (a server's event loop) on ``cpu``; let it go after."""
+    before = os.sched_getaffinity(pid)
+    os.sched_setaffinity(pid, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(pid, before)
 
 
 def new_key_file(path: Path) -> Path:

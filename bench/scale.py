@@ -9,7 +9,8 @@ size is unlocked too (Argon2id + parse).
 
 ``get`` latency, by Poetry's service and by pip's URL, is measured with one daemon per size
 running side by side, the sizes taking turns in rounds (as the servers of item 1 do), so that
-a noisy neighbour does not land on one size alone.
+a noisy neighbour does not land on one size alone; each daemon shares one CPU with the load
+client while it is measured (`bench.process.pinned`), as in item 1.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from helperd_client import Client, DaemonUnreachableError, HelperdError
 
-from bench.process import exchange, new_key_file, run_load, stop
+from bench.process import PINNED_CPU, exchange, new_key_file, pinned, run_load, stop
 from bench.stats import ratio, summarize
 from bench.store import PASSWORD, USERNAME, Layout, build_store
 from helperd.stores.durable import write_atomic
@@ -143,11 +144,12 @@ def _gets(
     rounds = budget["get_rounds"]
     latencies: dict[tuple[int, str], list[float]] = {}
     with contextlib.ExitStack() as stack:
-        sockets = {}
+        sockets, pids = {}, {}
         for size in sizes:
             home = workdir / f"n{size}"
             key = workdir / f"n{size}.key"
-            stack.enter_context(_daemon(home, {"HELPERD_KEY_FILE": str(key)}))
+            process, _ = stack.enter_context(_daemon(home, {"HELPERD_KEY_FILE": str(key)}))
+            pids[size] = process.pid
             sockets[size] = home / "helperd.sock"
             _first_get(sockets[size], Layout(size).service_request())  # opens the store
         for turn in range(rounds):
@@ -158,15 +160,17 @@ def _gets(
                     ("service", layout.service_request()),
                     ("url", layout.url_request()),
                 ):
-                    run = run_load(
-                        load,
-                        sockets[size],
-                        request,
-                        workdir,
-                        max_requests=budget["gets"] // rounds,
-                        seconds=budget["get_seconds"] / rounds,
-                        warmup=2,
-                    )
+                    with pinned(pids[size]):
+                        run = run_load(
+                            load,
+                            sockets[size],
+                            request,
+                            workdir,
+                            max_requests=budget["gets"] // rounds,
+                            seconds=budget["get_seconds"] / rounds,
+                            warmup=50,
+                            cpu=PINNED_CPU,
+                        )
                     latencies.setdefault((size, kind), []).extend(run.latencies_us)
     return {
         size: {

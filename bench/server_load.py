@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.process import BENCH, exchange, helperd_daemon, new_key_file, run_load, served
+from bench.process import (
+    BENCH,
+    PINNED_CPU,
+    exchange,
+    helperd_daemon,
+    new_key_file,
+    pinned,
+    run_load,
+    served,
+)
 from bench.stats import ratio, summarize
 from bench.store import Layout, build_store
 
@@ -103,21 +111,6 @@ def running_servers(workdir: Path, binaries: dict[str, Path], records: int) -> I
         ):
             pids.update(c_echo=c_echo.pid, floor=plain.pid, floor_json=parsing.pid)
             yield Servers(sockets, request, response, binaries["load"], workdir, pids)
-
-
-PINNED_CPU = 0
-"""The CPU that latency's client and server share (`pinned`)."""
-
-
-@contextlib.contextmanager
-def pinned(pid: int, cpu: int = PINNED_CPU) -> Iterator[None]:
-    """Keep process ``pid``'s main thread (a server's event loop) on ``cpu``; let it go after."""
-    before = os.sched_getaffinity(pid)
-    os.sched_setaffinity(pid, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(pid, before)
 
 
 def latency(servers: Servers, rounds: int, kept: int, fresh: int) -> dict[str, Any]:
