@@ -400,7 +400,11 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " store says what a write changed, and the next catalog shares its tables with the"
         " previous one under a small layer of changes; the answers a write leaves as they"
         " were are checked by the writer and kept; and a provider record's warm token is"
-        " answered from its rendered bytes like a plain record's.\n\n"
+        " answered from its rendered bytes like a plain record's. Last: a kept answer goes out"
+        " under an integer id without the JSON encoder (about 5 µs of Python per kept `get`"
+        " instead of 7), what a bulk build leaves alive is frozen for the garbage collector"
+        " (two collections of about 150 ms each no longer follow the opening of a"
+        " 100,000-record store), and latency is measured with server and client on one CPU.\n\n"
         "Still open: the measured costs and the"
         " changes that remove them, largest first.\n"
     )
