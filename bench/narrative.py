@@ -221,7 +221,7 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
             " (p99 125 µs and 247 µs); the p50 grew in the two wake-ups between the processes,"
             " client to daemon 46 µs to 76 µs and back about 29 µs more: the kernel scheduling"
             " four busy threads on two virtual CPUs. Each `set` costs the daemon about 620 µs"
-            " of CPU (350 µs in Python, 270 µs in the kernel for the new file, its fsync, the"
+            " of CPU (350 µs in user space, 270 µs in the kernel for the new file, its fsync, the"
             " rename and the directory's fsync, by /proc), and the writer loops as fast as"
             " that allows: with the fsyncs taken out (an experiment) sets ran 1.5x as often"
             " and the p50 ratio grew to 2.9x; with the reader and the event loop pinned to one"

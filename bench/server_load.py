@@ -6,10 +6,8 @@ and renders JSON (the issue's 1.3x aim), and helperd itself. One C load generato
 them all, and the servers take turns round by round, so that a noisy neighbour hits each of
 them alike rather than one of them in full.
 
-Latency runs with the client and the server on one CPU (`pinned`): on this machine's two
-virtual CPUs the kernel otherwise places them on one CPU or on two, at random from run to run,
-and the cross-CPU wake-up that the second placement adds (about 25 µs) moves every server's
-p50 by more than helperd differs from the floor. Throughput runs unpinned.
+Latency runs with the client and the server on one CPU (`bench.process.pinned` says why);
+throughput runs unpinned.
 """
 
 from __future__ import annotations
