@@ -6,12 +6,13 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from helperd.testing import Daemon, start_daemon
+from tests.support.secret_service import unexpected_exits
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +62,16 @@ def key_daemon(home: Path, key_file: Path) -> Iterator[Daemon]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report says when its gnome-keyring or D-Bus exited by itself meanwhile
+    (tests/support/secret_service.py), with that process's status and the end of its log."""
+    report = yield
+    notes = unexpected_exits()  # told with the phase that saw them, or not at all
+    if report.failed and notes:
+        report.sections.append(("the Secret Service exited by itself", "\n\n".join(notes)))
+    return report

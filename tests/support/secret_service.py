@@ -13,6 +13,11 @@ even when the test (or the start-up itself) failed::
     with SecretService() as service:
         service.apply(monkeypatch)            # in-process: keyring, secretstorage
         subprocess.run(cmd, env=service.environ())  # subprocesses
+
+When gnome-keyring or its bus exits by itself (a crash in the middle of a test: seen twice in
+full runs as "Message recipient disconnected" and "no collection"), `unexpected_exits` says so
+with the exit status and the tail of its log; tests/conftest.py adds that to the report of a
+failed test, so the cause can be read where the failure is.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from secretstorage.util import DBusAddressWrapper, format_secret, open_session
 
 from tests.support.tools import require_tool
 
-__all__ = ["SecretService"]
+__all__ = ["SecretService", "unexpected_exits"]
 
 BUS_NAME = "org.freedesktop.secrets"
 LOGIN_COLLECTION = "/org/freedesktop/secrets/collection/login"
@@ -83,6 +88,7 @@ class SecretService:
         self.paused = False
         self._bus: subprocess.Popen[bytes] | None = None
         self._keyring: subprocess.Popen[bytes] | None = None
+        self._told = False
 
     # -- environment ---------------------------------------------------------------------
 
@@ -135,6 +141,7 @@ class SecretService:
         dbus_daemon = require_tool("dbus-daemon")
         gnome_keyring = require_tool("gnome-keyring-daemon")
         self.root = Path(tempfile.mkdtemp(dir="/tmp", prefix="hd"))
+        _live.add(self)
         try:
             self._start(dbus_daemon, gnome_keyring)
         except BaseException:
@@ -220,6 +227,10 @@ class SecretService:
 
     def stop(self) -> None:
         """Stop gnome-keyring, then the bus (by PID; SIGKILL after 5 s), and remove the folder."""
+        _live.discard(self)
+        note = self.unexpected_exit()  # before the log goes with the folder
+        if note is not None:
+            _notes.append(note)
         for process in (self._keyring, self._bus):
             if process is None or process.poll() is not None:
                 continue
@@ -239,6 +250,25 @@ class SecretService:
         self.paused = False
         if self.root != Path() and self.root.is_dir():
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def unexpected_exit(self) -> str | None:
+        """What exited by itself since the start (gnome-keyring, the bus), with its status and
+        the tail of its log; None while both run (a paused one runs). Said once."""
+        if self._told:
+            return None
+        gone = [
+            f"{name} (PID {process.pid}) exited by itself, {_status(process.returncode)};"
+            f" the end of its log:\n{self._log(log)}"
+            for name, process, log in (
+                ("gnome-keyring-daemon", self._keyring, "keyring.log"),
+                ("dbus-daemon", self._bus, "bus.log"),
+            )
+            if process is not None and process.poll() is not None
+        ]
+        if not gone:
+            return None
+        self._told = True
+        return "\n".join(gone)
 
     def _log(self, name: str) -> str:
         try:
@@ -326,6 +356,27 @@ class SecretService:
             yield
         finally:
             self.resume()
+
+
+_live: set[SecretService] = set()
+"""Started and not stopped yet."""
+_notes: list[str] = []
+"""What `SecretService.stop` found exited by itself, until `unexpected_exits` hands it out."""
+
+
+def unexpected_exits() -> list[str]:
+    """What exited by itself, in every Secret Service started since the last call (running
+    or stopped since); each exit is told once."""
+    found = [note for service in list(_live) if (note := service.unexpected_exit()) is not None]
+    found += _notes
+    _notes.clear()
+    return found
+
+
+def _status(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _process_state(pid: int) -> str:
