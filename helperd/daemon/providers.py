@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Executor
 from datetime import UTC, datetime
 
 from helperd_client.errors import HelperdError
@@ -45,6 +44,7 @@ from helperd.core.provider_record import ProviderFacts, check_provider_set, no_v
 from helperd.core.record import Kind, Record, RecordKey
 from helperd.core.service import Service
 from helperd.core.store import StoreState
+from helperd.daemon.workers import Workers
 from helperd.integrations.providers.refresher import AHEAD_INTERVAL, Refresher, RunProvider
 from helperd.integrations.providers.runner import run_provider
 
@@ -76,7 +76,7 @@ class ProviderDesk:
 
     Args:
         service: the service whose store holds the records.
-        executor: the worker threads for store calls.
+        workers: the worker threads for store calls.
         run: runs a provider once (None: `run_provider`, the real commands; a fake in tests).
         clock: the time now (aware).
     """
@@ -84,13 +84,13 @@ class ProviderDesk:
     def __init__(
         self,
         service: Service,
-        executor: Executor,
+        workers: Workers,
         *,
         run: RunProvider | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._service = service
-        self._executor = executor
+        self._workers = workers
         self._clock = clock or (lambda: datetime.now(UTC))
         self.refresher = Refresher(
             run=run or run_provider, clock=self._clock, on_minted=self._store_minted
@@ -140,10 +140,7 @@ class ProviderDesk:
             }
         )
         facts = ProviderFacts.of(spec, minted)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._service.set_provided, stored, facts, self._clock()
-        )
+        return await self._workers.submit(self._service.set_provided, stored, facts, self._clock())
 
     def answer_hot(self, request: QuickRequest, now: datetime) -> bytes | None:
         """The rendered answer of a get of a provider record served before, or None when it
@@ -204,10 +201,9 @@ class ProviderDesk:
 
     async def reload(self) -> None:
         """Keep the store's provider records (none while it is locked), tokens included."""
-        loop = asyncio.get_running_loop()
         kept = dict(self._kept)
         try:
-            loaded = await loop.run_in_executor(self._executor, self._load, kept)
+            loaded = await self._workers.submit(self._load, kept)
         except HelperdError as exc:
             self._warm = _Warm(None)
             log.warning("could not load the provider records: %s", exc.message)
@@ -300,10 +296,7 @@ class ProviderDesk:
     async def _store_minted(self, key: Hashable, spec: ProviderSpec, minted: Minted) -> None:
         """Store a token the refresher minted, from a worker thread (never on the loop)."""
         assert isinstance(key, tuple)
-        loop = asyncio.get_running_loop()
-        stored = await loop.run_in_executor(
-            self._executor, self._service.store_minted, key, spec, minted
-        )
+        stored = await self._workers.submit(self._service.store_minted, key, spec, minted)
         if stored:
             self._kept[key] = ProviderFacts.of(spec, minted)
 

@@ -23,7 +23,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +54,7 @@ from helperd.core.service import Service
 from helperd.daemon.peer import peer_uid
 from helperd.daemon.providers import ProviderDesk
 from helperd.daemon.socket_file import StartupError, _remove_if_ours, bind_socket
+from helperd.daemon.workers import Workers
 
 __all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
 
@@ -109,14 +109,14 @@ class Server:
         self._backlog = backlog
         self._read_timeout = read_timeout
         self._max_connections = max_connections
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="helperd-worker")
+        self._workers = Workers(workers)
         self._connections: set[_Connection] = set()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._stop = asyncio.Event()
         self._uid = os.getuid()
         self._quiet_since = time.monotonic()
-        self.providers = ProviderDesk(service, self._executor)
+        self.providers = ProviderDesk(service, self._workers)
 
     @property
     def idle_since(self) -> float | None:
@@ -173,7 +173,7 @@ class Server:
             await self.providers.aclose()
             for conn in list(self._connections):
                 conn.writer.close()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._workers.close()
             if owned_path is not None and owned_inode is not None:
                 _remove_if_ours(owned_path, owned_inode)
             log.info("stopped")
@@ -187,7 +187,6 @@ class Server:
                 await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
 
     async def _tick_idle_lock(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             idle = self._service.idle_lock  # read each round: SIGHUP may change it
             period = 30.0 if idle is None else max(0.5, min(idle.total_seconds() / 4, 30.0))
@@ -195,7 +194,7 @@ class Server:
             if self._service.idle_lock is None:
                 continue
             try:
-                await loop.run_in_executor(self._executor, self._service.tick, _now())
+                await self._workers.submit(self._service.tick, _now())
             except HelperdError as exc:
                 log.warning("idle lock failed: %s", exc.message)
 
@@ -324,8 +323,7 @@ class Server:
         ``store_unavailable`` naming the store, inside the client's timeout; its thread goes on
         until the call returns. Writes are never cut short: their answer says what happened.
         """
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, self._service.handle, request, _now())
+        work = self._workers.submit(self._service.handle, request, _now())
         if not isinstance(request, _BOUNDED):
             return await work
         try:

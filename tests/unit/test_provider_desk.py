@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from helperd.core.provider_output import Minted
 from helperd.core.provider_record import ProviderFacts
 from helperd.core.record import Kind
 from helperd.daemon.providers import ProviderDesk
+from helperd.daemon.workers import Workers
 
 SPEC = command(["/bin/true"], username="aws")
 KEY = ("corp", "aws")
@@ -58,10 +58,10 @@ def result(expires_at: datetime | None) -> GetResult:
     )
 
 
-def desk_with(service: Any, run: Any) -> tuple[ProviderDesk, ThreadPoolExecutor]:
+def desk_with(service: Any, run: Any) -> tuple[ProviderDesk, Workers]:
     """A desk over ``service`` whose provider runs are ``run``."""
-    executor = ThreadPoolExecutor(1, thread_name_prefix="helperd-worker")
-    return ProviderDesk(service, executor, run=run), executor
+    workers = Workers(1)
+    return ProviderDesk(service, workers, run=run), workers
 
 
 def test_a_minted_token_is_stored_from_a_worker_thread() -> None:
@@ -74,14 +74,14 @@ def test_a_minted_token_is_stored_from_a_worker_thread() -> None:
         return fresh
 
     async def scenario() -> Minted:
-        desk, executor = desk_with(service, run)
+        desk, workers = desk_with(service, run)
         old = minted(datetime.now(UTC) - timedelta(hours=2))  # expired: a get runs the provider
         desk.refresher.add(KEY, "corp", SPEC, old)
         desk._kept[KEY] = ProviderFacts.of(SPEC, old)
         answered = await desk.after(GET, result(old.expires_at))
         assert isinstance(answered, GetResult)
         assert ProviderFacts.of(SPEC, fresh) == desk._kept[KEY]
-        executor.shutdown()
+        workers.close()
         return Minted(answered.password, answered.expires_at, fresh.minted_at)  # type: ignore[arg-type]
 
     answered = asyncio.run(scenario())
@@ -98,11 +98,11 @@ def test_a_record_not_loaded_yet_never_gets_an_expired_token(past: bool) -> None
     expires = now - timedelta(seconds=1) if past else now + timedelta(minutes=5)
 
     async def scenario() -> object:
-        desk, executor = desk_with(FakeService(), None)
+        desk, workers = desk_with(FakeService(), None)
         try:
             return await desk.after(GET, result(expires))
         finally:
-            executor.shutdown()
+            workers.close()
 
     if past:
         with pytest.raises(StoreUnavailableError) as refused:

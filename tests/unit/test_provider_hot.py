@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,11 +37,13 @@ SERVE_FOR = LIFETIME - timedelta(minutes=10) - timedelta(minutes=2)
 class Daemon:
     """The server's answers to lines, with the time and the provider under the test's hand."""
 
-    def __init__(self, service: Service, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, service: Service) -> None:
         self.now = datetime.now(UTC)
         self.service = service
         self.server = Server(service, workers=1)
-        self.desk = ProviderDesk(service, executor, run=self._run, clock=lambda: self.now)
+        self.desk = ProviderDesk(
+            service, self.server._workers, run=self._run, clock=lambda: self.now
+        )
         self.server.providers = self.desk
         self.runs = 0
         self.fail = False
@@ -79,9 +80,8 @@ Scenario = Callable[[Daemon], Awaitable[Any]]
 
 
 @pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+def run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """Run a scenario against a daemon with a provider record ``corp`` set (token 1)."""
-    executor = ThreadPoolExecutor(1, thread_name_prefix="helperd-worker")
 
     def go(
         scenario: Scenario,
@@ -91,7 +91,7 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
         service = Service(store or InMemory(), store_reason="test", idle_lock=idle_lock)
 
         async def main() -> Any:
-            daemon = Daemon(service, executor)
+            daemon = Daemon(service)
             monkeypatch.setattr(server_module, "_now", lambda: daemon.now)
             parse = server_module.parse_request
 
@@ -106,12 +106,11 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
                 return await scenario(daemon)
             finally:
                 await daemon.desk.aclose()
-                daemon.server._executor.shutdown()
+                daemon.server._workers.close()
 
         return asyncio.run(main())
 
-    yield go
-    executor.shutdown()
+    return go
 
 
 def test_a_warm_get_is_served_hot_with_the_full_paths_bytes(run: Callable[..., Any]) -> None:
