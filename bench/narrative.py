@@ -195,10 +195,9 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
                 " catalog (a Python loop over every record, its URLs indexed by origin and host),"
                 " by an in-process profile on this machine; the collector no longer walks what"
                 " they made (`helperd.core.bulk`). A durable `set`"
-                f" ({ms(big['set_ms']['p50'])}, of which writing and fsyncing the same bytes is"
-                f" {ms(big['disk_ms']['p50'])}) encodes and encrypts only the segment it changes;"
-                " the rest is joining and writing the whole file. Left to do: opening a key-file"
-                " store at start-up rather than on the first request."
+                f" ({ms(big['set_ms']['p50'])}; writing and fsyncing the whole file's bytes takes"
+                f" {ms(big['disk_ms']['p50'])}) appends one entry to the journal. Left to do:"
+                " opening a key-file store at start-up rather than on the first request."
             )
     rows = r.get("writers", {}).get("rows", [])
     missed = [w for w in rows if w["p50_ratio"] > 1.2 or w["p99_ratio"] > 3]
@@ -310,15 +309,17 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " Start-up is `Popen` to the first `hello`; a key-file store opens on its first"
         " request; unlock is the `unlock` op on a passphrase store of the same size (Argon2id"
         " with the default cost, then decrypt and parse); a durable `set` replaces one"
-        " record, which rewrites and fsyncs the whole file, shown beside"
-        " `helperd.stores.durable.write_atomic` of the same number of bytes.\n"
+        " record, which appends one entry to the store's journal and fsyncs it, shown beside"
+        " `helperd.stores.durable.write_atomic` of the whole file's bytes (what each `set`"
+        " wrote before the journal, format version 3).\n"
     )
     out.append(tables["scale"])
     out.append(
         "## 5b. Reads beside a writer\n\n"
         "For each size, one connection asks for the middle repository (`get` by Poetry's"
         " service) while a second process loops `set` on its own connection, each one"
-        " rewriting and fsyncing the whole store (`bench/writers.py`). The writer is stopped"
+        " appending to the store's journal and fsyncing it (`bench/writers.py`). The writer"
+        " is stopped"
         " and let go in turns, so that windows alone and beside it alternate"
         f" ({r.get('writers', {}).get('rounds', 0)} of each); the ratios compare the two.\n"
     )

@@ -2,7 +2,7 @@
 
 For each size, a daemon on a key-file store of that size (`bench.store`) answers ``get``
 by Poetry's service over one kept connection, while a second process loops ``set`` on its
-own connection (each one rewrites and fsyncs the whole store). The writer is stopped
+own connection (each one appends to the store's journal and fsyncs it). The writer is stopped
 (SIGSTOP) and let go (SIGCONT) in turns, so that quiet and busy windows alternate and the
 machine's own noise falls on both alike; the report gives the busy p50 and p99 as ratios to
 the quiet ones (goal: p50 at most 1.2x, p99 at most 3x).

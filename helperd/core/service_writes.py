@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,7 @@ class WriteOps:
         if request.password is None:
             raise BadRequestError("set needs a password (or a provider)")
         catalog = self._current_catalog()
-        name, username, kind = self._set_target(request, list(catalog.records))
+        name, username, kind = self._set_target(request, catalog.records)
         if request.url is not None and request.urls is not None:
             raise BadRequestError("give either url or urls, not both")
         asked = [request.url] if request.url is not None else request.urls
@@ -120,7 +121,7 @@ class WriteOps:
             self._prime_catalog()
 
     @staticmethod
-    def _set_target(request: SetRequest, records: list[Record]) -> tuple[str, str, Kind]:
+    def _set_target(request: SetRequest, records: Sequence[Record]) -> tuple[str, str, Kind]:
         """The (name, username, kind) a set writes, from a name or a keyring service."""
         if (request.name is None) == (request.service is None):
             raise BadRequestError("give exactly one of name or service")

@@ -23,8 +23,10 @@ __all__ = [
     "FileLock",
     "check_private_dir",
     "fsync_dir",
+    "open_for_append",
     "read_private",
     "remove_stale_temps",
+    "write_at",
     "write_atomic",
 ]
 
@@ -65,6 +67,27 @@ def write_atomic(path: Path, data: bytes | Sequence[bytes], *, mode: int = 0o600
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StoreUnavailableError(f"could not write {path}: {exc.strerror or exc}") from None
+
+
+def open_for_append(path: Path) -> int:
+    """Open an existing file for `write_at` (never through a symbolic link).
+
+    Raises:
+        OSError: it cannot be opened.
+    """
+    return os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC)
+
+
+def write_at(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (not durable until fsynced).
+
+    Raises:
+        OSError: the write failed; part of ``data`` may have been written.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def remove_stale_temps(path: Path) -> None:

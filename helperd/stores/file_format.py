@@ -1,6 +1,7 @@
-"""The encrypted store file's format: its header, its index, and its segments of records.
+"""The encrypted store file's format: its header, its index, its segments of records, and
+the journal of the writes made since the file was written whole.
 
-File format, version 3 (docs/file-format.md gives every field and the reasons)::
+File format, version 4 (docs/file-format.md gives every field and the reasons)::
 
     {"aead":"AES-256-GCM","check":"…","format":"helperd-store","generation":1,"key":{…},…}
     <binary: the sealed index, then each segment's AES-256-GCM ciphertext and tag>
@@ -14,11 +15,23 @@ each segment is one line per record, ``[<Record.model_dump(mode="json")>, "<pass
 sorted by key, encrypted on its own (its number in its associated data). The index lists each
 segment's nonce, length and tag, and is sealed with the header's nonce and the header line as
 associated data, so no byte of the file changes unnoticed, and a segment from another write
-does not fit. A write encrypts again only the segments it changed.
+does not fit.
 
-Version 2 held every line in one ciphertext, version 1 the JSON ``{"records": [{…, "password":
-"…"}]}``; both are still read, and `helperd.stores.file_store.FileStore` rewrites them as
-version 3 on opening.
+Beside the file, its journal (``<file>.journal``) holds each write of a few records made since:
+`JOURNAL_MAGIC`, the 12-byte nonce of the file's header (the file it follows), then one
+entry per write, appended and fsynced: its length (4 bytes, big-endian), a fresh 12-byte nonce
+and the AES-256-GCM output of its lines (``+`` and a record's line, or ``-`` and the JSON
+``[name, username]`` of a removed one), with the file's nonce and the entry's number as
+associated data. Opening replays the journal over the file; a write that would make the
+journal bigger than a quarter of the file (at least 64 KiB, at most 1 MiB) writes the whole
+file again instead, re-encrypting only the segments that changed, and starts a new journal.
+A journal that follows another file (a crash between those two renames) holds nothing the
+file lacks, and is ignored; a last entry cut short or unreadable is a write that never
+finished (and was never acknowledged), and is dropped.
+
+Version 3 is version 4 without a journal; version 2 held every line in one ciphertext,
+version 1 the JSON ``{"records": [{…, "password": "…"}]}``; all are still read, and
+`helperd.stores.file_store.FileStore` rewrites them as version 4 on opening.
 
 `helperd.stores.file_store.FileStore` is the only user of these private names.
 """
@@ -46,8 +59,11 @@ from helperd.stores.keys import KeySpec, StoreKey, decode_b64
 __all__ = ["AEAD", "FORMAT", "NONCE_BYTES", "VERSION"]
 
 FORMAT = "helperd-store"
-VERSION = 3
-"""Version 3 holds the records in segments (versions 1 and 2 are read, and rewritten)."""
+VERSION = 4
+"""Version 4 is followed by a journal; version 3 holds the records in segments without one;
+1 and 2 in one ciphertext (all three are read, and rewritten)."""
+SEGMENTED = 3
+"""The first version with segments (and the ``segments`` header field)."""
 AEAD = "AES-256-GCM"
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -85,7 +101,7 @@ class _Header:
             "nonce": base64.b64encode(self.nonce).decode("ascii"),
             "version": self.version,
         }
-        if self.version >= 3:  # the version that brought segments
+        if self.version >= SEGMENTED:
             header["segments"] = self.segments
         return json.dumps(header, separators=(",", ":"), sort_keys=True).encode("ascii")
 
@@ -113,7 +129,7 @@ def _decrypt(key: StoreKey, raw: bytes, path: Path) -> _Open:
     header, line, body = _parse(raw, path)
     try:
         with paused_gc():
-            if header.version == VERSION:
+            if header.version >= SEGMENTED:
                 return _decode_v3(key, header, line, body)
             plaintext = key.decrypt(header.nonce, body, line)
             if header.version == 1:
@@ -139,9 +155,10 @@ def _decode_header(line: bytes) -> _Header:
     version = header.get("version")
     if _is_int(version) and version > VERSION:
         raise _NewerVersionError(str(version))
-    if version not in (1, 2, VERSION) or not _is_int(version):
+    if version not in (1, 2, SEGMENTED, VERSION) or not _is_int(version):
         raise ValueError("its header has no valid version")
-    if set(header) != (_HEADER_FIELDS | {"segments"} if version == VERSION else _HEADER_FIELDS):
+    segmented = version >= SEGMENTED
+    if set(header) != (_HEADER_FIELDS | {"segments"} if segmented else _HEADER_FIELDS):
         raise ValueError("its header has missing or unknown fields")
     if header["aead"] != AEAD:
         raise ValueError(f"its cipher is not {AEAD}")
@@ -218,6 +235,16 @@ class _Open:
     delta: Delta | None = field(default=None, repr=False)
     """The records removed from ``previous`` and added to it to make ``records`` (a write of
     a few records), or None (``previous`` None too)."""
+    file_size: int = 0
+    """The store file's size in bytes: the journal may grow to `journal_room` of it."""
+    journal_entries: int = 0
+    """Entries in the journal since the file was written whole: the next entry's number."""
+    journal_end: int = 0
+    """Where the next journal entry goes; 0 when the journal must be started again first (there
+    is none, it follows another file, or an append failed)."""
+    journal_torn: bool = False
+    """The journal holds bytes after ``journal_end`` (a write that never finished), to be cut
+    off before the next entry is appended."""
 
     def entry(self, key: RecordKey) -> _Entry | None:
         """The record and password under ``key``, or None."""
@@ -248,50 +275,73 @@ def _built(entries: Iterable[_Entry]) -> _Made:
     return (*_runs([(entry, _encode(entry)) for entry in ordered]), tuple(map(_record_of, ordered)))
 
 
-def _edited(opened: _Open, changes: Mapping[RecordKey, _Entry | None]) -> tuple[_Made, Delta]:
-    """The segments, bounds and sorted records of ``opened`` with ``changes`` made (an
-    entry: added or replaced; None: removed), and the delta from ``opened``'s records.
+_Changes = Mapping[RecordKey, _Piece | None]
+"""A write: per key, the new entry and its line (added or replaced), or None (removed)."""
+
+_FEW = 8
+"""Changes up to which the sorted records are spliced per change rather than rebuilt."""
+
+
+def _pieces_of(changes: Mapping[RecordKey, _Entry | None]) -> dict[RecordKey, _Piece | None]:
+    """Each changed entry with its line, encoded once for the segment and the journal."""
+    return {
+        key: None if entry is None else (entry, _encode(entry)) for key, entry in changes.items()
+    }
+
+
+def _edited(opened: _Open, changes: _Changes) -> tuple[_Made, Delta]:
+    """The segments, bounds and sorted records of ``opened`` with ``changes`` made, and the
+    delta from ``opened``'s records.
 
     Only the segments that hold a change are copied (and later encrypted): a write of one
     record to a 100,000-record store encodes and encrypts a few hundred records, not all.
-    A segment grown to twice `SEGMENT_RECORDS` is split in two; an empty one is dropped.
+    A segment grown to twice `SEGMENT_RECORDS` is split; an empty one is dropped. Many
+    changes at once (a journal replayed on opening) copy each segment once.
     """
     removed = [old[0] for key in changes if (old := opened.entry(key)) is not None]
+    groups: dict[int, list[RecordKey]] = {}
+    for key in changes:
+        groups.setdefault(bisect.bisect_right(opened.bounds, key), []).append(key)
     segments, bounds = list(opened.segments), list(opened.bounds)
-    for key, entry in changes.items():
-        at = bisect.bisect_right(bounds, key)
+    for at in sorted(groups, reverse=True):  # placing one never moves those before it
         pieces = dict(segments[at].pieces)
-        if entry is None:
-            pieces.pop(key, None)
-        elif key in pieces:
-            pieces[key] = (entry, _encode(entry))
-        else:  # a new key: keep the pieces in key order
-            pieces[key] = (entry, _encode(entry))
+        added = False
+        for key in groups[at]:
+            piece = changes[key]
+            if piece is None:
+                pieces.pop(key, None)
+            else:
+                added = added or key not in pieces
+                pieces[key] = piece
+        if added:  # keep the pieces in key order
             pieces = {k: pieces[k] for k in sorted(pieces)}
         _place(segments, bounds, at, pieces)
     records = opened.records
-    for key, entry in changes.items():  # each a bisection and a copy of pointers, in C
-        at = bisect.bisect_left(records, key, key=_key_of)
-        there = at < len(records) and _key_of(records[at]) == key
-        middle = () if entry is None else (entry[0],)
-        records = (*records[:at], *middle, *records[at + there :])
-    added = [entry[0] for entry in changes.values() if entry is not None]
-    return (tuple(segments), tuple(bounds), records), (removed, added)
+    if len(changes) > _FEW:
+        records = tuple(piece[0][0] for s in segments for piece in s.pieces.values())
+    else:
+        for key, piece in changes.items():  # each a bisection and a copy of pointers, in C
+            at = bisect.bisect_left(records, key, key=_key_of)
+            there = at < len(records) and _key_of(records[at]) == key
+            middle = () if piece is None else (piece[0][0],)
+            records = (*records[:at], *middle, *records[at + there :])
+    added_records = [piece[0][0] for piece in changes.values() if piece is not None]
+    return (tuple(segments), tuple(bounds), records), (removed, added_records)
 
 
 def _place(
     segments: list[_Segment], bounds: list[RecordKey], at: int, pieces: dict[RecordKey, _Piece]
 ) -> None:
-    """Put ``pieces`` as segment ``at``: split in two when it has grown too big, dropped
-    when empty (unless it is the only one)."""
+    """Put ``pieces`` as segment ``at``: split in runs of `SEGMENT_RECORDS` once it has grown
+    to twice that, dropped when empty (unless it is the only one)."""
     if len(pieces) >= 2 * SEGMENT_RECORDS:
         keys = list(pieces)
-        half = len(keys) // 2
+        starts = range(0, len(keys), SEGMENT_RECORDS)
         segments[at : at + 1] = [
-            _Segment({k: pieces[k] for k in keys[:half]}),
-            _Segment({k: pieces[k] for k in keys[half:]}),
+            _Segment({k: pieces[k] for k in keys[start : start + SEGMENT_RECORDS]})
+            for start in starts
         ]
-        bounds.insert(at, keys[half])
+        bounds[at:at] = [keys[start] for start in starts[1:]]
     elif pieces or len(segments) == 1:
         segments[at] = _Segment(pieces)
     else:
@@ -418,3 +468,126 @@ def _decode_v1(key: StoreKey, header: _Header, plaintext: bytes) -> _Open:
             raise ValueError("two records share a key")
         entries[record.key] = (record, password)
     return _Open(key, header, *_built(entries.values()))
+
+
+JOURNAL_MAGIC = b"helperd-journal 1\n"
+"""The journal's first bytes; the nonce of the file it follows comes next."""
+JOURNAL_HEAD = len(JOURNAL_MAGIC) + NONCE_BYTES
+"""Where the journal's first entry starts."""
+_LENGTH_BYTES = 4
+_JOURNAL_AAD = b"helperd-store journal"
+_JOURNAL_MIN = 64 << 10
+_JOURNAL_MAX = 1 << 20
+
+
+def journal_room(file_size: int) -> int:
+    """How big the journal may grow beside a file of ``file_size`` bytes: a quarter of it, at
+    least 64 KiB (a small store writes itself whole once in a few hundred writes), at most
+    1 MiB (what opening replays stays a small part of opening a big store)."""
+    return min(max(file_size // 4, _JOURNAL_MIN), _JOURNAL_MAX)
+
+
+def _entry_aad(file_nonce: bytes, number: int) -> bytes:
+    """An entry's associated data: it fits only this file's journal, at this place."""
+    return _JOURNAL_AAD + file_nonce + number.to_bytes(8, "big")
+
+
+def _journal_entry(
+    key: StoreKey,
+    file_nonce: bytes,
+    number: int,
+    changes: _Changes,
+    randbytes: Callable[[int], bytes],
+) -> bytes:
+    """Journal entry ``number`` for a write of ``changes``: its length, nonce and ciphertext."""
+    lines = [
+        b"-" + json.dumps(list(k), separators=(",", ":")).encode("ascii")
+        if piece is None
+        else b"+" + piece[1]
+        for k, piece in changes.items()
+    ]
+    nonce = randbytes(NONCE_BYTES)
+    sealed = key.encrypt(nonce, b"\n".join(lines), _entry_aad(file_nonce, number))
+    return (NONCE_BYTES + len(sealed)).to_bytes(_LENGTH_BYTES, "big") + nonce + sealed
+
+
+@dataclass(frozen=True)
+class _Journal:
+    """What a journal holds for the file it follows."""
+
+    changes: dict[RecordKey, _Piece | None] = field(default_factory=dict, repr=False)
+    entries: int = 0
+    end: int = 0
+    """Where the next entry goes; 0: none may be appended before the journal is started again."""
+    torn: bool = False
+
+
+def _read_journal(key: StoreKey, header: _Header, raw: bytes | None, path: Path) -> _Journal:
+    """The changes a journal holds for the file whose header is ``header``.
+
+    No journal, or one that follows another file (a crash between the file's rename and the
+    journal's): nothing, and a new journal is started at the next write. A last entry cut
+    short, zeroed or unreadable is a write that never finished: dropped.
+
+    Raises:
+        StoreUnavailableError: the journal is damaged or tampered with.
+    """
+    if raw is None:
+        return _Journal()
+    if len(raw) < JOURNAL_HEAD or not raw.startswith(JOURNAL_MAGIC):
+        raise _damaged_journal(path)  # written whole by a rename: never cut short
+    if raw[len(JOURNAL_MAGIC) : JOURNAL_HEAD] != header.nonce:
+        return _Journal()
+    try:
+        with paused_gc():
+            return _replay(key, header.nonce, raw)
+    except (InvalidTag, ValueError, TypeError, RecursionError, ValidationError):
+        raise _damaged_journal(path) from None  # never chained: errors quote the plaintext
+
+
+def _replay(key: StoreKey, file_nonce: bytes, raw: bytes) -> _Journal:
+    """Decrypt every entry of a journal that follows the file with nonce ``file_nonce``."""
+    at, number, texts = JOURNAL_HEAD, 0, []
+    while at < len(raw):
+        length = int.from_bytes(raw[at : at + _LENGTH_BYTES], "big")
+        end = at + _LENGTH_BYTES + length
+        if end > len(raw):
+            break  # cut short: an append that never finished
+        if length < NONCE_BYTES + TAG_BYTES:
+            if raw.count(0, at) == len(raw) - at:
+                break  # zeroes to the end: an append whose data never reached the disk
+            raise ValueError("an entry is too short")
+        start = at + _LENGTH_BYTES + NONCE_BYTES
+        try:
+            text = key.decrypt(
+                raw[start - NONCE_BYTES : start], raw[start:end], _entry_aad(file_nonce, number)
+            )
+        except InvalidTag:
+            if end == len(raw):
+                break  # the last entry, unreadable: an append that never finished
+            raise
+        texts.append(text)
+        at, number = end, number + 1
+    lines = [line for text in texts for line in text.split(b"\n")]
+    puts = iter(_items([line[1:] for line in lines if line[:1] == b"+"]))
+    changes: dict[RecordKey, _Piece | None] = {}
+    for line in lines:
+        if line[:1] == b"+":
+            entry = next(puts)
+            changes[_entry_key(entry)] = (entry, line[1:])
+        elif line[:1] == b"-":
+            name, username = json.loads(line[1:])
+            if not isinstance(name, str) or not isinstance(username, str):
+                raise TypeError("a removed key is not two strings")
+            changes[(name, username)] = None
+        else:
+            raise ValueError("a line is neither added nor removed")
+    return _Journal(changes, number, at, at < len(raw))
+
+
+def _damaged_journal(path: Path) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the journal {path} failed its integrity check (damaged or tampered with); it was"
+        " left untouched. Restore the store from a backup, or move the store and its journal"
+        " away to start a new one"
+    )

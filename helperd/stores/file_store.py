@@ -1,22 +1,27 @@
-"""The encrypted file store: every record and password in one AES-256-GCM encrypted file.
+"""The encrypted file store: every record and password in one AES-256-GCM encrypted file,
+and the writes made since it was written whole in its journal beside it.
 
-The file's format (its header, its records, the version 1 upgrade) is in
+The file's format (its header, its records, its journal, the upgrade of older versions) is in
 `helperd.stores.file_format`; docs/file-format.md gives every field and the reasons.
 
 A file that does not open cleanly is never written, and nothing is stored until it does.
 
 Readers never wait for a writer: the open store is one immutable snapshot (`_Open`: key,
 header, records, and each record's encoded JSON) that a write replaces in a single attribute
-assignment once the new file is durable. Writers prepare, encrypt and fsync under the writer
-lock, which readers never take; each record's JSON is encoded once and reused by later writes,
-so a write of one record to a big store spends its time in the disk, not in the interpreter.
+assignment once the write is durable. Writers prepare, encrypt and fsync under the writer
+lock, which readers never take. A write of a few records appends one entry to the journal and
+fsyncs it, whatever the store's size; once the journal has grown to `journal_room`, a write
+writes the whole file instead (re-encrypting only the segments that changed) and starts a new
+journal. Each record's JSON is encoded once and reused by later writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from helperd_client.errors import (
@@ -33,18 +38,25 @@ from helperd.core.record import Record, RecordKey
 from helperd.core.store import Store, StoreState
 from helperd.stores import durable
 from helperd.stores.file_format import (
+    JOURNAL_HEAD,
+    JOURNAL_MAGIC,
     NONCE_BYTES,
     VERSION,
     _built,
+    _Changes,
     _decrypt,
     _edited,
     _Entry,
     _Header,
+    _journal_entry,
     _Made,
     _Open,
     _parse,
+    _pieces_of,
+    _read_journal,
     _sealed,
     _Segment,
+    journal_room,
 )
 from helperd.stores.keys import (
     KEY_FILE,
@@ -59,6 +71,8 @@ from helperd.stores.keys import (
 )
 
 __all__ = ["FileStore"]
+
+log = logging.getLogger(__name__)
 
 
 class FileStore(Store):
@@ -106,8 +120,10 @@ class FileStore(Store):
         # The open store, or None while locked; read without a lock (one atomic load).
         self._open: _Open | None = None
         self._closed = False
+        self.journal = path.with_name(path.name + ".journal")
+        self._journal_fd: int | None = None  # open for appends while the journal is the same
         self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"))
-        durable.remove_stale_temps(path)
+        durable.remove_stale_temps(path)  # the journal's temporary files too
 
     def __repr__(self) -> str:
         source = PASSPHRASE if self.key_file is None else f"key_file={str(self.key_file)!r}"
@@ -162,13 +178,13 @@ class FileStore(Store):
     def put(self, record: Record, password: SecretStr) -> None:
         """Add ``record``, replacing the one with the same (name, username); durable on return."""
         with self._lock:
-            self._commit_changes({record.key: (record, password.get_secret_value())})
+            self._commit_changes(_pieces_of({record.key: (record, password.get_secret_value())}))
 
     def remove(self, keys: Iterable[RecordKey]) -> None:
         """Delete the records with these keys; nothing is written when none of them exists."""
         with self._lock:
             opened = self._open_entries()
-            doomed = {key: None for key in keys if opened.entry(key) is not None}
+            doomed: _Changes = {key: None for key in keys if opened.entry(key) is not None}
             if doomed:
                 self._commit_changes(doomed)
 
@@ -215,7 +231,7 @@ class FileStore(Store):
             if raw is None:
                 key.wipe()  # already unlocked: the passphrase was only checked
                 return
-            opened = _decrypt(key, raw, self.path)
+            opened = self._with_journal(_decrypt(key, raw, self.path), len(raw))
             with self._lock:
                 self._check_not_closed()
                 self._open = opened
@@ -233,6 +249,7 @@ class FileStore(Store):
                 " as no passphrase could unlock it"
             )
         with self._lock:
+            self._write_whole()
             self._forget()
 
     def change_passphrase(self, old: SecretStr, new: SecretStr) -> None:
@@ -259,31 +276,59 @@ class FileStore(Store):
                 self._check_not_closed()
                 # Unlocked now: the records in memory, puts made during the KDF included;
                 # locked, before or during the KDF: what the file holds.
-                was = self._open or _decrypt(old_key, raw or self._read_existing(), self.path)
+                was = self._open
+                if was is None:
+                    raw = raw or self._read_existing()
+                    was = self._with_journal(_decrypt(old_key, raw, self.path), len(raw))
                 generation = was.header.generation + 1
                 self._write(new_key, new_spec, generation, _unsealed(was))
 
     def discard(self) -> None:
-        """Delete the store file (after a migration), then close the store."""
+        """Delete the store file and its journal (after a migration), then close the store."""
         with self._lock:
             self._check_not_closed()
+            self._close_journal()
             try:
                 self.path.unlink(missing_ok=True)
+                self.journal.unlink(missing_ok=True)
                 durable.fsync_dir(self.path.parent)
             except OSError as exc:
                 raise StoreUnavailableError(
                     f"could not delete {self.path}: {exc.strerror or exc}"
                 ) from None
+            self._forget()  # so that close writes nothing back
         self.close()
 
     def close(self) -> None:
-        """Forget every secret and release the store's OS lock."""
+        """Write the journal's changes into the file, forget every secret and release the
+        store's OS lock."""
         with self._lock:
+            if not self._closed:
+                self._write_whole()
             self._forget()
+            self._close_journal()
             self._closed = True
             self._file_lock.release()
 
     # Internals. Those that change _open run with self._lock held.
+
+    def _write_whole(self) -> None:
+        """Fold the journal into the file, so that the file alone holds every record (on lock
+        and close: a copy of the stopped store's file is a whole backup). A failure is only
+        logged: the journal still holds the changes (self._lock held)."""
+        opened = self._open
+        if opened is None or not opened.journal_entries:
+            return
+        header = opened.header
+        try:
+            self._write(opened.key, header.spec, header.generation + 1, _made_of(opened))
+        except StoreUnavailableError as exc:
+            log.warning("the journal stays beside the store file: %s", exc.message)
+
+    def _close_journal(self) -> None:
+        fd, self._journal_fd = self._journal_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _forget(self) -> None:
         """Zero the key (see helperd.stores.secret_memory) and drop every decrypted secret."""
@@ -354,9 +399,28 @@ class FileStore(Store):
                 " untouched. Use the key file that created it, or move the store away to start"
                 " a new one"
             )
-        self._open = _decrypt(key, raw, self.path)
+        self._open = self._with_journal(_decrypt(key, raw, self.path), len(raw))
         self._upgrade()
         return self._open
+
+    def _with_journal(self, opened: _Open, file_size: int) -> _Open:
+        """``opened`` with the changes its journal holds made (a version 4 file)."""
+        journal = _read_journal(
+            opened.key,
+            opened.header,
+            durable.read_private(self.journal) if opened.header.version == VERSION else None,
+            self.journal,
+        )
+        made = _edited(opened, journal.changes)[0] if journal.changes else _made_of(opened)
+        return _Open(
+            opened.key,
+            opened.header,
+            *made,
+            file_size=file_size,
+            journal_entries=journal.entries,
+            journal_end=journal.end,
+            journal_torn=journal.torn,
+        )
 
     def _upgrade(self) -> None:
         """Rewrite a version 1 file just opened in the current format (self._lock held).
@@ -397,17 +461,55 @@ class FileStore(Store):
             raise self._missing()
         return raw
 
-    def _commit_changes(self, changes: Mapping[RecordKey, _Entry | None]) -> None:
-        """Make ``changes`` (an entry: added or replaced; None: removed) as the next generation.
-
-        Only the segments holding a change are encoded and encrypted again; readers see the
-        previous version until the file is durable.
-        """
+    def _commit_changes(self, changes: _Changes) -> None:
+        """Make ``changes`` durable: one journal entry, or the whole file when the journal is
+        full (or must be started again). Readers see the previous version until then."""
         current = self._open_entries()
         made, delta = _edited(current, changes)
         header = current.header
+        if current.journal_end:
+            entry = _journal_entry(
+                current.key, header.nonce, current.journal_entries, changes, self._randbytes
+            )
+            if current.journal_end + len(entry) <= journal_room(current.file_size):
+                self._append(current, entry)
+                self._open = dataclasses.replace(
+                    current,
+                    segments=made[0],
+                    bounds=made[1],
+                    records=made[2],
+                    previous=current.records,
+                    delta=delta,
+                    journal_entries=current.journal_entries + 1,
+                    journal_end=current.journal_end + len(entry),
+                    journal_torn=False,
+                )
+                return
         generation = header.generation + 1
         self._write(current.key, header.spec, generation, made, (current.records, delta))
+
+    def _append(self, current: _Open, entry: bytes) -> None:
+        """Append ``entry`` to the journal at ``current.journal_end`` and fsync it (self._lock
+        held). On failure, nothing changes, and the next write writes the whole file and starts
+        a new journal: what this one wrote past its end is never appended after.
+
+        Raises:
+            StoreUnavailableError: the write failed (full disk, I/O error).
+        """
+        try:
+            if self._journal_fd is None:
+                self._journal_fd = durable.open_for_append(self.journal)
+            fd = self._journal_fd
+            if current.journal_torn:
+                os.ftruncate(fd, current.journal_end)
+            durable.write_at(fd, entry, current.journal_end)
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._open = dataclasses.replace(current, journal_end=0)
+            self._close_journal()
+            raise StoreUnavailableError(
+                f"could not write {self.journal}: {exc.strerror or exc}"
+            ) from None
 
     def _commit_all(
         self, entries: Iterable[_Entry], key: StoreKey, spec: KeySpec, generation: int
@@ -432,8 +534,28 @@ class FileStore(Store):
         segments, body = _sealed(key, header, line, segments, self._randbytes)
         durable.write_atomic(self.path, [line + b"\n", *body])
         previous, delta = (None, None) if change is None else change
-        self._open = _Open(key, header, segments, bounds, records, previous, delta)
+        size = len(line) + 1 + sum(map(len, body))
+        self._open = _Open(key, header, segments, bounds, records, previous, delta, size)
+        self._start_journal(header)
         return self._open
+
+    def _start_journal(self, header: _Header) -> None:
+        """Replace the journal with an empty one that follows the file just written (self._lock
+        held). On failure the file still holds every record, and the old journal follows the
+        old file, so it is ignored: the next write tries again by writing the whole file."""
+        self._close_journal()
+        try:
+            durable.write_atomic(self.journal, JOURNAL_MAGIC + header.nonce)
+        except StoreUnavailableError as exc:
+            log.warning("no journal for now, every write writes the whole file: %s", exc.message)
+            return
+        assert self._open is not None
+        self._open = dataclasses.replace(self._open, journal_end=JOURNAL_HEAD)
+
+
+def _made_of(opened: _Open) -> _Made:
+    """``opened``'s segments (those sealed keep their ciphertext), bounds and records."""
+    return opened.segments, opened.bounds, opened.records
 
 
 def _unsealed(opened: _Open) -> _Made:

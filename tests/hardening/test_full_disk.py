@@ -1,8 +1,8 @@
 """A full disk: ``set`` fails with a clear ``store_unavailable``, the store is intact, then works.
 
 The daemon's home (socket, log and store) is a small tmpfs the test mounts, so "full" is
-real: the kernel answers ENOSPC when a write finds no block, or when the temporary file finds
-no inode. Needs root and ``mount``: skipped otherwise, failed in CI.
+real: the kernel answers ENOSPC when a write finds no block, or when the temporary file of a
+whole write finds no inode. Needs root and ``mount``: skipped otherwise, failed in CI.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from helperd_client import StoreUnavailableError
+from helperd_client import Client, StoreUnavailableError
 
 from tests.hardening import Figures, Spawn, require_root, timeout_for
 from tests.support.tools import in_ci, require_tool
@@ -107,7 +107,10 @@ def temporaries(folder: Path) -> list[str]:
 def test_full_disk_set_fails_cleanly_then_recovers(
     spawn: Spawn, small_fs: Path, figures: Figures
 ) -> None:
-    """On a full disk: store_unavailable saying so, the store byte-identical, then success."""
+    """On a full disk: store_unavailable saying so, the store byte-identical, then success.
+
+    The journal's last page may still take a few entries: sets go on until one finds no room
+    (the append), then the next one (which writes the whole file) fails the same way."""
     daemon = spawn(home=small_fs)
     try:
         with daemon.client() as client:
@@ -116,15 +119,15 @@ def test_full_disk_set_fails_cleanly_then_recovers(
             store = small_fs / "store.enc"
             before = store.read_bytes()
             filler = fill(small_fs)
-            with pytest.raises(StoreUnavailableError) as caught:
-                client.set("repo0", "a new password", username="u")
-            message = caught.value.message
-            figures("full disk: the set answered", message)
-            assert "No space left on device" in message
-            assert str(store) in message
+            stored, refused = set_until_full(client)
+            figures("full disk: sets that still fit in the journal's last page", stored)
+            for message in (refused, whole_write_error(client)):
+                figures("full disk: the set answered", message)
+                assert "No space left on device" in message
+                assert str(store) in message
             assert before == store.read_bytes(), "the store file changed"
             assert [] == temporaries(small_fs), "a temporary file was left behind"
-            assert "pw0" == client.get(name="repo0").password, "reads still work"
+            assert stored == client.get(name="repo0").password, "reads still work"
             assert daemon.process.poll() is None
             filler.unlink()
             client.set("repo0", "a new password", username="u")
@@ -140,15 +143,43 @@ def test_full_disk_set_fails_cleanly_then_recovers(
         again.stop()
 
 
+def set_until_full(client: Client) -> tuple[str, str]:
+    """Set repo0 until a set is refused: the last password stored, and the refusal's message
+    (a 4 KiB page of the journal holds at most a few dozen entries)."""
+    stored = "pw0"
+    for attempt in range(500):
+        try:
+            client.set("repo0", f"fits {attempt}", username="u")
+        except StoreUnavailableError as refused:
+            return stored, refused.message
+        stored = f"fits {attempt}"
+    raise AssertionError("500 sets on a full disk, and none was refused")
+
+
+def whole_write_error(client: Client) -> str:
+    """The message of a set that must write the whole file (the append before it failed)."""
+    with pytest.raises(StoreUnavailableError) as caught:
+        client.set("repo0", "no room for the whole file either", username="u")
+    return caught.value.message
+
+
 @pytest.mark.parametrize("small_fs", ["size=1m,nr_inodes=64"], indirect=True)
 def test_no_inode_left_set_fails_cleanly_then_recovers(
     spawn: Spawn, small_fs: Path, figures: Figures
 ) -> None:
-    """No inode left for the temporary file: store_unavailable, store intact, then success."""
+    """No inode left for the temporary file of a whole write (the first write after the
+    journal was lost: an append needs none): store_unavailable, store intact, then success."""
+    first = spawn(home=small_fs)
+    try:
+        with first.client() as client:
+            client.set("repo", "old", username="u")
+    finally:
+        first.stop()  # which folds the journal into the file
+    (small_fs / "store.enc.journal").unlink()
     daemon = spawn(home=small_fs)
     try:
         with daemon.client() as client:
-            client.set("repo", "old", username="u")
+            assert "old" == client.get(name="repo").password
             store = small_fs / "store.enc"
             before = store.read_bytes()
             made = use_up_inodes(small_fs)

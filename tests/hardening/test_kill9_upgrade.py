@@ -1,8 +1,8 @@
-"""kill -9 while a daemon rewrites a version 1 or 2 store as version 3: nothing is ever lost.
+"""kill -9 while a daemon rewrites a version 1, 2 or 3 store as version 4: nothing is ever lost.
 
 The daemon upgrades the file when it first opens it (the first request that needs the
 store); the test kills it at random moments around that write, then opens what is on disk
-without a daemon: the old file or the version 3 one, every record and password whole.
+without a daemon: the old file or the version 4 one, every record and password whole.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ RECORDS = 3000
 """Enough that the open and the rewrite take a while to land a kill inside."""
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_kill9_during_the_upgrade_of_an_older_store(spawn: Spawn, home: Path, old: int) -> None:
-    """After a SIGKILL anywhere in the first open of a version 1 or 2 store, the file on disk
+    """After a SIGKILL anywhere in the first open of a version 1, 2 or 3 store, the file on disk
     opens with every record and password; over the rounds both versions are seen."""
     now = datetime.now(UTC)
     entries = {}
@@ -71,8 +71,8 @@ def test_kill9_during_the_upgrade_of_an_older_store(spawn: Spawn, home: Path, ol
             store.close()
         seen[version] = seen.get(version, 0) + 1
         # Aim the next kill: earlier while only upgraded files are seen, later otherwise.
-        delay = delay * 0.8 if version == 3 else delay * 1.25
-    assert {old, 3} == set(seen), seen
+        delay = delay * 0.8 if version == 4 else delay * 1.25
+    assert {old, 4} == set(seen), seen
 
 
 def _ask(socket: Path) -> None:

@@ -155,15 +155,16 @@ def test_older_copy_swapped_in_opens_as_what_it_is(spawn: Spawn, home: Path) -> 
     The old copy is a valid store: it is served as it was, later records are absent, and the
     next write carries on from it. This pins the behaviour until rollback detection exists.
     """
-    store = home / "store.enc"
+    store, journal = home / "store.enc", home / "store.enc.journal"
     daemon = spawn()
     with daemon.client() as client:
         client.set("repo", "v1", username="u")
-        old = store.read_bytes()
+        old = store.read_bytes(), journal.read_bytes()  # the store is both files
         client.set("repo", "v2", username="u")
         client.set("later", "added after the copy", username="u")
     daemon.stop()
-    store.write_bytes(old)
+    store.write_bytes(old[0])
+    journal.write_bytes(old[1])
     again = spawn()
     with again.client() as client:
         assert "v1" == client.get(name="repo").password

@@ -1,4 +1,4 @@
-"""Format version 1 and 2 files open, lose nothing, and are rewritten as version 3 on open."""
+"""Format version 1, 2 and 3 files open, lose nothing, and are rewritten as version 4 on open."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ def version_of(path: Path) -> tuple[int, int]:
     return header["version"], header["generation"]
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_an_older_store_opens_whole_and_is_rewritten_as_version_3(
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_an_older_store_opens_whole_and_is_rewritten_as_version_4(
     tmp_path: Path, version: int
 ) -> None:
-    """Every record and password of a version 1 or 2 file (odd passwords, expiry, a generic
-    entry) is there after the open, which rewrites the file as version 3 in one durable write."""
+    """Every record and password of a version 1, 2 or 3 file (odd passwords, expiry, a generic
+    entry) is there after the open, which rewrites the file as version 4 in one durable write
+    and starts its journal."""
     folder = tmp_path / "data"
     folder.mkdir(mode=0o700)
     key_file = tmp_path / "key"
@@ -58,12 +59,15 @@ def test_an_older_store_opens_whole_and_is_rewritten_as_version_3(
     path = folder / "store.enc"
     write_old_store(path, key_file, entries, version)
     assert (version, 7) == version_of(path)
+    journal = path.with_name("store.enc.journal")
+    assert not journal.exists()
 
     store = FileStore(path, key_file=key_file)
     try:
         assert records == list(store.records())
         assert passwords == [store.password(r).get_secret_value() for r in records]
-        assert (3, 8) == version_of(path)
+        assert (4, 8) == version_of(path)
+        assert journal.exists()  # started by the upgrade
         store.put(records[0], SecretStr("changed"))
     finally:
         store.close()
@@ -73,6 +77,6 @@ def test_an_older_store_opens_whole_and_is_rewritten_as_version_3(
         assert ["changed", *passwords[1:]] == [
             again.password(r).get_secret_value() for r in records
         ]
-        assert (3, 9) == version_of(path)
+        assert (4, 9) == version_of(path)  # the journal folded in by close
     finally:
         again.close()

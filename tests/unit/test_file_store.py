@@ -101,8 +101,16 @@ def segment_plaintexts(path: Path, aead: AESGCM) -> list[bytes]:
 
 
 def sha256(path: Path) -> str:
-    """The file's digest, to prove it was not touched."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The digest of the store file and its journal, to prove neither was touched."""
+    journal = path.with_name(path.name + ".journal")
+    tail = journal.read_bytes() if journal.exists() else b""
+    return hashlib.sha256(path.read_bytes() + b"/" + tail).hexdigest()
+
+
+def whole(store: FileStore) -> None:
+    """Fold the journal into the store file, as lock and close do, to read the file alone."""
+    with store._lock:
+        store._write_whole()
 
 
 def header_of(path: Path) -> dict[str, Any]:
@@ -152,7 +160,7 @@ def test_key_file_store_header_is_stable(open_store: OpenStore, key_path: Path, 
     expected = (
         b'{"aead":"AES-256-GCM","check":"gkRt9XYq3y60U2PhurVvoA==","format":"helperd-store",'
         b'"generation":1,"key":{"kdf":"hkdf-sha256","salt":"AQEBAQEBAQEBAQEBAQEBAQ==",'
-        b'"source":"key_file"},"nonce":"AgICAgICAgICAgIC","segments":1,"version":3}'
+        b'"source":"key_file"},"nonce":"AgICAgICAgICAgIC","segments":1,"version":4}'
     )
     assert expected == path.read_bytes().partition(b"\n")[0]
 
@@ -165,7 +173,7 @@ def test_passphrase_store_header_is_stable(open_store: OpenStore, path: Path) ->
         b'{"aead":"AES-256-GCM","check":"7+R78jK4dR3e5FqnYso2gw==","format":"helperd-store",'
         b'"generation":1,"key":{"iterations":1,"kdf":"argon2id","lanes":1,"memory_kib":8,'
         b'"salt":"AQEBAQEBAQEBAQEBAQEBAQ==","source":"passphrase"},"nonce":"AgICAgICAgICAgIC",'
-        b'"segments":1,"version":3}'
+        b'"segments":1,"version":4}'
     )
     assert expected == path.read_bytes().partition(b"\n")[0]
 
@@ -176,6 +184,7 @@ def test_ciphertext_is_the_documented_plaintext(
     """The ciphertext opens with the documented keys, the header line as associated data."""
     store = open_store(key_file=key_path)
     store.put(rec("pypi", "alice", "https://upload.pypi.org/legacy/"), SecretStr("s3cret"))
+    whole(store)
 
     header = header_of(path)
     (plaintext,) = segment_plaintexts(path, aead_key_for_key_file(KEY_BYTES, header))
@@ -188,10 +197,16 @@ def test_ciphertext_is_the_documented_plaintext(
     assert expected == plaintext
 
 
-def test_every_write_has_a_fresh_nonce_and_next_generation(unlocked: FileStore, path: Path) -> None:
-    """Each write bumps ``generation`` by one and draws a new nonce; the salt stays."""
-    before = header_of(path)
+def test_every_whole_write_has_a_fresh_nonce_and_next_generation(
+    unlocked: FileStore, path: Path
+) -> None:
+    """Each write of the whole file bumps ``generation`` by one and draws a new nonce; the salt
+    stays. A write of a few records leaves the file alone and goes to the journal."""
+    whole(unlocked)
+    before, file_before = header_of(path), path.read_bytes()
     unlocked.put(rec("other"), SecretStr("x"))
+    assert file_before == path.read_bytes()
+    whole(unlocked)
     after = header_of(path)
 
     assert (before["generation"] + 1, before["key"]) == (after["generation"], after["key"])
@@ -395,8 +410,8 @@ def test_create_refuses_an_existing_store(
     unlocked: FileStore, open_store: OpenStore, path: Path
 ) -> None:
     """init on an existing file is refused, pointing at unlock; the file is untouched."""
-    before = sha256(path)
     store = reopen(unlocked, open_store)
+    before = sha256(path)
 
     with pytest.raises(BadRequestError) as caught:
         store.create(SecretStr("another"))
@@ -558,9 +573,9 @@ TAMPERING = [
         id="missing-field",
     ),
     pytest.param(
-        replace_in_header(b'"version":3', b'"version":4'),
+        replace_in_header(b'"version":4', b'"version":5'),
         StoreUnavailableError,
-        "was written by a newer helperd (format version 4)",
+        "was written by a newer helperd (format version 5)",
         id="newer",
     ),
     # The salt and check can only be tested with the key: damage there reads as a wrong key.
@@ -775,15 +790,19 @@ def test_failed_write_changes_nothing(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(os, "replace", full)
+        patch.setattr(os, "replace", full)  # a write of the whole file
+        patch.setattr(os, "pwrite", full)  # an entry of the journal
         with pytest.raises(StoreUnavailableError, match="No space left on device"):
-            unlocked.put(rec("new"), SecretStr("x"))
+            unlocked.put(rec("new"), SecretStr("x"))  # the journal's entry
+        with pytest.raises(StoreUnavailableError, match="No space left on device"):
+            unlocked.put(rec("new"), SecretStr("x"))  # then the whole file
         with pytest.raises(StoreUnavailableError, match="No space left on device"):
             unlocked.change_passphrase(PASS, SecretStr("new"))
 
     assert [rec()] == list(unlocked.records())
     assert before == sha256(path)
-    assert ["store.enc", "store.enc.lock"] == sorted(p.name for p in path.parent.iterdir())
+    files = ["store.enc", "store.enc.journal", "store.enc.lock"]
+    assert files == sorted(p.name for p in path.parent.iterdir())
     store = reopen(unlocked, open_store)
     store.unlock(PASS)
     assert [rec()] == list(store.records())
@@ -885,10 +904,11 @@ def test_incremental_encoding_writes_the_same_bytes_as_a_full_one(
         store.put(rec(name), SecretStr(f"pw-\udc80-{name}-é"))
     store.remove([("r3", "alice"), ("absent", "x")])
     store.put(rec("g"), SecretStr("x"))
+    whole(store)
     opened = store._open
     assert opened is not None
     entries = {record.key: (record, password) for record, password in opened.entries()}
-    whole = b"\n".join(
+    expected = b"\n".join(
         json.dumps(
             [record.model_dump(mode="json"), password], separators=(",", ":"), sort_keys=True
         ).encode()
@@ -896,7 +916,7 @@ def test_incremental_encoding_writes_the_same_bytes_as_a_full_one(
     )
     aead = aead_key_for_key_file(KEY_BYTES, header_of(path))
     (plaintext,) = segment_plaintexts(path, aead)
-    assert whole == plaintext
+    assert expected == plaintext
     assert ["g", "r1", "r5", "r9"] == [r.name for r in store.records()]
 
 

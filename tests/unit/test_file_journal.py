@@ -1,0 +1,281 @@
+"""The file store's journal (format version 4): a write of a few records appends one entry
+and leaves the file alone; opening replays the journal; a last entry that never finished is
+dropped, anything else out of place is refused; a full journal makes the next write write the
+whole file; lock and close fold the journal into the file."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helperd_client.errors import StoreUnavailableError
+from pydantic import SecretStr
+
+from helperd.stores import file_format
+from helperd.stores.file_store import FileStore
+from tests.unit.test_file_store import rec, sha256, whole
+
+JOURNAL_HEAD = file_format.JOURNAL_HEAD
+
+
+@pytest.fixture
+def stores(path: Path, key_path: Path) -> Iterator[list[FileStore]]:
+    """Key-file stores on ``path`` opened by a test (`reopen`), each closed at the end."""
+    opened: list[FileStore] = []
+    yield opened
+    for store in opened:
+        store.close()
+
+
+def reopen(stores: list[FileStore], path: Path, key_path: Path) -> FileStore:
+    """A new store on ``path``, its records read (the file opened, the journal replayed)."""
+    store = FileStore(path, key_file=key_path)
+    stores.append(store)
+    store.records()
+    return store
+
+
+def crash(store: FileStore) -> None:
+    """Let the store go as a killed daemon would: no last write, the OS lock released."""
+    store._close_journal()
+    store._file_lock.release()
+    store._closed = True  # its fixture's close then does nothing
+
+
+def entries(journal: Path) -> list[tuple[int, int]]:
+    """Each entry's (start, end) in the journal, by its length fields."""
+    raw = journal.read_bytes()
+    at, found = JOURNAL_HEAD, []
+    while at < len(raw):
+        end = at + 4 + int.from_bytes(raw[at : at + 4], "big")
+        found.append((at, end))
+        at = end
+    return found
+
+
+def filled(stores: list[FileStore], path: Path, key_path: Path) -> FileStore:
+    """A store with a1 and a2 written whole, then three journal entries: b1, a1 again, rm a2."""
+    store = reopen(stores, path, key_path)
+    store.put(rec("a1"), SecretStr("first"))
+    store.put(rec("a2"), SecretStr("second"))
+    whole(store)
+    store.put(rec("b1"), SecretStr("third"))
+    store.put(rec("a1"), SecretStr("first, changed"))
+    store.remove([("a2", "alice")])
+    return store
+
+
+def passwords(store: FileStore) -> dict[str, str]:
+    return {r.name: store.password(r).get_secret_value() for r in store.records()}
+
+
+AFTER = {"a1": "first, changed", "b1": "third"}
+"""What `filled` leaves."""
+
+
+def test_a_write_appends_one_entry_and_leaves_the_file_alone(
+    stores: list[FileStore], path: Path, key_path: Path
+) -> None:
+    """Each put or remove adds one entry to the journal; the store file's bytes stay."""
+    store = reopen(stores, path, key_path)
+    store.put(rec("a"), SecretStr("x"))
+    whole(store)
+    file_before = path.read_bytes()
+
+    store.put(rec("b"), SecretStr("y"))
+    store.remove([("a", "alice")])
+
+    assert file_before == path.read_bytes()
+    assert 2 == len(entries(store.journal))
+    assert file_before[:JOURNAL_HEAD] != store.journal.read_bytes()[:JOURNAL_HEAD]
+    assert store.journal.read_bytes().startswith(file_format.JOURNAL_MAGIC)
+
+
+def test_opening_replays_the_journal(stores: list[FileStore], path: Path, key_path: Path) -> None:
+    """After a crash, the file plus its journal give every write, in order."""
+    crash(filled(stores, path, key_path))
+
+    assert AFTER == passwords(reopen(stores, path, key_path))
+
+
+def test_the_journal_holds_no_plaintext(
+    stores: list[FileStore], path: Path, key_path: Path
+) -> None:
+    """Names, usernames and passwords are encrypted in the journal as in the file."""
+    crash(filled(stores, path, key_path))
+    raw = path.read_bytes() + path.with_name("store.enc.journal").read_bytes()
+
+    for text in (b"first, changed", b"third", b"second", b"alice"):
+        assert text not in raw
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda raw, last: raw[: last[0] + 3], id="length-cut"),
+        pytest.param(lambda raw, last: raw[: last[1] - 1], id="entry-cut"),
+        pytest.param(lambda raw, last: raw[: last[0]] + bytes(last[1] - last[0]), id="zeroed"),
+        pytest.param(
+            lambda raw, last: raw[: last[1] - 1] + bytes([raw[last[1] - 1] ^ 1]), id="garbled"
+        ),
+        pytest.param(lambda raw, last: raw + bytes(1000), id="zeroes-after"),
+    ],
+)
+def test_a_last_entry_that_never_finished_is_dropped(
+    stores: list[FileStore], path: Path, key_path: Path, cut: object
+) -> None:
+    """A last entry cut short, zeroed or unreadable (an append killed before its fsync) is a
+    write that was never acknowledged: dropped; the next write goes in its place, cutting off
+    what was left after it, and a later open finds it."""
+    store = filled(stores, path, key_path)
+    crash(store)
+    journal = store.journal
+    last = entries(journal)[-1]
+    assert callable(cut)
+    journal.write_bytes(cut(journal.read_bytes(), last))
+
+    again = reopen(stores, path, key_path)
+    expected = AFTER if (journal.stat().st_size > last[1]) else {**AFTER, "a2": "second"}
+    assert expected == passwords(again)
+    again.put(rec("c"), SecretStr("after the crash"))
+    assert entries(journal)[-1][1] == journal.stat().st_size
+    crash(again)
+
+    assert {**expected, "c": "after the crash"} == passwords(reopen(stores, path, key_path))
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(
+            lambda raw, first, _: (
+                raw[: first[1] - 1] + bytes([raw[first[1] - 1] ^ 1]) + raw[first[1] :]
+            ),
+            id="byte-flipped",
+        ),
+        pytest.param(
+            lambda raw, first, second: (
+                raw[: first[0]]
+                + raw[second[0] : second[1]]
+                + raw[first[0] : first[1]]
+                + raw[second[1] :]
+            ),
+            id="entries-swapped",
+        ),
+        pytest.param(lambda raw, first, _: raw[: first[0]] + raw[first[1] :], id="entry-dropped"),
+        pytest.param(
+            lambda raw, first, _: raw[: first[0]] + (5).to_bytes(4, "big") + raw[first[0] + 4 :],
+            id="length-changed",
+        ),
+        pytest.param(lambda raw, *_: b"not a journal" + raw[13:], id="magic"),
+    ],
+)
+def test_a_journal_out_of_place_is_refused_and_left_untouched(
+    stores: list[FileStore], path: Path, key_path: Path, tamper: object
+) -> None:
+    """An entry changed, moved, dropped from the middle, or a damaged start: the store is not
+    opened (nothing is written), with the journal named."""
+    store = filled(stores, path, key_path)
+    crash(store)
+    journal = store.journal
+    first, second, _ = entries(journal)
+    assert callable(tamper)
+    journal.write_bytes(tamper(journal.read_bytes(), first, second))
+    before = sha256(path)
+
+    again = FileStore(path, key_file=key_path)
+    stores.append(again)
+    with pytest.raises(StoreUnavailableError) as caught:
+        again.records()
+
+    assert f"the journal {journal} failed its integrity check" in caught.value.message
+    assert before == sha256(path)
+
+
+def test_a_journal_of_another_file_is_ignored(
+    stores: list[FileStore], path: Path, key_path: Path
+) -> None:
+    """A crash between the file's rename and the new journal's leaves the journal of the file
+    before, whose writes the new file holds: it is ignored, and started again at the next write."""
+    store = filled(stores, path, key_path)
+    old_journal = store.journal.read_bytes()
+    whole(store)
+    crash(store)
+    store.journal.write_bytes(old_journal)
+
+    again = reopen(stores, path, key_path)
+    assert AFTER == passwords(again)
+    again.put(rec("d"), SecretStr("next"))
+    crash(again)
+
+    assert {**AFTER, "d": "next"} == passwords(reopen(stores, path, key_path))
+
+
+def test_a_full_journal_makes_the_next_write_write_the_whole_file(
+    stores: list[FileStore], path: Path, key_path: Path
+) -> None:
+    """Past `journal_room` (64 KiB for a small store), a write rewrites the file (the next
+    generation) and starts an empty journal; nothing is lost on the way."""
+    store = reopen(stores, path, key_path)
+    store.put(rec("a"), SecretStr("x"))
+    whole(store)
+    generation = json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    sizes = []
+    for number in range(400):
+        store.put(rec(f"r{number % 7}"), SecretStr(f"pw-{number}" + "y" * 100))
+        sizes.append(store.journal.stat().st_size)
+
+    assert max(sizes) <= file_format.journal_room(path.stat().st_size)
+    rewrites = sum(1 for a, b in itertools.pairwise(sizes) if b < a)
+    assert rewrites >= 1
+    assert generation + rewrites == json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    crash(store)
+    again = passwords(reopen(stores, path, key_path))
+    assert {"a": "x", **{f"r{n % 7}": f"pw-{n}" + "y" * 100 for n in range(400)}} == again
+
+
+def test_close_and_lock_fold_the_journal_into_the_file(
+    stores: list[FileStore], path: Path, key_path: Path
+) -> None:
+    """After close the file alone holds every record: the journal is empty again."""
+    store = filled(stores, path, key_path)
+    store.close()
+
+    assert JOURNAL_HEAD == store.journal.stat().st_size
+    store.journal.unlink()  # the file alone
+    assert AFTER == passwords(reopen(stores, path, key_path))
+
+
+def test_a_failed_append_changes_nothing_and_the_next_write_starts_a_new_journal(
+    stores: list[FileStore], path: Path, key_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk during an append: the write fails and is not seen; what it may have left
+    past the journal's end is never appended after, since the next write writes the whole
+    file and a new journal."""
+    store = filled(stores, path, key_path)
+
+    real = os.pwrite
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        real(fd, data[: len(data) // 2], offset)  # half an entry, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", full)
+        with pytest.raises(StoreUnavailableError, match="No space left on device"):
+            store.put(rec("lost"), SecretStr("never"))
+    assert AFTER == passwords(store)
+    generation = json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    store.put(rec("e"), SecretStr("kept"))
+    assert generation + 1 == json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    assert [] == entries(store.journal)
+    store.put(rec("f"), SecretStr("kept too"))
+    crash(store)
+
+    expected = {**AFTER, "e": "kept", "f": "kept too"}
+    assert expected == passwords(reopen(stores, path, key_path))
