@@ -423,10 +423,11 @@ class FileStore(Store):
         )
 
     def _upgrade(self) -> None:
-        """Rewrite a version 1 file just opened in the current format (self._lock held).
+        """Rewrite a file of an older version just opened in the current one, and start its
+        journal (self._lock held).
 
-        One atomic, durable write like any other: a crash leaves the old file or the new one,
-        both holding every record.
+        One atomic, durable write like any whole write: a crash leaves the old file or the new
+        one, both holding every record.
         """
         opened = self._open
         if opened is not None and opened.header.version < VERSION:
