@@ -54,10 +54,12 @@ def test_kill9_during_the_upgrade_of_an_older_store(spawn: Spawn, home: Path, ol
         path.unlink(missing_ok=True)
         write_old_store(path, key_file, entries, old)
         daemon = spawn(wait=False)
-        asking = threading.Thread(target=_ask, args=(daemon.socket,), daemon=True)
+        killed = threading.Event()
+        asking = threading.Thread(target=_ask, args=(daemon.socket, killed), daemon=True)
         asking.start()
         time.sleep(delay * rng.uniform(0.8, 1.2))
         daemon.stop(signal.SIGKILL)
+        killed.set()
         asking.join(30)
         version = int(path.read_bytes().partition(b'"version":')[2][:1])  # before we open it
         store = FileStore(path, key_file=key_file)
@@ -75,10 +77,11 @@ def test_kill9_during_the_upgrade_of_an_older_store(spawn: Spawn, home: Path, ol
     assert {old, 4} == set(seen), seen
 
 
-def _ask(socket: Path) -> None:
-    """Ask for the store until the daemon answers or dies (its first open upgrades the file)."""
+def _ask(socket: Path, killed: threading.Event) -> None:
+    """Ask for the store until the daemon answers or is killed (its first open upgrades the
+    file); a call the kill cuts short fails at once."""
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not killed.is_set():
         with suppress(HelperdError, OSError), Client(socket, timeout=20.0) as client:
             client.list_page(1)
             return
