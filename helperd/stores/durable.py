@@ -26,6 +26,7 @@ __all__ = [
     "open_for_append",
     "read_private",
     "remove_stale_temps",
+    "sync_files",
     "write_at",
     "write_atomic",
 ]
@@ -88,6 +89,23 @@ def write_at(fd: int, data: bytes, offset: int) -> None:
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
+
+
+def sync_files(*paths: Path) -> None:
+    """Make what ``paths`` hold now durable, and their folders' entries (a file missing or
+    unreadable is passed over: this only makes durable what is already there)."""
+    folders = set()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            folders.add(path.parent)
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            fsync_dir(folder)
 
 
 def remove_stale_temps(path: Path) -> None:

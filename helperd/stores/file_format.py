@@ -22,12 +22,13 @@ Beside the file, its journal (``<file>.journal``) holds each write of a few reco
 entry per write, appended and fsynced: its length (4 bytes, big-endian), a fresh 12-byte nonce
 and the AES-256-GCM output of its lines (``+`` and a record's line, or ``-`` and the JSON
 ``[name, username]`` of a removed one), with the file's nonce and the entry's number as
-associated data. Opening replays the journal over the file; a write that would make the
-journal bigger than a quarter of the file (at least 64 KiB, at most 1 MiB) writes the whole
-file again instead, re-encrypting only the segments that changed, and starts a new journal.
-A journal that follows another file (a crash between those two renames) holds nothing the
-file lacks, and is ignored; a last entry cut short or unreadable is a write that never
-finished (and was never acknowledged), and is dropped.
+associated data. Opening replays the journal over the file, up to its first entry that does
+not hold together: only the last append can be unfinished (each one is fsynced before it is
+acknowledged), and a power loss may keep any part of it; what follows is dropped, and the next
+write writes the whole file. A write that would make the journal bigger than a quarter of the
+file (at least 64 KiB, at most 1 MiB) writes the whole file again instead, re-encrypting only
+the segments that changed, and starts a new journal. A journal that follows another file (a
+crash between those two renames) holds nothing the file lacks, and is ignored.
 
 Version 3 is version 4 without a journal; version 2 held every line in one ciphertext,
 version 1 the JSON ``{"records": [{…, "password": "…"}]}``; all are still read, and
@@ -242,9 +243,6 @@ class _Open:
     journal_end: int = 0
     """Where the next journal entry goes; 0 when the journal must be started again first (there
     is none, it follows another file, or an append failed)."""
-    journal_torn: bool = False
-    """The journal holds bytes after ``journal_end`` (a write that never finished), to be cut
-    off before the next entry is appended."""
 
     def entry(self, key: RecordKey) -> _Entry | None:
         """The record and password under ``key``, or None."""
@@ -519,18 +517,22 @@ class _Journal:
     entries: int = 0
     end: int = 0
     """Where the next entry goes; 0: none may be appended before the journal is started again."""
-    torn: bool = False
+    dropped: int = 0
+    """Bytes after the last whole entry (an unfinished append, or damage), not replayed."""
 
 
 def _read_journal(key: StoreKey, header: _Header, raw: bytes | None, path: Path) -> _Journal:
     """The changes a journal holds for the file whose header is ``header``.
 
     No journal, or one that follows another file (a crash between the file's rename and the
-    journal's): nothing, and a new journal is started at the next write. A last entry cut
-    short, zeroed or unreadable is a write that never finished: dropped.
+    journal's): nothing, and a new journal is started at the next write. The entries are read
+    up to the first that does not hold together (cut short, its length or tag wrong: an append
+    that never finished); that one and what follows are dropped, and a new journal is started
+    at the next write, so that no entry number is ever used twice under one file.
 
     Raises:
-        StoreUnavailableError: the journal is damaged or tampered with.
+        StoreUnavailableError: the journal does not start as one, or an entry that passed its
+            tag does not hold valid lines.
     """
     if raw is None:
         return _Journal()
@@ -546,26 +548,21 @@ def _read_journal(key: StoreKey, header: _Header, raw: bytes | None, path: Path)
 
 
 def _replay(key: StoreKey, file_nonce: bytes, raw: bytes) -> _Journal:
-    """Decrypt every entry of a journal that follows the file with nonce ``file_nonce``."""
+    """Decrypt the entries of a journal that follows the file with nonce ``file_nonce``, up to
+    the first that does not hold together."""
     at, number, texts = JOURNAL_HEAD, 0, []
     while at < len(raw):
         length = int.from_bytes(raw[at : at + _LENGTH_BYTES], "big")
         end = at + _LENGTH_BYTES + length
-        if end > len(raw):
-            break  # cut short: an append that never finished
-        if length < NONCE_BYTES + TAG_BYTES:
-            if raw.count(0, at) == len(raw) - at:
-                break  # zeroes to the end: an append whose data never reached the disk
-            raise ValueError("an entry is too short")
+        if end > len(raw) or length < NONCE_BYTES + TAG_BYTES:
+            break
         start = at + _LENGTH_BYTES + NONCE_BYTES
         try:
             text = key.decrypt(
                 raw[start - NONCE_BYTES : start], raw[start:end], _entry_aad(file_nonce, number)
             )
         except InvalidTag:
-            if end == len(raw):
-                break  # the last entry, unreadable: an append that never finished
-            raise
+            break
         texts.append(text)
         at, number = end, number + 1
     lines = [line for text in texts for line in text.split(b"\n")]
@@ -582,7 +579,7 @@ def _replay(key: StoreKey, file_nonce: bytes, raw: bytes) -> _Journal:
             changes[(name, username)] = None
         else:
             raise ValueError("a line is neither added nor removed")
-    return _Journal(changes, number, at, at < len(raw))
+    return _Journal(changes, number, at, len(raw) - at)
 
 
 def _damaged_journal(path: Path) -> StoreUnavailableError:

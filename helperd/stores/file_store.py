@@ -17,6 +17,7 @@ journal. Each record's JSON is encoded once and reused by later writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -317,8 +318,8 @@ class FileStore(Store):
         and close: a copy of the stopped store's file is a whole backup). A failure is only
         logged: the journal still holds the changes (self._lock held)."""
         opened = self._open
-        if opened is None or not opened.journal_entries:
-            return
+        if opened is None or (opened.journal_end and not opened.journal_entries):
+            return  # nothing to fold in (a journal to start again counts as something)
         header = opened.header
         try:
             self._write(opened.key, header.spec, header.generation + 1, _made_of(opened))
@@ -411,6 +412,16 @@ class FileStore(Store):
             durable.read_private(self.journal) if opened.header.version == VERSION else None,
             self.journal,
         )
+        if journal.dropped:
+            log.warning(
+                "%s: %d byte(s) after its last whole entry (a write that never finished) were"
+                " not replayed; the next write writes the whole store",
+                self.journal,
+                journal.dropped,
+            )
+        # What is served from now on is on disk, even the entry of a write killed before its
+        # fsync, and the file of a rename whose folder was not fsynced yet.
+        durable.sync_files(self.path, self.journal)
         made = _edited(opened, journal.changes)[0] if journal.changes else _made_of(opened)
         return _Open(
             opened.key,
@@ -418,8 +429,7 @@ class FileStore(Store):
             *made,
             file_size=file_size,
             journal_entries=journal.entries,
-            journal_end=journal.end,
-            journal_torn=journal.torn,
+            journal_end=0 if journal.dropped else journal.end,
         )
 
     def _upgrade(self) -> None:
@@ -483,7 +493,6 @@ class FileStore(Store):
                     delta=delta,
                     journal_entries=current.journal_entries + 1,
                     journal_end=current.journal_end + len(entry),
-                    journal_torn=False,
                 )
                 return
         generation = header.generation + 1
@@ -491,8 +500,11 @@ class FileStore(Store):
 
     def _append(self, current: _Open, entry: bytes) -> None:
         """Append ``entry`` to the journal at ``current.journal_end`` and fsync it (self._lock
-        held). On failure, nothing changes, and the next write writes the whole file and starts
-        a new journal: what this one wrote past its end is never appended after.
+        held).
+
+        On failure the entry is cut off again (as far as the disk lets it), memory keeps the
+        previous version, and the next write, lock or close writes the whole file and a new
+        journal: a write reported as failed never comes back from this journal.
 
         Raises:
             StoreUnavailableError: the write failed (full disk, I/O error).
@@ -501,16 +513,24 @@ class FileStore(Store):
             if self._journal_fd is None:
                 self._journal_fd = durable.open_for_append(self.journal)
             fd = self._journal_fd
-            if current.journal_torn:
-                os.ftruncate(fd, current.journal_end)
             durable.write_at(fd, entry, current.journal_end)
             os.fdatasync(fd)
         except OSError as exc:
-            self._open = dataclasses.replace(current, journal_end=0)
-            self._close_journal()
+            with contextlib.suppress(OSError):
+                if self._journal_fd is not None:
+                    os.ftruncate(self._journal_fd, current.journal_end)
+                    os.fdatasync(self._journal_fd)
+            self._restart_journal(current)
             raise StoreUnavailableError(
                 f"could not write {self.journal}: {exc.strerror or exc}"
             ) from None
+
+    def _restart_journal(self, current: _Open | None) -> None:
+        """After a failed write: keep ``current`` in memory, and make the next write a whole one
+        (self._lock held). The journal open may follow a file that is no longer on disk."""
+        if current is not None:
+            self._open = dataclasses.replace(current, journal_end=0)
+        self._close_journal()
 
     def _commit_all(
         self, entries: Iterable[_Entry], key: StoreKey, spec: KeySpec, generation: int
@@ -533,7 +553,13 @@ class FileStore(Store):
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation, segments=len(segments))
         line = header.encode()
         segments, body = _sealed(key, header, line, segments, self._randbytes)
-        durable.write_atomic(self.path, [line + b"\n", *body])
+        try:
+            durable.write_atomic(self.path, [line + b"\n", *body])
+        except StoreUnavailableError:
+            # The rename may have happened (a folder fsync failed after it): from now on only
+            # a whole write may follow, never an entry in the journal of the file before.
+            self._restart_journal(self._open)
+            raise
         previous, delta = (None, None) if change is None else change
         size = len(line) + 1 + sum(map(len, body))
         self._open = _Open(key, header, segments, bounds, records, previous, delta, size)

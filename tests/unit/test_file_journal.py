@@ -16,7 +16,7 @@ import pytest
 from helperd_client.errors import StoreUnavailableError
 from pydantic import SecretStr
 
-from helperd.stores import file_format
+from helperd.stores import durable, file_format
 from helperd.stores.file_store import FileStore
 from tests.unit.test_file_store import rec, sha256, whole
 
@@ -121,6 +121,9 @@ def test_the_journal_holds_no_plaintext(
         pytest.param(lambda raw, last: raw[: last[1] - 1], id="entry-cut"),
         pytest.param(lambda raw, last: raw[: last[0]] + bytes(last[1] - last[0]), id="zeroed"),
         pytest.param(
+            lambda raw, last: raw[: last[0]] + bytes(4) + raw[last[0] + 4 :], id="length-lost"
+        ),
+        pytest.param(
             lambda raw, last: raw[: last[1] - 1] + bytes([raw[last[1] - 1] ^ 1]), id="garbled"
         ),
         pytest.param(lambda raw, last: raw + bytes(1000), id="zeroes-after"),
@@ -129,9 +132,9 @@ def test_the_journal_holds_no_plaintext(
 def test_a_last_entry_that_never_finished_is_dropped(
     stores: list[FileStore], path: Path, key_path: Path, cut: object
 ) -> None:
-    """A last entry cut short, zeroed or unreadable (an append killed before its fsync) is a
-    write that was never acknowledged: dropped; the next write goes in its place, cutting off
-    what was left after it, and a later open finds it."""
+    """A last entry cut short, zeroed, its length lost or unreadable (a power loss keeps any
+    part of an append not yet fsynced, and so never acknowledged): dropped; the next write
+    writes the whole store and a new journal, and a later open finds it."""
     store = filled(stores, path, key_path)
     crash(store)
     journal = store.journal
@@ -143,19 +146,24 @@ def test_a_last_entry_that_never_finished_is_dropped(
     expected = AFTER if (journal.stat().st_size > last[1]) else {**AFTER, "a2": "second"}
     assert expected == passwords(again)
     again.put(rec("c"), SecretStr("after the crash"))
-    assert entries(journal)[-1][1] == journal.stat().st_size
+    assert JOURNAL_HEAD == journal.stat().st_size  # a new journal, after a whole write
     crash(again)
 
     assert {**expected, "c": "after the crash"} == passwords(reopen(stores, path, key_path))
 
 
+BASE = {"a1": "first", "a2": "second"}
+"""What `filled` wrote whole, before its three journal entries."""
+
+
 @pytest.mark.parametrize(
-    "tamper",
+    ("tamper", "expected"),
     [
         pytest.param(
             lambda raw, first, _: (
                 raw[: first[1] - 1] + bytes([raw[first[1] - 1] ^ 1]) + raw[first[1] :]
             ),
+            BASE,
             id="byte-flipped",
         ),
         pytest.param(
@@ -165,27 +173,63 @@ def test_a_last_entry_that_never_finished_is_dropped(
                 + raw[first[0] : first[1]]
                 + raw[second[1] :]
             ),
+            BASE,
             id="entries-swapped",
         ),
-        pytest.param(lambda raw, first, _: raw[: first[0]] + raw[first[1] :], id="entry-dropped"),
+        pytest.param(
+            lambda raw, first, _: raw[: first[0]] + raw[first[1] :], BASE, id="entry-dropped"
+        ),
         pytest.param(
             lambda raw, first, _: raw[: first[0]] + (5).to_bytes(4, "big") + raw[first[0] + 4 :],
+            BASE,
             id="length-changed",
         ),
-        pytest.param(lambda raw, *_: b"not a journal" + raw[13:], id="magic"),
+        pytest.param(
+            lambda raw, _, second: (
+                raw[: second[1] - 1] + bytes([raw[second[1] - 1] ^ 1]) + raw[second[1] :]
+            ),
+            {**BASE, "b1": "third"},
+            id="second-entry-flipped",
+        ),
     ],
 )
-def test_a_journal_out_of_place_is_refused_and_left_untouched(
-    stores: list[FileStore], path: Path, key_path: Path, tamper: object
+def test_a_damaged_entry_ends_the_journal_and_nothing_changed_gets_in(
+    stores: list[FileStore],
+    path: Path,
+    key_path: Path,
+    *,
+    tamper: object,
+    expected: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """An entry changed, moved, dropped from the middle, or a damaged start: the store is not
-    opened (nothing is written), with the journal named."""
+    """An entry changed, moved or dropped ends what is replayed there: the store opens with
+    the writes before it, never with a changed or moved one, says what it dropped, and its
+    next write starts a new journal (no entry number is used twice under one file)."""
     store = filled(stores, path, key_path)
     crash(store)
     journal = store.journal
     first, second, _ = entries(journal)
     assert callable(tamper)
     journal.write_bytes(tamper(journal.read_bytes(), first, second))
+
+    again = reopen(stores, path, key_path)
+
+    assert expected == passwords(again)
+    assert "were not replayed" in caplog.text
+    again.put(rec("c"), SecretStr("next"))
+    assert JOURNAL_HEAD == journal.stat().st_size
+    crash(again)
+    assert {**expected, "c": "next"} == passwords(reopen(stores, path, key_path))
+
+
+def test_a_journal_that_is_not_one_is_refused_and_left_untouched(
+    stores: list[FileStore], path: Path, key_path: Path
+) -> None:
+    """A journal whose first bytes are wrong (it is created whole, by a rename) is refused,
+    with the journal named, and nothing is written."""
+    crash(filled(stores, path, key_path))
+    journal = path.with_name("store.enc.journal")
+    journal.write_bytes(b"not a journal" + journal.read_bytes()[13:])
     before = sha256(path)
 
     again = FileStore(path, key_file=key_path)
@@ -258,7 +302,6 @@ def test_a_failed_append_changes_nothing_and_the_next_write_starts_a_new_journal
     past the journal's end is never appended after, since the next write writes the whole
     file and a new journal."""
     store = filled(stores, path, key_path)
-
     real = os.pwrite
 
     def full(fd: int, data: bytes, offset: int) -> int:
@@ -279,3 +322,51 @@ def test_a_failed_append_changes_nothing_and_the_next_write_starts_a_new_journal
 
     expected = {**AFTER, "e": "kept", "f": "kept too"}
     assert expected == passwords(reopen(stores, path, key_path))
+
+
+@pytest.mark.parametrize("ending", ["close", "crash"])
+def test_a_write_whose_fsync_failed_never_comes_back(
+    stores: list[FileStore],
+    path: Path,
+    key_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ending: str,
+) -> None:
+    """The entry was written but its fsync failed (an I/O error): the set is reported failed,
+    and neither a clean close nor a crash lets a later open replay it."""
+    store = filled(stores, path, key_path)
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fdatasync", broken)
+        with pytest.raises(StoreUnavailableError, match="Input/output error"):
+            store.put(rec("a1"), SecretStr("reported failed"))
+    assert AFTER == passwords(store)
+    if ending == "close":
+        store.close()
+    else:
+        crash(store)
+
+    assert AFTER == passwords(reopen(stores, path, key_path))
+
+
+def test_after_a_whole_write_failed_past_its_rename_no_entry_follows_the_old_file(
+    stores: list[FileStore], path: Path, key_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole write renamed its file, then the folder's fsync failed: it is reported failed,
+    and the next write is a whole one, not an entry in the journal of the file before (which
+    an open would ignore, losing that acknowledged write)."""
+    store = filled(stores, path, key_path)
+
+    def broken(folder: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(durable, "fsync_dir", broken)
+        whole(store)  # the fold-in of lock and close: fails, and says so in the log
+    store.remove([("a1", "alice")])
+    crash(store)
+
+    assert {"b1": "third"} == passwords(reopen(stores, path, key_path))
