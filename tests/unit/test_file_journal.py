@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from pydantic import SecretStr
 
 from helperd.stores import durable, file_format
 from helperd.stores.file_store import FileStore
-from tests.unit.test_file_store import rec, sha256, whole
+from tests.unit.test_file_store import header_of, rec, sha256, whole
 
 JOURNAL_HEAD = file_format.JOURNAL_HEAD
 
@@ -268,7 +267,7 @@ def test_a_full_journal_makes_the_next_write_write_the_whole_file(
     store = reopen(stores, path, key_path)
     store.put(rec("a"), SecretStr("x"))
     whole(store)
-    generation = json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    generation = header_of(path)["generation"]
     sizes = []
     for number in range(400):
         store.put(rec(f"r{number % 7}"), SecretStr(f"pw-{number}" + "y" * 100))
@@ -277,7 +276,7 @@ def test_a_full_journal_makes_the_next_write_write_the_whole_file(
     assert max(sizes) <= file_format.journal_room(path.stat().st_size)
     rewrites = sum(1 for a, b in itertools.pairwise(sizes) if b < a)
     assert rewrites >= 1
-    assert generation + rewrites == json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    assert generation + rewrites == header_of(path)["generation"]
     crash(store)
     again = passwords(reopen(stores, path, key_path))
     assert {"a": "x", **{f"r{n % 7}": f"pw-{n}" + "y" * 100 for n in range(400)}} == again
@@ -313,9 +312,9 @@ def test_a_failed_append_changes_nothing_and_the_next_write_starts_a_new_journal
         with pytest.raises(StoreUnavailableError, match="No space left on device"):
             store.put(rec("lost"), SecretStr("never"))
     assert AFTER == passwords(store)
-    generation = json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    generation = header_of(path)["generation"]
     store.put(rec("e"), SecretStr("kept"))
-    assert generation + 1 == json.loads(path.read_bytes().partition(b"\n")[0])["generation"]
+    assert generation + 1 == header_of(path)["generation"]
     assert [] == entries(store.journal)
     store.put(rec("f"), SecretStr("kept too"))
     crash(store)
