@@ -1,5 +1,4 @@
-"""The encrypted store file's format: its header, its index, its segments of records, and
-the journal of the writes made since the file was written whole.
+"""The encrypted store file's format: its header, its index and its segments of records.
 
 File format, version 4 (docs/file-format.md gives every field and the reasons)::
 
@@ -17,24 +16,15 @@ segment's nonce, length and tag, and is sealed with the header's nonce and the h
 associated data, so no byte of the file changes unnoticed, and a segment from another write
 does not fit.
 
-Beside the file, its journal (``<file>.journal``) holds each write of a few records made since:
-`JOURNAL_MAGIC`, the 12-byte nonce of the file's header (the file it follows), then one
-entry per write, appended and fsynced: its length (4 bytes, big-endian), a fresh 12-byte nonce
-and the AES-256-GCM output of its lines (``+`` and a record's line, or ``-`` and the JSON
-``[name, username]`` of a removed one), with the file's nonce and the entry's number as
-associated data. Opening replays the journal over the file, up to its first entry that does
-not hold together: only the last append can be unfinished (each one is fsynced before it is
-acknowledged), and a power loss may keep any part of it; what follows is dropped, and the next
-write writes the whole file. A write that would make the journal bigger than a quarter of the
-file (at least 64 KiB, at most 1 MiB) writes the whole file again instead, re-encrypting only
-the segments that changed, and starts a new journal. A journal that follows another file (a
-crash between those two renames) holds nothing the file lacks, and is ignored.
+Beside the file, its journal holds the writes of a few records made since the file was written
+whole: `helperd.stores.file_journal` gives its format.
 
 Version 3 is version 4 without a journal; version 2 held every line in one ciphertext,
 version 1 the JSON ``{"records": [{…, "password": "…"}]}``; all are still read, and
 `helperd.stores.file_store.FileStore` rewrites them as version 4 on opening.
 
-`helperd.stores.file_store.FileStore` is the only user of these private names.
+`helperd.stores.file_store.FileStore` and `helperd.stores.file_journal` are the only users of
+these private names.
 """
 
 from __future__ import annotations
@@ -236,13 +226,6 @@ class _Open:
     delta: Delta | None = field(default=None, repr=False)
     """The records removed from ``previous`` and added to it to make ``records`` (a write of
     a few records), or None (``previous`` None too)."""
-    file_size: int = 0
-    """The store file's size in bytes: the journal may grow to `journal_room` of it."""
-    journal_entries: int = 0
-    """Entries in the journal since the file was written whole: the next entry's number."""
-    journal_end: int = 0
-    """Where the next journal entry goes; 0 when the journal must be started again first (there
-    is none, it follows another file, or an append failed)."""
 
     def entry(self, key: RecordKey) -> _Entry | None:
         """The record and password under ``key``, or None."""
@@ -466,125 +449,3 @@ def _decode_v1(key: StoreKey, header: _Header, plaintext: bytes) -> _Open:
             raise ValueError("two records share a key")
         entries[record.key] = (record, password)
     return _Open(key, header, *_built(entries.values()))
-
-
-JOURNAL_MAGIC = b"helperd-journal 1\n"
-"""The journal's first bytes; the nonce of the file it follows comes next."""
-JOURNAL_HEAD = len(JOURNAL_MAGIC) + NONCE_BYTES
-"""Where the journal's first entry starts."""
-_LENGTH_BYTES = 4
-_JOURNAL_AAD = b"helperd-store journal"
-_JOURNAL_MIN = 64 << 10
-_JOURNAL_MAX = 1 << 20
-
-
-def journal_room(file_size: int) -> int:
-    """How big the journal may grow beside a file of ``file_size`` bytes: a quarter of it, at
-    least 64 KiB (a small store writes itself whole once in a few hundred writes), at most
-    1 MiB (what opening replays stays a small part of opening a big store)."""
-    return min(max(file_size // 4, _JOURNAL_MIN), _JOURNAL_MAX)
-
-
-def _entry_aad(file_nonce: bytes, number: int) -> bytes:
-    """An entry's associated data: it fits only this file's journal, at this place."""
-    return _JOURNAL_AAD + file_nonce + number.to_bytes(8, "big")
-
-
-def _journal_entry(
-    key: StoreKey,
-    file_nonce: bytes,
-    number: int,
-    changes: _Changes,
-    randbytes: Callable[[int], bytes],
-) -> bytes:
-    """Journal entry ``number`` for a write of ``changes``: its length, nonce and ciphertext."""
-    lines = [
-        b"-" + json.dumps(list(k), separators=(",", ":")).encode("ascii")
-        if piece is None
-        else b"+" + piece[1]
-        for k, piece in changes.items()
-    ]
-    nonce = randbytes(NONCE_BYTES)
-    sealed = key.encrypt(nonce, b"\n".join(lines), _entry_aad(file_nonce, number))
-    return (NONCE_BYTES + len(sealed)).to_bytes(_LENGTH_BYTES, "big") + nonce + sealed
-
-
-@dataclass(frozen=True)
-class _Journal:
-    """What a journal holds for the file it follows."""
-
-    changes: dict[RecordKey, _Piece | None] = field(default_factory=dict, repr=False)
-    entries: int = 0
-    end: int = 0
-    """Where the next entry goes; 0: none may be appended before the journal is started again."""
-    dropped: int = 0
-    """Bytes after the last whole entry (an unfinished append, or damage), not replayed."""
-
-
-def _read_journal(key: StoreKey, header: _Header, raw: bytes | None, path: Path) -> _Journal:
-    """The changes a journal holds for the file whose header is ``header``.
-
-    No journal, or one that follows another file (a crash between the file's rename and the
-    journal's): nothing, and a new journal is started at the next write. The entries are read
-    up to the first that does not hold together (cut short, its length or tag wrong: an append
-    that never finished); that one and what follows are dropped, and a new journal is started
-    at the next write, so that no entry number is ever used twice under one file.
-
-    Raises:
-        StoreUnavailableError: the journal does not start as one, or an entry that passed its
-            tag does not hold valid lines.
-    """
-    if raw is None:
-        return _Journal()
-    if len(raw) < JOURNAL_HEAD or not raw.startswith(JOURNAL_MAGIC):
-        raise _damaged_journal(path)  # written whole by a rename: never cut short
-    if raw[len(JOURNAL_MAGIC) : JOURNAL_HEAD] != header.nonce:
-        return _Journal()
-    try:
-        with paused_gc():
-            return _replay(key, header.nonce, raw)
-    except (InvalidTag, ValueError, TypeError, RecursionError, ValidationError):
-        raise _damaged_journal(path) from None  # never chained: errors quote the plaintext
-
-
-def _replay(key: StoreKey, file_nonce: bytes, raw: bytes) -> _Journal:
-    """Decrypt the entries of a journal that follows the file with nonce ``file_nonce``, up to
-    the first that does not hold together."""
-    at, number, texts = JOURNAL_HEAD, 0, []
-    while at < len(raw):
-        length = int.from_bytes(raw[at : at + _LENGTH_BYTES], "big")
-        end = at + _LENGTH_BYTES + length
-        if end > len(raw) or length < NONCE_BYTES + TAG_BYTES:
-            break
-        start = at + _LENGTH_BYTES + NONCE_BYTES
-        try:
-            text = key.decrypt(
-                raw[start - NONCE_BYTES : start], raw[start:end], _entry_aad(file_nonce, number)
-            )
-        except InvalidTag:
-            break
-        texts.append(text)
-        at, number = end, number + 1
-    lines = [line for text in texts for line in text.split(b"\n")]
-    puts = iter(_items([line[1:] for line in lines if line[:1] == b"+"]))
-    changes: dict[RecordKey, _Piece | None] = {}
-    for line in lines:
-        if line[:1] == b"+":
-            entry = next(puts)
-            changes[_entry_key(entry)] = (entry, line[1:])
-        elif line[:1] == b"-":
-            name, username = json.loads(line[1:])
-            if not isinstance(name, str) or not isinstance(username, str):
-                raise TypeError("a removed key is not two strings")
-            changes[(name, username)] = None
-        else:
-            raise ValueError("a line is neither added nor removed")
-    return _Journal(changes, number, at, len(raw) - at)
-
-
-def _damaged_journal(path: Path) -> StoreUnavailableError:
-    return StoreUnavailableError(
-        f"the journal {path} failed its integrity check (damaged or tampered with); it was"
-        " left untouched. Restore the store from a backup, or move the store and its journal"
-        " away to start a new one"
-    )

@@ -1,8 +1,9 @@
 """The encrypted file store: every record and password in one AES-256-GCM encrypted file,
 and the writes made since it was written whole in its journal beside it.
 
-The file's format (its header, its records, its journal, the upgrade of older versions) is in
-`helperd.stores.file_format`; docs/file-format.md gives every field and the reasons.
+The file's format (its header, its records, the upgrade of older versions) is in
+`helperd.stores.file_format`, the journal's (and its file's I/O) in `helperd.stores.file_journal`;
+docs/file-format.md gives every field and the reasons.
 
 A file that does not open cleanly is never written, and nothing is stored until it does.
 
@@ -17,8 +18,6 @@ journal. Each record's JSON is encoded once and reused by later writes.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import os
 import threading
@@ -39,8 +38,6 @@ from helperd.core.record import Record, RecordKey
 from helperd.core.store import Store, StoreState
 from helperd.stores import durable
 from helperd.stores.file_format import (
-    JOURNAL_HEAD,
-    JOURNAL_MAGIC,
     NONCE_BYTES,
     VERSION,
     _built,
@@ -49,16 +46,14 @@ from helperd.stores.file_format import (
     _edited,
     _Entry,
     _Header,
-    _journal_entry,
     _Made,
     _Open,
     _parse,
     _pieces_of,
-    _read_journal,
     _sealed,
     _Segment,
-    journal_room,
 )
+from helperd.stores.file_journal import JournalFile, _Journal
 from helperd.stores.keys import (
     KEY_FILE,
     PASSPHRASE,
@@ -121,14 +116,18 @@ class FileStore(Store):
         # The open store, or None while locked; read without a lock (one atomic load).
         self._open: _Open | None = None
         self._closed = False
-        self.journal = path.with_name(path.name + ".journal")
-        self._journal_fd: int | None = None  # open for appends while the journal is the same
+        self._journal = JournalFile(path.with_name(path.name + ".journal"))
         self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"))
         durable.remove_stale_temps(path)  # the journal's temporary files too
 
     def __repr__(self) -> str:
         source = PASSPHRASE if self.key_file is None else f"key_file={str(self.key_file)!r}"
         return f"FileStore({str(self.path)!r}, {source})"
+
+    @property
+    def journal(self) -> Path:
+        """The journal beside the store file."""
+        return self._journal.path
 
     @property
     def state(self) -> StoreState:
@@ -232,10 +231,11 @@ class FileStore(Store):
             if raw is None:
                 key.wipe()  # already unlocked: the passphrase was only checked
                 return
-            opened = self._with_journal(_decrypt(key, raw, self.path), len(raw))
+            opened, journal = self._with_journal(_decrypt(key, raw, self.path))
             with self._lock:
                 self._check_not_closed()
                 self._open = opened
+                self._journal.follow(journal, len(raw))
                 self._upgrade()
 
     def lock(self) -> None:
@@ -280,7 +280,7 @@ class FileStore(Store):
                 was = self._open
                 if was is None:
                     raw = raw or self._read_existing()
-                    was = self._with_journal(_decrypt(old_key, raw, self.path), len(raw))
+                    was = self._with_journal(_decrypt(old_key, raw, self.path))[0]
                 generation = was.header.generation + 1
                 self._write(new_key, new_spec, generation, _unsealed(was))
 
@@ -288,7 +288,7 @@ class FileStore(Store):
         """Delete the store file and its journal (after a migration), then close the store."""
         with self._lock:
             self._check_not_closed()
-            self._close_journal()
+            self._journal.close()
             try:
                 self.path.unlink(missing_ok=True)
                 self.journal.unlink(missing_ok=True)
@@ -307,7 +307,7 @@ class FileStore(Store):
             if not self._closed:
                 self._write_whole()
             self._forget()
-            self._close_journal()
+            self._journal.close()
             self._closed = True
             self._file_lock.release()
 
@@ -318,18 +318,13 @@ class FileStore(Store):
         and close: a copy of the stopped store's file is a whole backup). A failure is only
         logged: the journal still holds the changes (self._lock held)."""
         opened = self._open
-        if opened is None or (opened.journal_end and not opened.journal_entries):
+        if opened is None or self._journal.folded:
             return  # nothing to fold in (a journal to start again counts as something)
         header = opened.header
         try:
             self._write(opened.key, header.spec, header.generation + 1, _made_of(opened))
         except StoreUnavailableError as exc:
             log.warning("the journal stays beside the store file: %s", exc.message)
-
-    def _close_journal(self) -> None:
-        fd, self._journal_fd = self._journal_fd, None
-        if fd is not None:
-            os.close(fd)
 
     def _forget(self) -> None:
         """Zero the key (see helperd.stores.secret_memory) and drop every decrypted secret."""
@@ -400,37 +395,20 @@ class FileStore(Store):
                 " untouched. Use the key file that created it, or move the store away to start"
                 " a new one"
             )
-        self._open = self._with_journal(_decrypt(key, raw, self.path), len(raw))
+        self._open, journal = self._with_journal(_decrypt(key, raw, self.path))
+        self._journal.follow(journal, len(raw))
         self._upgrade()
         return self._open
 
-    def _with_journal(self, opened: _Open, file_size: int) -> _Open:
-        """``opened`` with the changes its journal holds made (a version 4 file)."""
-        journal = _read_journal(
-            opened.key,
-            opened.header,
-            durable.read_private(self.journal) if opened.header.version == VERSION else None,
-            self.journal,
-        )
-        if journal.dropped:
-            log.warning(
-                "%s: %d byte(s) after its last whole entry (a write that never finished) were"
-                " not replayed; the next write writes the whole store",
-                self.journal,
-                journal.dropped,
-            )
+    def _with_journal(self, opened: _Open) -> tuple[_Open, _Journal]:
+        """``opened`` with the changes its journal holds made (a version 4 file), and that
+        journal, for the writer to follow once ``opened`` is current."""
+        journal = self._journal.read(opened.key, opened.header)
         # What is served from now on is on disk, even the entry of a write killed before its
         # fsync, and the file of a rename whose folder was not fsynced yet.
         durable.sync_files(self.path, self.journal)
         made = _edited(opened, journal.changes)[0] if journal.changes else _made_of(opened)
-        return _Open(
-            opened.key,
-            opened.header,
-            *made,
-            file_size=file_size,
-            journal_entries=journal.entries,
-            journal_end=0 if journal.dropped else journal.end,
-        )
+        return _Open(opened.key, opened.header, *made), journal
 
     def _upgrade(self) -> None:
         """Rewrite a file of an older version just opened in the current one, and start its
@@ -478,59 +456,11 @@ class FileStore(Store):
         current = self._open_entries()
         made, delta = _edited(current, changes)
         header = current.header
-        if current.journal_end:
-            entry = _journal_entry(
-                current.key, header.nonce, current.journal_entries, changes, self._randbytes
-            )
-            if current.journal_end + len(entry) <= journal_room(current.file_size):
-                self._append(current, entry)
-                self._open = dataclasses.replace(
-                    current,
-                    segments=made[0],
-                    bounds=made[1],
-                    records=made[2],
-                    previous=current.records,
-                    delta=delta,
-                    journal_entries=current.journal_entries + 1,
-                    journal_end=current.journal_end + len(entry),
-                )
-                return
+        if self._journal.append(current.key, header.nonce, changes, self._randbytes):
+            self._open = _Open(current.key, header, *made, current.records, delta)
+            return
         generation = header.generation + 1
         self._write(current.key, header.spec, generation, made, (current.records, delta))
-
-    def _append(self, current: _Open, entry: bytes) -> None:
-        """Append ``entry`` to the journal at ``current.journal_end`` and fsync it (self._lock
-        held).
-
-        On failure the entry is cut off again (as far as the disk lets it), memory keeps the
-        previous version, and the next write, lock or close writes the whole file and a new
-        journal: a write reported as failed never comes back from this journal.
-
-        Raises:
-            StoreUnavailableError: the write failed (full disk, I/O error).
-        """
-        try:
-            if self._journal_fd is None:
-                self._journal_fd = durable.open_for_append(self.journal)
-            fd = self._journal_fd
-            durable.write_at(fd, entry, current.journal_end)
-            os.fdatasync(fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                if self._journal_fd is not None:
-                    os.ftruncate(self._journal_fd, current.journal_end)
-                    os.fdatasync(self._journal_fd)
-            self._restart_journal(current)
-            raise StoreUnavailableError(
-                f"could not write {self.journal}: {exc.strerror or exc}"
-            ) from None
-
-    def _restart_journal(self, current: _Open | None) -> None:
-        """After a failed write: keep ``current`` in memory, and make the next write a whole one
-        (self._lock held). The journal open may follow a file that is no longer on disk."""
-        if current is not None:
-            self._open = dataclasses.replace(current, journal_end=0)
-        self._close_journal()
 
     def _commit_all(
         self, entries: Iterable[_Entry], key: StoreKey, spec: KeySpec, generation: int
@@ -558,26 +488,12 @@ class FileStore(Store):
         except StoreUnavailableError:
             # The rename may have happened (a folder fsync failed after it): from now on only
             # a whole write may follow, never an entry in the journal of the file before.
-            self._restart_journal(self._open)
+            self._journal.stop()
             raise
         previous, delta = (None, None) if change is None else change
-        size = len(line) + 1 + sum(map(len, body))
-        self._open = _Open(key, header, segments, bounds, records, previous, delta, size)
-        self._start_journal(header)
+        self._open = _Open(key, header, segments, bounds, records, previous, delta)
+        self._journal.start(header.nonce, len(line) + 1 + sum(map(len, body)))
         return self._open
-
-    def _start_journal(self, header: _Header) -> None:
-        """Replace the journal with an empty one that follows the file just written (self._lock
-        held). On failure the file still holds every record, and the old journal follows the
-        old file, so it is ignored: the next write tries again by writing the whole file."""
-        self._close_journal()
-        try:
-            durable.write_atomic(self.journal, JOURNAL_MAGIC + header.nonce)
-        except StoreUnavailableError as exc:
-            log.warning("no journal for now, every write writes the whole file: %s", exc.message)
-            return
-        assert self._open is not None
-        self._open = dataclasses.replace(self._open, journal_end=JOURNAL_HEAD)
 
 
 def _made_of(opened: _Open) -> _Made:

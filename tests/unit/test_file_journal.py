@@ -15,11 +15,11 @@ import pytest
 from helperd_client.errors import StoreUnavailableError
 from pydantic import SecretStr
 
-from helperd.stores import durable, file_format
+from helperd.stores import durable, file_journal
 from helperd.stores.file_store import FileStore
 from tests.unit.test_file_store import header_of, rec, sha256, whole
 
-JOURNAL_HEAD = file_format.JOURNAL_HEAD
+JOURNAL_HEAD = file_journal.JOURNAL_HEAD
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def reopen(stores: list[FileStore], path: Path, key_path: Path) -> FileStore:
 
 def crash(store: FileStore) -> None:
     """Let the store go as a killed daemon would: no last write, the OS lock released."""
-    store._close_journal()
+    store._journal.close()
     store._file_lock.release()
     store._closed = True  # its fixture's close then does nothing
 
@@ -92,7 +92,7 @@ def test_a_write_appends_one_entry_and_leaves_the_file_alone(
     assert file_before == path.read_bytes()
     assert 2 == len(entries(store.journal))
     assert file_before[:JOURNAL_HEAD] != store.journal.read_bytes()[:JOURNAL_HEAD]
-    assert store.journal.read_bytes().startswith(file_format.JOURNAL_MAGIC)
+    assert store.journal.read_bytes().startswith(file_journal.JOURNAL_MAGIC)
 
 
 def test_opening_replays_the_journal(stores: list[FileStore], path: Path, key_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_a_full_journal_makes_the_next_write_write_the_whole_file(
         store.put(rec(f"r{number % 7}"), SecretStr(f"pw-{number}" + "y" * 100))
         sizes.append(store.journal.stat().st_size)
 
-    assert max(sizes) <= file_format.journal_room(path.stat().st_size)
+    assert max(sizes) <= file_journal.journal_room(path.stat().st_size)
     rewrites = sum(1 for a, b in itertools.pairwise(sizes) if b < a)
     assert rewrites >= 1
     assert generation + rewrites == header_of(path)["generation"]
