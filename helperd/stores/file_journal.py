@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from helperd.core.bulk import paused_gc
 from helperd.core.record import RecordKey
 from helperd.stores import durable
+from helperd.stores.file_decode import _items
 from helperd.stores.file_format import (
     NONCE_BYTES,
     TAG_BYTES,
@@ -41,7 +42,6 @@ from helperd.stores.file_format import (
     _Changes,
     _entry_key,
     _Header,
-    _items,
     _Piece,
 )
 from helperd.stores.keys import StoreKey

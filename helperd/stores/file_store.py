@@ -37,18 +37,17 @@ from helperd.core.catalog import Delta
 from helperd.core.record import Record, RecordKey
 from helperd.core.store import Store, StoreState
 from helperd.stores import durable
+from helperd.stores.file_decode import _decrypt, _parse
 from helperd.stores.file_format import (
     NONCE_BYTES,
     VERSION,
     _built,
     _Changes,
-    _decrypt,
     _edited,
     _Entry,
     _Header,
     _Made,
     _Open,
-    _parse,
     _pieces_of,
     _sealed,
     _Segment,
