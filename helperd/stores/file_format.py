@@ -8,12 +8,12 @@ File format, version 4 (docs/file-format.md gives every field and the reasons)::
 The first line is a JSON header (UTF-8, compact, sorted keys: ``aead``, ``check``, ``format``,
 ``generation``, ``key``, ``nonce``, ``segments``, ``version``) ended by ``\\n``. ``key`` says how
 the master key is made (`helperd.stores.keys.KeySpec`), ``check`` tells a wrong passphrase from a
-damaged file, ``nonce`` is 12 random bytes fresh for every write and ``generation`` counts writes.
-The records are shared out among ``segments`` segments (a power of two) by a CRC-32 of their key;
-each segment is one line per record, ``[<Record.model_dump(mode="json")>, "<password>"]``,
-sorted by key, encrypted on its own (its number in its associated data). The index lists each
-segment's nonce, length and tag, and is sealed with the header's nonce and the header line as
-associated data, so no byte of the file changes unnoticed, and a segment from another write
+damaged file, ``nonce`` is 12 random bytes fresh for every whole write and ``generation``
+counts whole writes. The records are shared out among ``segments`` segments, each a run of
+records adjacent in key order: one line per record, ``[<Record.model_dump(mode="json")>,
+"<password>"]``, sorted by key, encrypted on its own under a nonce of its own. The index lists
+each segment's nonce, length and tag, and is sealed with the header's nonce and the header line
+as associated data, so no byte of the file changes unnoticed, and a segment from another write
 does not fit.
 
 Beside the file, its journal holds the writes of a few records made since the file was written
