@@ -173,6 +173,17 @@ def _built(entries: Iterable[_Entry]) -> _Made:
     return (*_runs([(entry, _encode(entry)) for entry in ordered]), tuple(map(_record_of, ordered)))
 
 
+def _made_of(opened: _Open) -> _Made:
+    """``opened``'s segments (those sealed keep their ciphertext), bounds and records."""
+    return opened.segments, opened.bounds, opened.records
+
+
+def _unsealed(opened: _Open) -> _Made:
+    """``opened``'s segments, bounds and records, to be encrypted again (a new key or format)."""
+    segments = tuple(_Segment(segment.pieces) for segment in opened.segments)
+    return segments, opened.bounds, opened.records
+
+
 _Changes = Mapping[RecordKey, _Piece | None]
 """A write: per key, the new entry and its line (added or replaced), or None (removed)."""
 

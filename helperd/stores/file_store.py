@@ -1,9 +1,11 @@
 """The encrypted file store: every record and password in one AES-256-GCM encrypted file,
 and the writes made since it was written whole in its journal beside it.
 
-The file's format (its header, its records, the upgrade of older versions) is in
-`helperd.stores.file_format`, the journal's (and its file's I/O) in `helperd.stores.file_journal`;
-docs/file-format.md gives every field and the reasons.
+The file's format (its header, its records) is in `helperd.stores.file_format`, its reading
+(older versions too) in `helperd.stores.file_decode`, the journal's format and its file's I/O in
+`helperd.stores.file_journal`; docs/file-format.md gives every field and the reasons. The
+store's writes (and the upgrade of an older version) are `helperd.stores.file_writes.FileWrites`,
+a part of `FileStore` kept in a module of its own.
 
 A file that does not open cleanly is never written, and nothing is stored until it does.
 
@@ -18,7 +20,6 @@ journal. Each record's JSON is encoded once and reused by later writes.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -39,20 +40,15 @@ from helperd.core.store import Store, StoreState
 from helperd.stores import durable
 from helperd.stores.file_decode import _decrypt, _parse
 from helperd.stores.file_format import (
-    NONCE_BYTES,
-    VERSION,
-    _built,
     _Changes,
     _edited,
-    _Entry,
-    _Header,
-    _Made,
+    _made_of,
     _Open,
     _pieces_of,
-    _sealed,
-    _Segment,
+    _unsealed,
 )
 from helperd.stores.file_journal import JournalFile, _Journal
+from helperd.stores.file_writes import FileWrites
 from helperd.stores.keys import (
     KEY_FILE,
     PASSPHRASE,
@@ -67,10 +63,8 @@ from helperd.stores.keys import (
 
 __all__ = ["FileStore"]
 
-log = logging.getLogger(__name__)
 
-
-class FileStore(Store):
+class FileStore(FileWrites, Store):
     """Records and passwords in one encrypted file, opened by a passphrase or a key file.
 
     With ``key_file``, the store opens itself on first use (creating an empty store file
@@ -312,19 +306,6 @@ class FileStore(Store):
 
     # Internals. Those that change _open run with self._lock held.
 
-    def _write_whole(self) -> None:
-        """Fold the journal into the file, so that the file alone holds every record (on lock
-        and close: a copy of the stopped store's file is a whole backup). A failure is only
-        logged: the journal still holds the changes (self._lock held)."""
-        opened = self._open
-        if opened is None or self._journal.folded:
-            return  # nothing to fold in (a journal to start again counts as something)
-        header = opened.header
-        try:
-            self._write(opened.key, header.spec, header.generation + 1, _made_of(opened))
-        except StoreUnavailableError as exc:
-            log.warning("the journal stays beside the store file: %s", exc.message)
-
     def _forget(self) -> None:
         """Zero the key (see helperd.stores.secret_memory) and drop every decrypted secret."""
         current, self._open = self._open, None
@@ -409,18 +390,6 @@ class FileStore(Store):
         made = _edited(opened, journal.changes)[0] if journal.changes else _made_of(opened)
         return _Open(opened.key, opened.header, *made), journal
 
-    def _upgrade(self) -> None:
-        """Rewrite a file of an older version just opened in the current one, and start its
-        journal (self._lock held).
-
-        One atomic, durable write like any whole write: a crash leaves the old file or the new
-        one, both holding every record.
-        """
-        opened = self._open
-        if opened is not None and opened.header.version < VERSION:
-            header = opened.header
-            self._write(opened.key, header.spec, header.generation + 1, _unsealed(opened))
-
     def _current_spec(self) -> tuple[KeySpec, bytes | None]:
         """The key spec in force, with the file's bytes when the store is locked."""
         with self._lock:
@@ -448,62 +417,6 @@ class FileStore(Store):
         if raw is None:
             raise self._missing()
         return raw
-
-    def _commit_changes(self, changes: _Changes) -> None:
-        """Make ``changes`` durable: one journal entry, or the whole file when the journal is
-        full (or must be started again). Readers see the previous version until then."""
-        current = self._open_entries()
-        made, delta = _edited(current, changes)
-        header = current.header
-        if self._journal.append(current.key, header.nonce, changes, self._randbytes):
-            self._open = _Open(current.key, header, *made, current.records, delta)
-            return
-        generation = header.generation + 1
-        self._write(current.key, header.spec, generation, made, (current.records, delta))
-
-    def _commit_all(
-        self, entries: Iterable[_Entry], key: StoreKey, spec: KeySpec, generation: int
-    ) -> _Open:
-        """Write ``entries`` as the whole store, under ``key`` (a new store, a new passphrase)."""
-        return self._write(key, spec, generation, _built(entries))
-
-    def _write(
-        self,
-        key: StoreKey,
-        spec: KeySpec,
-        generation: int,
-        made: _Made,
-        change: tuple[tuple[Record, ...], Delta] | None = None,
-    ) -> _Open:
-        """Write ``made`` durably, then make it current: a failed write changes nothing
-        (self._lock held). The segments not sealed yet are encrypted here. ``change`` is the
-        previous records and what a write of a few records changed (`records_delta`)."""
-        segments, bounds, records = made
-        header = _Header(spec, self._randbytes(NONCE_BYTES), generation, segments=len(segments))
-        line = header.encode()
-        segments, body = _sealed(key, header, line, segments, self._randbytes)
-        try:
-            durable.write_atomic(self.path, [line + b"\n", *body])
-        except StoreUnavailableError:
-            # The rename may have happened (a folder fsync failed after it): from now on only
-            # a whole write may follow, never an entry in the journal of the file before.
-            self._journal.stop()
-            raise
-        previous, delta = (None, None) if change is None else change
-        self._open = _Open(key, header, segments, bounds, records, previous, delta)
-        self._journal.start(header.nonce, len(line) + 1 + sum(map(len, body)))
-        return self._open
-
-
-def _made_of(opened: _Open) -> _Made:
-    """``opened``'s segments (those sealed keep their ciphertext), bounds and records."""
-    return opened.segments, opened.bounds, opened.records
-
-
-def _unsealed(opened: _Open) -> _Made:
-    """``opened``'s segments, bounds and records, to be encrypted again (a new key or format)."""
-    segments = tuple(_Segment(segment.pieces) for segment in opened.segments)
-    return segments, opened.bounds, opened.records
 
 
 def _passphrase(passphrase: SecretStr | None, action: str) -> SecretStr:
