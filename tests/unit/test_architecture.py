@@ -4,6 +4,7 @@ Rooms (docs/architecture.md): ``helperd_client`` (client/), ``helperd.core``, ``
 ``helperd.daemon``, ``helperd.ctl``, ``helperd.integrations``. Every import statement counts,
 also those inside functions and under ``if TYPE_CHECKING:``: a lazy import is still an arrow.
 The test reads the source (ast), so it needs no dependency and imports none of the code.
+It also keeps each module to one job: none is over `MAX_LINES` lines (as ``wc -l`` counts them).
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class Module:
     name: str
     path: Path
     tree: ast.Module
+    lines: int
+    """Its newlines, as ``wc -l`` counts them."""
 
 
 def modules() -> Iterator[Module]:
@@ -123,7 +126,9 @@ def modules() -> Iterator[Module]:
         for path in sorted(folder.rglob("*.py")):
             parts = path.relative_to(folder).with_suffix("").parts
             name = ".".join((top, *parts)).removesuffix(".__init__")
-            yield Module(name, path, ast.parse(path.read_text(encoding="utf-8"), str(path)))
+            raw = path.read_bytes()
+            tree = ast.parse(raw.decode("utf-8"), str(path))
+            yield Module(name, path, tree, raw.count(b"\n"))
 
 
 def room(module: str) -> str | None:
@@ -258,9 +263,32 @@ def test_no_import_after_code() -> None:
     assert [] == [where for m in ALL for where in late_imports(m)]
 
 
+MAX_LINES = 450
+"""The most lines a module may have (the project's rule): past it, a module does more than one
+job, and is split by job."""
+
+
+def long_modules(mods: list[Module]) -> list[str]:
+    """Every module over `MAX_LINES` lines, as ``path: N lines``."""
+    return [f"{m.path.relative_to(ROOT)}: {m.lines} lines" for m in mods if m.lines > MAX_LINES]
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    """No module of helperd or the client is over `MAX_LINES` lines (one job a module)."""
+    found = long_modules(ALL)
+    assert not found, f"over {MAX_LINES} lines, split by job:\n" + "\n".join(found)
+
+
 def _fake(name: str, source: str) -> Module:
     path = ROOT / "helperd" / "fake.py"
-    return Module(name, path, ast.parse(source))
+    return Module(name, path, ast.parse(source), source.count("\n"))
+
+
+def test_a_long_module_is_reported() -> None:
+    """The checker reports a module one line over the limit, and not one at the limit."""
+    at_limit = _fake("helperd.core.fake", "x = 1\n" * MAX_LINES)
+    over = _fake("helperd.core.fake", "x = 1\n" * (MAX_LINES + 1))
+    assert (["helperd/fake.py: 451 lines"], []) == (long_modules([over]), long_modules([at_limit]))
 
 
 @pytest.mark.parametrize(
