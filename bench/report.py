@@ -238,6 +238,10 @@ def _writers(r: dict[str, Any]) -> str:
             f"{x(row['hello_p50_ratio'])} / {x(row['hello_p99_ratio'])}"
             if "hello_p50_ratio" in row
             else "not measured",
+            f"{x(row['apart_p50_ratio'])} / {x(row['apart_p99_ratio'])}"
+            f" ({row['apart_sets']:,} sets)"
+            if "apart_p50_ratio" in row
+            else "not measured",
         ]
         for row in r["writers"]["rows"]
     ]
@@ -251,6 +255,7 @@ def _writers(r: dict[str, Any]) -> str:
             "sets made",
             f"beside a writer paced at {PACED} sets/s instead: p50 / p99 ratio",
             "beside a client looping `hello` instead: p50 / p99 ratio",
+            "beside the looping writer served by a second helperd: p50 / p99 ratio",
         ],
         rows,
     )

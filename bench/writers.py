@@ -8,8 +8,10 @@ machine's own noise falls on both alike; the report gives the busy p50 and p99 a
 the quiet ones (goal: p50 at most 1.2x, p99 at most 3x).
 
 The looping writer sets as fast as the daemon answers, so a faster `set` means more of them
-beside each get. Two more rows keep that apart: the same writer paced at `PACED` sets a
-second, and a client looping ``hello`` (busy, writing nothing).
+beside each get. Three more rows keep that apart: the same writer paced at `PACED` sets a
+second; a client looping ``hello`` (busy, writing nothing); and the same looping writer served
+by a second daemon on a store of its own, so that the measured daemon shares nothing with it
+but the machine: what would be left were writes served by a process apart from reads.
 """
 
 from __future__ import annotations
@@ -110,14 +112,25 @@ def _beside(
     return quiet, busy, int(out or 0)
 
 
+def _store(layout: Layout, workdir: Path, name: str) -> tuple[Path, Path]:
+    """A home holding a key-file store of ``layout``'s size, and its key file."""
+    home = workdir / name
+    home.mkdir(mode=0o700)
+    key = new_key_file(workdir / f"{name}.key")
+    build_store(home / "store.enc", layout, key_file=key)
+    return home, key
+
+
 def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str, Any]:
     layout = Layout(size)
-    home = workdir / f"w{size}"
-    home.mkdir(mode=0o700)
-    key = new_key_file(workdir / f"w{size}.key")
-    build_store(home / "store.enc", layout, key_file=key)
+    home, key = _store(layout, workdir, f"w{size}")
+    other_home, other_key = _store(layout, workdir, f"w{size}-other")
     request = layout.service_request()
-    with helperd_daemon(home, key) as daemon, socket.socket(socket.AF_UNIX) as sock:
+    with (
+        helperd_daemon(home, key) as daemon,
+        helperd_daemon(other_home, other_key) as other,
+        socket.socket(socket.AF_UNIX) as sock,
+    ):
         sock.settimeout(60)
         sock.connect(str(daemon.socket))
         _window(sock, request, 0.3, [])  # the key-file store opens on the first get
@@ -133,9 +146,11 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         quiet, busy, sets = beside(WRITER)
         calm, paced, paced_sets = beside(WRITER, extra=(str(1 / PACED),))
         alone, hellos, _ = beside(HELLO)
+        apart_quiet, apart, apart_sets = beside(WRITER, home=other_home, daemon_socket=other.socket)
     quiet_s, busy_s = summarize(quiet), summarize(busy)
     calm_s, paced_s = summarize(calm), summarize(paced)
     alone_s, hello_s = summarize(alone), summarize(hellos)
+    apart_quiet_s, apart_s = summarize(apart_quiet), summarize(apart)
     return {
         "size": size,
         "quiet_us": quiet_s.as_dict(),
@@ -149,6 +164,9 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         "paced_p99_ratio": ratio(paced_s.p99, calm_s.p99),
         "hello_p50_ratio": ratio(hello_s.p50, alone_s.p50),
         "hello_p99_ratio": ratio(hello_s.p99, alone_s.p99),
+        "apart_sets": apart_sets,
+        "apart_p50_ratio": ratio(apart_s.p50, apart_quiet_s.p50),
+        "apart_p99_ratio": ratio(apart_s.p99, apart_quiet_s.p99),
     }
 
 
