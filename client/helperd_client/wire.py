@@ -60,8 +60,13 @@ def decode_line(line: bytes) -> dict[str, Any]:
     """
     try:
         value = json.loads(line.decode("utf-8"))
+        readable = True
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadRequestError("line is not valid UTF-8 JSON") from None
+        readable = False
+    if not readable:
+        # Raised out of the except clause, so it keeps no context: json's error holds the
+        # whole line (`from None` only hides a context, which stays on __context__).
+        raise BadRequestError("line is not valid UTF-8 JSON")
     if not isinstance(value, dict):
         raise BadRequestError("line is not a JSON object")
     if b"\\u" in line:

@@ -300,7 +300,9 @@ def parse_request(line: bytes) -> tuple[RequestId | None, Request]:
     try:
         return request_id, _REQUEST.validate_python(message)
     except ValidationError as exc:
-        raise RequestError(request_id, BadRequestError(_describe(exc))) from None
+        problem = _describe(exc)
+    # Out of the except clause, so it keeps no context: pydantic's error quotes the request.
+    raise RequestError(request_id, BadRequestError(problem))
 
 
 def _echoable(raw_id: object) -> bool:

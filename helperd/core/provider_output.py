@@ -83,8 +83,12 @@ def parse_output(
     else:
         try:
             data = json.loads(text)
+            readable = True
         except ValueError:
-            raise ProviderError("the provider's output is not JSON") from None
+            readable = False
+        if not readable:
+            # Out of the except clause, so it keeps no context: json's error holds the output.
+            raise ProviderError("the provider's output is not JSON")
         assert spec.token_field is not None  # the spec's own rule
         raw = _field(data, spec.token_field)
         if not isinstance(raw, str):

@@ -172,7 +172,9 @@ class UpstreamCache:
                 ),
             )
         except (KeyError, TypeError, ValueError):  # ValidationError is a ValueError
-            raise ValueError("not a saved upstream cache of this version") from None
+            pass
+        # Out of the except clause, so it keeps no context: pydantic's error quotes the data.
+        raise ValueError("not a saved upstream cache of this version")
 
 
 @dataclass(frozen=True)

@@ -87,12 +87,14 @@ def _decrypt(key: StoreKey, raw: bytes, path: Path) -> _Open:
                 return _decode_v1(key, header, plaintext)
             return _decode_v2(key, header, plaintext)
     except (InvalidTag, ValueError, TypeError, KeyError, RecursionError, ValidationError):
-        # Never chain or quote: JSON and pydantic errors quote the decrypted input.
-        raise StoreUnavailableError(
-            f"store file {path} failed its integrity check (damaged, truncated or"
-            " tampered with); it was left untouched. Restore it from a backup, or move it"
-            " away to start a new store"
-        ) from None
+        pass
+    # Raised out here, so that the error keeps no context: JSON and pydantic errors quote the
+    # decrypted input (`from None` only hides a context, which stays on __context__).
+    raise StoreUnavailableError(
+        f"store file {path} failed its integrity check (damaged, truncated or"
+        " tampered with); it was left untouched. Restore it from a backup, or move it"
+        " away to start a new store"
+    )
 
 
 def _decode_header(line: bytes) -> _Header:

@@ -126,7 +126,8 @@ def _read_journal(key: StoreKey, header: _Header, raw: bytes | None, path: Path)
         with paused_gc():
             return _replay(key, header.nonce, raw)
     except (InvalidTag, ValueError, TypeError, RecursionError, ValidationError):
-        raise _damaged_journal(path) from None  # never chained: errors quote the plaintext
+        pass
+    raise _damaged_journal(path)  # out here, with no context: errors quote the plaintext
 
 
 def _replay(key: StoreKey, file_nonce: bytes, raw: bytes) -> _Journal:

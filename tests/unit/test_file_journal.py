@@ -1,10 +1,13 @@
 """The file store's journal (format version 4): a write of a few records appends one entry
 and leaves the file alone; opening replays the journal; a last entry that never finished is
-dropped, anything else out of place is refused; a full journal makes the next write write the
-whole file; lock and close fold the journal into the file."""
+dropped, and so is everything from the first entry that does not hold together; a journal
+that does not start as one, or an entry that passes its tag but holds no valid record, is
+refused; a full journal makes the next write write the whole file; lock and close fold the
+journal into the file."""
 
 from __future__ import annotations
 
+import base64
 import errno
 import itertools
 import os
@@ -17,7 +20,8 @@ from pydantic import SecretStr
 
 from helperd.stores import durable, file_journal
 from helperd.stores.file_store import FileStore
-from tests.unit.test_file_store import header_of, rec, sha256, whole
+from tests.unit.conftest import KEY_BYTES
+from tests.unit.test_file_store import aead_key_for_key_file, header_of, rec, sha256, whole
 
 JOURNAL_HEAD = file_journal.JOURNAL_HEAD
 
@@ -238,6 +242,38 @@ def test_a_journal_that_is_not_one_is_refused_and_left_untouched(
 
     assert f"the journal {journal} failed its integrity check" in caught.value.message
     assert before == sha256(path)
+
+
+def test_an_entry_that_passes_its_tag_but_holds_no_valid_record_is_refused_unquoted(
+    stores: list[FileStore], path: Path, key_path: Path
+) -> None:
+    """An entry sealed with the store's key, at its place, whose line is not a valid record
+    (only the key's holder can write one) is refused, and the error keeps nothing of it: no
+    quote, no cause, no context (pydantic's error quotes the record)."""
+    store = reopen(stores, path, key_path)
+    store.put(rec("a1"), SecretStr("first"))
+    whole(store)
+    crash(store)
+    header = header_of(path)
+    file_nonce = base64.b64decode(header["nonce"])
+    line = b'+[{"name":"LEAKME","username":5},"LEAKME"]'
+    nonce = b"\x01" * 12
+    sealed = aead_key_for_key_file(KEY_BYTES, header).encrypt(
+        nonce, line, file_journal._entry_aad(file_nonce, 0)
+    )
+    entry = (len(nonce) + len(sealed)).to_bytes(4, "big") + nonce + sealed
+    with store.journal.open("ab") as journal:
+        journal.write(entry)
+
+    again = FileStore(path, key_file=key_path)
+    stores.append(again)
+    with pytest.raises(StoreUnavailableError) as caught:
+        again.records()
+
+    assert f"the journal {store.journal} failed its integrity check" in caught.value.message
+    assert "LEAKME" not in caught.value.message
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
 
 
 def test_a_journal_of_another_file_is_ignored(
