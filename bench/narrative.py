@@ -27,7 +27,8 @@ Reproduce, from a fresh clone (after `./scripts/test.sh` has installed the Debia
 
 It runs `{command}` in a venv of its own, `bench/.venv`: the `bench` extra installs \
 keyrings.alt and keyrings.cryptfile, whose keyring backends would change what keyring chooses \
-in the development venv.
+in the development venv. Every daemon runs as the default install does, on asyncio's event \
+loop, but the one marked uvloop (the `fast` extra) in items 1 and 4.
 """
 
 

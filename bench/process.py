@@ -41,6 +41,9 @@ __all__ = [
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+DEFAULT_INSTALL = {"PYTHONPATH": str(BENCH / "no_uvloop")}
+"""The environment of a daemon as the default install runs it: bench/.venv has the ``fast``
+extra (uvloop), which a daemon would use; the goals are judged without it."""
 READY_TIMEOUT = 20.0
 COMMAND_TIMEOUT = 300.0
 
@@ -113,10 +116,22 @@ def served(argv: Sequence[str], socket: Path) -> Iterator[subprocess.Popen[bytes
 
 @contextlib.contextmanager
 def helperd_daemon(
-    home: Path, key_file: Path, *args: str, env: dict[str, str] | None = None
+    home: Path,
+    key_file: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    fast: bool = False,
 ) -> Iterator[Daemon]:
-    """helperd on the encrypted file store opened by ``key_file``, in ``home``; stopped after."""
-    full = {"HELPERD_KEY_FILE": str(key_file), **(env or {})}
+    """helperd on the encrypted file store opened by ``key_file``, in ``home``; stopped after.
+
+    It runs as the default install does, on asyncio's event loop; with ``fast``, as the
+    ``fast`` extra does (uvloop).
+    """
+    full = {
+        "HELPERD_KEY_FILE": str(key_file),
+        **({} if fast else DEFAULT_INSTALL),
+        **(env or {}),
+    }
     daemon = start_daemon(home, "--store", "file", *args, env=full)
     try:
         yield daemon

@@ -26,7 +26,15 @@ from typing import Any
 
 from helperd_client import Client, DaemonUnreachableError, HelperdError
 
-from bench.process import PINNED_CPU, exchange, new_key_file, pinned, run_load, stop
+from bench.process import (
+    DEFAULT_INSTALL,
+    PINNED_CPU,
+    exchange,
+    new_key_file,
+    pinned,
+    run_load,
+    stop,
+)
 from bench.stats import ratio, summarize
 from bench.store import PASSWORD, USERNAME, Layout, build_store
 from helperd.stores.durable import write_atomic
@@ -45,7 +53,7 @@ def _daemon(home: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "helperd", "--store", "file"],
-        env=daemon_env(home, env),
+        env=daemon_env(home, {**DEFAULT_INSTALL, **env}),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,

@@ -79,9 +79,8 @@ def running_servers(workdir: Path, binaries: dict[str, Path], records: int) -> I
     fast_home.mkdir(mode=0o700)
     fast_key = new_key_file(fast_home / "helperd.key")
     build_store(fast_home / "store.enc", layout, key_file=fast_key)
-    hidden = {"PYTHONPATH": str(BENCH / "no_uvloop")}  # the default install: asyncio's loop
     with (
-        helperd_daemon(home, key, env=hidden) as daemon,
+        helperd_daemon(home, key) as daemon,
         contextlib.ExitStack() as extra,
     ):
         response = exchange(daemon.socket, request)
@@ -93,7 +92,7 @@ def running_servers(workdir: Path, binaries: dict[str, Path], records: int) -> I
         sockets["helperd"] = daemon.socket
         pids = {"helperd": daemon.process.pid}
         if FAST:
-            fast = extra.enter_context(helperd_daemon(fast_home, fast_key))
+            fast = extra.enter_context(helperd_daemon(fast_home, fast_key, fast=True))
             exchange(fast.socket, request)  # opens its store
             sockets["helperd_uvloop"] = fast.socket
             pids["helperd_uvloop"] = fast.process.pid
