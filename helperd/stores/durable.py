@@ -41,8 +41,10 @@ def write_atomic(path: Path, data: bytes | Sequence[bytes], *, mode: int = 0o600
 
     Raises:
         StoreUnavailableError: the write failed (full disk, I/O error, permissions, a
-            symbolic link at ``path``); the old file is intact and no temporary file is left
-            behind.
+            symbolic link at ``path``), and no temporary file is left behind. Before the
+            rename the old file is intact; when only the folder's fsync after it failed, the
+            new file is in place but may not survive a power loss, so a caller cannot tell
+            which of the two it will find.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
