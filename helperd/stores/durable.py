@@ -21,6 +21,7 @@ from helperd_client.trust import folder_problem
 
 __all__ = [
     "FileLock",
+    "NotDurableError",
     "check_private_dir",
     "fsync_dir",
     "open_for_append",
@@ -35,16 +36,29 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+class NotDurableError(StoreUnavailableError):
+    """`write_atomic` renamed the new file into place, then the folder's fsync failed: the new
+    file is what a reader finds now, and a power loss may bring the old one back. ``reason``
+    says why the fsync failed."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"{path} was written, but its folder could not be synced ({reason}): a power loss"
+            " may bring back the file before"
+        )
+        self.reason = reason
+
+
 def write_atomic(path: Path, data: bytes | Sequence[bytes], *, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks written one after another, never
     joined in memory) atomically and durably, with permission bits ``mode``.
 
     Raises:
         StoreUnavailableError: the write failed (full disk, I/O error, permissions, a
-            symbolic link at ``path``), and no temporary file is left behind. Before the
-            rename the old file is intact; when only the folder's fsync after it failed, the
-            new file is in place but may not survive a power loss, so a caller cannot tell
-            which of the two it will find.
+            symbolic link at ``path``); the old file is intact, and no temporary file is
+            left behind.
+        NotDurableError: only the folder's fsync after the rename failed: the new file is
+            in place, but may not survive a power loss.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
@@ -65,11 +79,14 @@ def write_atomic(path: Path, data: bytes | Sequence[bytes], *, mode: int = 0o600
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StoreUnavailableError(f"could not write {path}: {exc.strerror or exc}") from None
+    try:
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise NotDurableError(path, exc.strerror or str(exc)) from None
 
 
 def open_for_append(path: Path) -> int:

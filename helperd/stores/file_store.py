@@ -253,6 +253,9 @@ class FileStore(FileWrites, Store):
             BadPassphraseError: ``old`` does not open the store (nothing changes).
             BadRequestError: ``new`` is empty, or this is a key-file store.
             LockedError: no store exists.
+            StoreUnavailableError: the file could not be written (nothing changes), or it was,
+                under ``new``, but its folder's fsync failed (the store is unlocked under
+                ``new``, which the message says).
         """
         if self.key_file is not None:
             raise BadRequestError(
@@ -275,7 +278,14 @@ class FileStore(FileWrites, Store):
                     raw = raw or self._read_existing()
                     was = self._with_journal(_decrypt(old_key, raw, self.path))[0]
                 generation = was.header.generation + 1
-                self._write(new_key, new_spec, generation, _unsealed(was))
+                try:
+                    self._write(new_key, new_spec, generation, _unsealed(was))
+                except durable.NotDurableError as exc:
+                    raise StoreUnavailableError(
+                        "the passphrase was changed, but the store's folder could not be synced"
+                        f" ({exc.reason}): after a power loss the old passphrase may be the one"
+                        " that opens the store"
+                    ) from None
 
     def discard(self) -> None:
         """Delete the store file and its journal (after a migration), then close the store."""

@@ -116,14 +116,21 @@ class FileWrites:
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation, segments=len(segments))
         line = header.encode()
         segments, body = _sealed(key, header, line, segments, self._randbytes)
+        previous, delta = (None, None) if change is None else change
+        written = _Open(key, header, segments, bounds, records, previous, delta)
         try:
             durable.write_atomic(self.path, [line + b"\n", *body])
-        except StoreUnavailableError:
-            # The rename may have happened (a folder fsync failed after it): from now on only
-            # a whole write may follow, never an entry in the journal of the file before.
+        except StoreUnavailableError as exc:
+            # From now on only a whole write may follow, never an entry in the journal of the
+            # file before: the rename may have happened.
             self._journal.stop()
+            if isinstance(exc, durable.NotDurableError) and change is None:
+                # It did: the new file is what an open finds now. A new store or passphrase
+                # (or the same records under a new header) must be what memory holds too, or
+                # the next whole write would undo it. A write of a few records stays failed,
+                # as reported: it is not served, and the next whole write leaves it out.
+                self._open = written
             raise
-        previous, delta = (None, None) if change is None else change
-        self._open = _Open(key, header, segments, bounds, records, previous, delta)
+        self._open = written
         self._journal.start(header.nonce, len(line) + 1 + sum(map(len, body)))
         return self._open

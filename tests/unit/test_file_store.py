@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from helperd.core.record import Kind, Record
 from helperd.core.store import StoreState
-from helperd.stores import file_store
+from helperd.stores import durable, file_store
 from helperd.stores.file_store import FileStore
 from helperd.stores.keys import KdfParams, StoreKey, passphrase_key
 from tests.unit.conftest import KEY_BYTES
@@ -469,6 +469,34 @@ def test_change_passphrase(unlocked: FileStore, open_store: OpenStore, path: Pat
     store.unlock(SecretStr("new horse"))
 
     assert SECRET == store.password(rec()).get_secret_value()
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["unlocked", "locked"])
+def test_change_passphrase_whose_folder_sync_failed_says_so_and_keeps_the_new_one(
+    unlocked: FileStore, open_store: OpenStore, monkeypatch: pytest.MonkeyPatch, *, locked: bool
+) -> None:
+    """The new file was renamed into place, then the folder's fsync failed: passwd says the
+    passphrase was changed and may come back after a power loss, and the store goes on under
+    the new one (the next write must not put the old one back)."""
+    store = reopen(unlocked, open_store) if locked else unlocked
+
+    def broken(folder: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(durable, "fsync_dir", broken)
+        with pytest.raises(StoreUnavailableError) as caught:
+            store.change_passphrase(PASS, SecretStr("new horse"))
+    store.put(rec("after"), SecretStr("later"))
+
+    assert "the passphrase was changed, but" in caught.value.message
+    assert "Input/output error" in caught.value.message
+    again = reopen(store, open_store)
+    with pytest.raises(BadPassphraseError):
+        again.unlock(PASS)
+    again.unlock(SecretStr("new horse"))
+    assert SECRET == again.password(rec()).get_secret_value()
+    assert "later" == again.password(rec("after")).get_secret_value()
 
 
 def test_change_passphrase_refuses_wrong_old(unlocked: FileStore, path: Path) -> None:
