@@ -21,7 +21,14 @@ from pydantic import SecretStr
 from helperd.stores import durable, file_journal
 from helperd.stores.file_store import FileStore
 from tests.unit.conftest import KEY_BYTES
-from tests.unit.test_file_store import aead_key_for_key_file, header_of, rec, sha256, whole
+from tests.unit.test_file_store import (
+    aead_key_for_key_file,
+    failing_fsync_dir,
+    header_of,
+    rec,
+    sha256,
+    whole,
+)
 
 JOURNAL_HEAD = file_journal.JOURNAL_HEAD
 
@@ -395,13 +402,30 @@ def test_after_a_whole_write_failed_past_its_rename_no_entry_follows_the_old_fil
     an open would ignore, losing that acknowledged write)."""
     store = filled(stores, path, key_path)
 
-    def broken(folder: Path) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
     with monkeypatch.context() as patch:
-        patch.setattr(durable, "fsync_dir", broken)
+        patch.setattr(durable, "fsync_dir", failing_fsync_dir)
         whole(store)  # the fold-in of lock and close: fails, and says so in the log
     store.remove([("a1", "alice")])
     crash(store)
 
     assert {"b1": "third"} == passwords(reopen(stores, path, key_path))
+
+
+def test_a_whole_write_of_a_few_records_renamed_but_not_synced_stays_failed(
+    stores: list[FileStore], path: Path, key_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `set` written as the whole file (the journal must be started again) whose folder fsync
+    failed after the rename is reported failed, is not served, and the next write leaves it out:
+    what the client was told holds, unless a crash comes first."""
+    store = filled(stores, path, key_path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(durable, "fsync_dir", failing_fsync_dir)
+        whole(store)  # fails past its rename: only whole writes follow
+        with pytest.raises(StoreUnavailableError, match="was written, but its folder"):
+            store.put(rec("failed"), SecretStr("never"))
+
+    assert AFTER == passwords(store)
+    store.put(rec("c"), SecretStr("next"))
+    crash(store)
+    assert {**AFTER, "c": "next"} == passwords(reopen(stores, path, key_path))

@@ -144,6 +144,11 @@ def unlocked(open_store: OpenStore) -> FileStore:
     return store
 
 
+def failing_fsync_dir(folder: Path) -> None:
+    """`durable.fsync_dir` on a disk that fails it: the rename before it has happened."""
+    raise OSError(errno.EIO, "Input/output error")
+
+
 def reopen(store: FileStore, open_store: OpenStore, **kwargs: Any) -> FileStore:
     """Close ``store`` and open its file again, as a restarted daemon would."""
     store.close()
@@ -480,11 +485,8 @@ def test_change_passphrase_whose_folder_sync_failed_says_so_and_keeps_the_new_on
     the new one (the next write must not put the old one back)."""
     store = reopen(unlocked, open_store) if locked else unlocked
 
-    def broken(folder: Path) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
     with monkeypatch.context() as patch:
-        patch.setattr(durable, "fsync_dir", broken)
+        patch.setattr(durable, "fsync_dir", failing_fsync_dir)
         with pytest.raises(StoreUnavailableError) as caught:
             store.change_passphrase(PASS, SecretStr("new horse"))
     store.put(rec("after"), SecretStr("later"))
@@ -497,6 +499,25 @@ def test_change_passphrase_whose_folder_sync_failed_says_so_and_keeps_the_new_on
     again.unlock(SecretStr("new horse"))
     assert SECRET == again.password(rec()).get_secret_value()
     assert "later" == again.password(rec("after")).get_secret_value()
+
+
+def test_init_whose_folder_sync_failed_leaves_the_new_store_open(
+    open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init's file was renamed into place, then the folder's fsync failed: the store is there
+    and open under its passphrase, and says why it may not survive a power loss."""
+    store = open_store()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(durable, "fsync_dir", failing_fsync_dir)
+        with pytest.raises(StoreUnavailableError, match="was written, but its folder could not"):
+            store.create(PASS)
+    store.put(rec(), SecretStr(SECRET))
+
+    assert store.state is StoreState.UNLOCKED
+    again = reopen(store, open_store)
+    again.unlock(PASS)
+    assert SECRET == again.password(rec()).get_secret_value()
 
 
 def test_change_passphrase_refuses_wrong_old(unlocked: FileStore, path: Path) -> None:
