@@ -2,9 +2,9 @@
 
     python bench/profiled_daemon.py OUT_PREFIX [helperd options...]
 
-``python -m cProfile -m helperd`` sees only the event-loop thread, and helperd serves each
-request in a worker thread (the store, the lookup, the result model). This wrapper gives every
-thread its own profiler and, once helperd has stopped (SIGTERM) and its workers have ended,
+``python -m cProfile -m helperd`` sees only the event-loop thread, and helperd runs its
+blocking calls (writes, a key-file store's first open) in worker threads. This wrapper gives
+every thread its own profiler and, once helperd has stopped (SIGTERM) and its workers have ended,
 writes ``OUT_PREFIX.main.prof`` (the event loop) and ``OUT_PREFIX.workers.prof`` (all worker
 threads merged), both readable with `pstats`.
 """

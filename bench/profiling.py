@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.process import BENCH, new_key_file, run_load, stop
+from bench.process import BENCH, DEFAULT_INSTALL, new_key_file, run_load, stop
 from bench.store import USERNAME, Layout, build_store
 from helperd.core.protocol import parse_request, render_ok
 from helperd.core.service import Service
@@ -117,7 +117,7 @@ def _profiled_run(
     log = (home / "daemon.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, str(BENCH / "profiled_daemon.py"), str(prefix), "--store", "file"],
-        env=daemon_env(home, {"HELPERD_KEY_FILE": str(key)}),
+        env=daemon_env(home, {**DEFAULT_INSTALL, "HELPERD_KEY_FILE": str(key)}),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
