@@ -248,8 +248,8 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
             " earlier: worker threads woken through pipes instead of `run_in_executor` (p50"
             " 1.78x to 1.40x, six A/B pairs), and the journal, which took the p99 at 10,000"
             f" repositories from 10.1x to {rows[-1]['p99_ratio']:.1f}x here (that p99 moves"
-            " from run to run: 3.17x, 2.78x and 5.71x in the three runs before this one, on the"
-            " same write path and on uvloop). What is left to"
+            " from run to run on the same write path: 3.1x to 5.7x in the four full runs of"
+            " 2026-12-03). What is left to"
             " try is a writer process that owns a writing client's connection and answers it"
             " directly, as the second daemon does, while the reader follows its journal."
         )
