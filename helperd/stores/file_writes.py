@@ -6,7 +6,10 @@ A whole write encrypts the segments not sealed yet, writes the file atomically a
 (`helperd.stores.durable.write_atomic`), makes it current, then starts a new journal that
 follows it. A failed write changes nothing in memory, and only a whole write may follow it: a
 failed append is cut off (`helperd.stores.file_journal.JournalFile.append`), and a whole write
-may have failed after its rename, which leaves a journal that follows the file before.
+may have failed after its rename, which leaves a journal that follows the file before. One
+exception: a whole write of a new store, passphrase or header whose rename happened and whose
+folder fsync alone failed (`helperd.stores.durable.NotDurableError`) is made current, since
+that is the file an open finds now.
 
 `FileWrites` is a part of `helperd.stores.file_store.FileStore`, kept in a module of its own;
 every method runs with the store's writer lock held.
@@ -109,9 +112,10 @@ class FileWrites:
         made: _Made,
         change: tuple[tuple[Record, ...], Delta] | None = None,
     ) -> _Open:
-        """Write ``made`` durably, then make it current: a failed write changes nothing
-        (self._lock held). The segments not sealed yet are encrypted here. ``change`` is the
-        previous records and what a write of a few records changed (`records_delta`)."""
+        """Write ``made`` durably, then make it current (self._lock held). A failed write
+        changes nothing, but for a `NotDurableError` when ``change`` is None (see below). The
+        segments not sealed yet are encrypted here. ``change`` is the previous records and what
+        a write of a few records changed (`records_delta`)."""
         segments, bounds, records = made
         header = _Header(spec, self._randbytes(NONCE_BYTES), generation, segments=len(segments))
         line = header.encode()
