@@ -6,15 +6,22 @@
 blocking calls (writes, a key-file store's first open) in worker threads. This wrapper gives
 every thread its own profiler and, once helperd has stopped (SIGTERM) and its workers have ended,
 writes ``OUT_PREFIX.main.prof`` (the event loop) and ``OUT_PREFIX.workers.prof`` (all worker
-threads merged), both readable with `pstats`.
+threads merged), read back with `bench.profiling.load_stats` (a profile that saw no call is
+not written).
+
+SIGUSR1 starts every profile afresh and then creates ``OUT_PREFIX.cleared``: what came before
+(the start, the store's opening, a warm-up) is left out of what is written.
 """
 
 from __future__ import annotations
 
 import cProfile
 import pstats
+import signal
 import sys
 import threading
+from pathlib import Path
+from types import FrameType
 
 _profiles: list[cProfile.Profile] = []
 _run = threading.Thread.run
@@ -37,6 +44,15 @@ def main(argv: list[str]) -> int:
     from helperd.daemon.main import main as helperd_main
 
     profile = cProfile.Profile()
+
+    def start_afresh(_signum: int, _frame: FrameType | None) -> None:
+        # On the main thread, between two bytecodes; a worker's profile is cleared while its
+        # thread runs, which the profiler allows (calls open then are not counted).
+        for each in (profile, *_profiles):
+            each.clear()
+        Path(f"{prefix}.cleared").touch()
+
+    signal.signal(signal.SIGUSR1, start_afresh)
     profile.enable()
     try:
         helperd_main.main(args=args, standalone_mode=False)
@@ -45,13 +61,21 @@ def main(argv: list[str]) -> int:
         for thread in threading.enumerate():
             if thread is not threading.current_thread() and not thread.daemon:
                 thread.join(timeout=10)
-        pstats.Stats(profile).dump_stats(f"{prefix}.main.prof")
-        if _profiles:
-            workers = pstats.Stats(_profiles[0])
-            for other in _profiles[1:]:
-                workers.add(other)
-            workers.dump_stats(f"{prefix}.workers.prof")
+        _write([profile], f"{prefix}.main.prof")
+        _write(_profiles, f"{prefix}.workers.prof")
     return 0
+
+
+def _write(profiles: list[cProfile.Profile], path: str) -> None:
+    """``profiles`` merged into ``path``; none is written when no profile saw a call (pstats
+    refuses an empty one)."""
+    merged = pstats.Stats()
+    for each in profiles:
+        each.create_stats()
+        if each.stats:
+            merged.add(each)
+    if merged.stats:  # type: ignore[attr-defined]
+        merged.dump_stats(path)
 
 
 if __name__ == "__main__":

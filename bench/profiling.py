@@ -10,6 +10,7 @@ inflates every figure several-fold, so the shares matter, not the microseconds.
 from __future__ import annotations
 
 import pstats
+import signal
 import subprocess
 import sys
 import time
@@ -27,16 +28,23 @@ from helperd.testing import daemon_env
 
 __all__ = ["profile_client", "profile_daemon"]
 
+WARMUP = 200
+"""Requests of each kind answered before the profiles start afresh."""
+
 _Key = tuple[str, int, str]
 _IDLE = {
     ("~", 0, "<method 'poll' of 'select.epoll' objects>"),
     ("~", 0, "<method 'get' of '_queue.SimpleQueue' objects>"),
     ("~", 0, "<method 'acquire' of '_thread.lock' objects>"),
 }
+# A worker thread with nothing to do sleeps in a read of its wake pipe (`Workers._serve`): that
+# read is idle; a read elsewhere (a store file's) is work.
+_READ: _Key = ("~", 0, "<built-in method posix.read>")
+_SLEEPER = ("helperd/daemon/workers.py", "_serve")
 
 # (label, thread, file suffix, function): the parts of a request, read as cumulative time.
 # "both": the event-loop thread and the workers together (a get from an open file store is
-# answered on the loop; opening the store, or a store whose reads block, takes a worker).
+# answered on the loop; a write, or a store whose reads block, takes a worker).
 PARTS: tuple[tuple[str, str, str, str], ...] = (
     (
         "whole request on the event loop (`Server._respond`)",
@@ -44,10 +52,22 @@ PARTS: tuple[tuple[str, str, str, str], ...] = (
         "helperd/daemon/server.py",
         "_respond",
     ),
+    (
+        "quick_request (a plain `get` checked by hand)",
+        "main",
+        "helperd/core/hot.py",
+        "quick_request",
+    ),
+    (
+        "Service.answer_hot (the kept answer's bytes)",
+        "main",
+        "helperd/core/service_hot.py",
+        "answer_hot",
+    ),
+    ("render_cached (the id put in front)", "main", "helperd/core/hot.py", "render_cached"),
     ("parse_request (JSON + pydantic)", "main", "helperd/core/protocol.py", "parse_request"),
     ("render_ok (model_dump + json.dumps)", "main", "helperd/core/protocol.py", "render_ok"),
-    ("run_in_executor (hand-off to a worker)", "main", "asyncio/base_events.py", "run_in_executor"),
-    ("asyncio.wait_for (a task + a timer each)", "main", "asyncio/tasks.py", "wait_for"),
+    ("Workers.submit (hand-off to a worker)", "main", "helperd/daemon/workers.py", "submit"),
     ("socket recv", "main", "~", "<method 'recv' of '_socket.socket' objects>"),
     ("socket send", "main", "~", "<method 'send' of '_socket.socket' objects>"),
     ("Service.handle", "both", "helperd/core/service.py", "handle"),
@@ -60,13 +80,22 @@ PARTS: tuple[tuple[str, str, str, str], ...] = (
     ),
     ("lookup.find", "both", "helperd/core/lookup.py", "find"),
     ("GetResult model validation", "both", "pydantic/main.py", "__init__"),
-    (
-        "waking the loop (call_soon_threadsafe)",
-        "workers",
-        "asyncio/base_events.py",
-        "call_soon_threadsafe",
-    ),
 )
+
+
+def load_stats(path: Path) -> pstats.Stats:
+    """A profile written by `bench/profiled_daemon.py`; empty when it wrote none (no call)."""
+    return pstats.Stats(str(path)) if path.exists() else pstats.Stats()
+
+
+def _start_afresh(process: subprocess.Popen[bytes], cleared: Path) -> None:
+    """Have the profiled daemon clear its profiles (SIGUSR1), and wait until it has."""
+    process.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 30
+    while not cleared.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the profiled helperd did not start its profiles afresh")
+        time.sleep(0.01)
 
 
 def _find(stats: pstats.Stats, suffix: str, function: str) -> tuple[int, float, float]:
@@ -78,18 +107,32 @@ def _find(stats: pstats.Stats, suffix: str, function: str) -> tuple[int, float, 
     return calls, own, cumulative
 
 
+def _idle(key: _Key, callers: dict[_Key, tuple[Any, ...]]) -> tuple[int, float]:
+    """(calls, seconds) of the function ``key`` that were a thread waiting for work."""
+    if key in _IDLE:
+        return 0, float("inf")
+    if key != _READ:
+        return 0, 0.0
+    calls, seconds = 0, 0.0
+    for (filename, _line, name), (_cc, nc, tt, _ct) in callers.items():
+        if filename.endswith(_SLEEPER[0]) and name == _SLEEPER[1]:
+            calls, seconds = calls + nc, seconds + tt
+    return calls, seconds
+
+
 def _busy(stats: pstats.Stats) -> float:
     return sum(
-        tt
-        for key, (_cc, _nc, tt, _ct, _callers) in stats.stats.items()  # type: ignore[attr-defined]
-        if key not in _IDLE
+        max(0.0, tt - _idle(key, callers)[1])
+        for key, (_cc, _nc, tt, _ct, callers) in stats.stats.items()  # type: ignore[attr-defined]
     )
 
 
 def _top(stats: pstats.Stats, requests: int, count: int = 12) -> list[dict[str, Any]]:
     rows = []
-    for key, (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if key in _IDLE:
+    for key, (_cc, all_calls, all_own, all_cumulative, callers) in stats.stats.items():  # type: ignore[attr-defined]
+        idle_calls, idle = _idle(key, callers)
+        nc, tt, ct = all_calls - idle_calls, all_own - idle, all_cumulative - idle
+        if nc <= 0 or tt <= 0:
             continue
         filename, line, name = key
         short = filename.replace(str(BENCH.parent) + "/", "")
@@ -124,6 +167,10 @@ def _profiled_run(
     )
     log.close()
     served = 0
+    lines = {
+        kind: layout.service_request() if kind == "service" else layout.url_request()
+        for kind in requests
+    }
     try:
         socket_path = home / "helperd.sock"
         deadline = time.monotonic() + 60
@@ -131,16 +178,20 @@ def _profiled_run(
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"profiled helperd did not start: {home / 'daemon.log'}")
             time.sleep(0.02)
+        # The store's opening and the first answers are left out: a steady `get` is profiled.
+        for line in lines.values():
+            run_load(load, socket_path, line, workdir, max_requests=WARMUP, seconds=seconds)
+        _start_afresh(process, Path(f"{prefix}.cleared"))
         for kind, count in requests.items():
-            request = layout.service_request() if kind == "service" else layout.url_request()
+            line = lines[kind]
             run = run_load(
-                load, socket_path, request, workdir, max_requests=count, seconds=seconds, warmup=1
+                load, socket_path, line, workdir, max_requests=count, seconds=seconds, warmup=1
             )
             served += run.count + 1
     finally:
         stop(process, timeout=60)
-    main = pstats.Stats(str(prefix) + ".main.prof")
-    workers = pstats.Stats(str(prefix) + ".workers.prof")
+    main = load_stats(Path(f"{prefix}.main.prof"))
+    workers = load_stats(Path(f"{prefix}.workers.prof"))
     threads = {"main": main, "workers": workers}
     parts = []
     for label, thread, suffix, function in PARTS:
@@ -163,6 +214,7 @@ def _profiled_run(
     return {
         "size": layout.size,
         "requests": served,
+        "warmup": WARMUP,
         "busy_us": {name: _busy(stats) / served * 1e6 for name, stats in threads.items()},
         "loop_iterations_per_request": loops / served,
         "parts": parts,
@@ -204,12 +256,14 @@ def in_process(workdir: Path, calls: int) -> dict[str, float]:
 
 
 def profile_daemon(
-    workdir: Path, load: Path, small: int, big: int, seconds: float
+    workdir: Path, load: Path, requests: int, big: int, seconds: float
 ) -> dict[str, Any]:
-    """The daemon's ``get`` path: many requests on a 10-record store, a few on a big one."""
+    """The daemon's steady ``get`` path, ``requests`` of them on a 10-record store and as many
+    on a ``big`` one (half by service, half by URL there), each store opened and warm first."""
+    half = requests // 2
     return {
-        "small": _profiled_run(workdir, Layout(10), {"service": small}, seconds, load),
-        "big": _profiled_run(workdir, Layout(big), {"service": 20, "url": 5}, seconds, load),
+        "small": _profiled_run(workdir, Layout(10), {"service": requests}, seconds, load),
+        "big": _profiled_run(workdir, Layout(big), {"service": half, "url": half}, seconds, load),
     }
 
 

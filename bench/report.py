@@ -377,7 +377,8 @@ def _profile(r: dict[str, Any]) -> str:
         busy = prof["busy_us"]
         out.append(
             f"**Daemon, {prof['size']:,}-repository store, {prof['requests']:,} requests**"
-            f" (under cProfile, which inflates every figure): busy time per request"
+            f" (after {prof['warmup']} of each kind, left out; under cProfile, which inflates"
+            " every figure): busy time per request"
             f" {us(busy['main'])} on the event-loop thread and {us(busy['workers'])} in the"
             f" worker threads; {prof['loop_iterations_per_request']:.1f} event-loop iterations"
             " per request.\n"
@@ -397,9 +398,9 @@ def _profile(r: dict[str, Any]) -> str:
             )
         )
         if which == "big":
-            top = prof["top"]["workers"][:8]
+            top = prof["top"]["main"][:8]
             out.append(
-                "\nWorker threads, by own time:\n\n"
+                "\nEvent-loop thread, by own time:\n\n"
                 + _table(
                     ["function", "calls / request", "own / request", "cumulative / request"],
                     [
