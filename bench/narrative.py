@@ -210,69 +210,89 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
                 " opening a key-file store at start-up rather than on the first request."
             )
     writers = r.get("writers", {})
-    rows = writers.get("rows", [])
-    missed = [w for w in rows if w["p50_ratio"] > 1.2 or w["p99_ratio"] > 3]
+    missed = [w for w in writers.get("rows", []) if w["p50_ratio"] > 1.2 or w["p99_ratio"] > 3]
     if missed:
-        worst = max(missed, key=lambda w: w["p50_ratio"])
-        seconds = writers.get("rounds", 1) * writers.get("window_seconds", 1.0)
-
-        def both(row: dict[str, Any], kind: str) -> str:
-            return f"{row[kind + '_p50_ratio']:.2f}x / {row[kind + '_p99_ratio']:.1f}x"
-
-        paced = ", ".join(both(w, "paced") for w in rows if "paced_p50_ratio" in w)
-        hello = ", ".join(both(w, "hello") for w in rows if "hello_p50_ratio" in w)
-        apart = ", ".join(both(w, "apart") for w in rows if "apart_p50_ratio" in w)
-        rates = ", ".join(f"{w['sets'] / seconds:,.0f}" for w in rows)
-        found.append(
-            f"**Reads beside a writer** miss their goal ({len(missed)} size(s); at"
-            f" {worst['size']:,} repositories p50 {worst['p50_ratio']:.2f}x, p99"
-            f" {worst['p99_ratio']:.1f}x). A `get` takes no lock and no thread: it is answered"
-            " on the event loop from the snapshot of the last durable write. The looping writer"
-            f" sets as fast as the daemon answers ({rates} sets a second from 10 to 10,000"
-            " repositories). What slows the gets beside it is how a `set` is served, handed"
-            " from the event loop to a worker thread and back, more than what it costs, and it"
-            " slows gets in any process on the machine: the same looping writer served by a"
-            " second helperd on a store of its own, which shares no process, thread, lock or"
-            f" file with the daemon measured, costs its gets {apart} (p50 / p99, 10 to 10,000"
-            " repositories, this run). Served on that second daemon's event loop with no"
-            " thread, the same sets cost them only 1.15x to 1.30x (three runs at 10"
-            " repositories, 2026-12-03), but a daemon that answers gets cannot do that: on its"
-            " own loop they cost its gets 2.8x to 3.7x. By /proc, each handed-off `set` costs the"
-            " loop 1.5 sleeps and 0.5 preemptions, its worker 4 sleeps (its pipe, then the"
-            " journal's write and fsync) and the writer's client 1 sleep and 0.5 preemptions:"
-            " three threads woken"
-            " in turn on two virtual CPUs, and the reader's wake-ups wait behind them. A process"
-            " that only spins, never sleeping, does not slow the gets (0.97x to 1.09x), and a"
-            f" client looping `hello`, the cheapest request, costs {hello}. Beside the same"
-            f" writer paced at {rows[0].get('paced_per_second', 200)} sets a second the ratios"
-            f" are {paced}. A faster `set` does not help: it only raises the looping writer's"
-            " rate (with the store on tmpfs, no fsync, the writer made 40% more sets and the p50"
-            " ratio went from 1.6x-1.7x to 1.9x-2.1x). Tried and not kept (2026-12-03, 10"
-            " repositories): a worker thread that answers the client itself, with the loop"
-            " collecting the outcome at its next wake-up instead of being woken for it, took the"
-            " preemptions to none and the p50 ratio's median from 1.63x to 1.36x (seven pairs),"
-            " not to 1.2x, with p99 up to 5.6x, at the price of writing to a socket behind"
-            " asyncio's back; parsing and answering a `set` in its worker thread, with the"
-            " interpreter's switch interval at 50 µs, changed nothing beyond noise. Kept"
-            " earlier: worker threads woken through pipes instead of `run_in_executor` (p50"
-            " 1.78x to 1.40x, six A/B pairs), and the journal, which took the p99 at 10,000"
-            f" repositories from 10.1x to {rows[-1]['p99_ratio']:.1f}x here (that p99 moves"
-            " from run to run on the same write path: 3.1x to 5.7x in the four full runs of"
-            " 2026-12-03). Also tried and not kept (later that day, 10 repositories, three"
-            " runs each): a worker thread that takes over a writing client's connection and serves"
-            " its sets itself, the event loop out of their way (p50 1.82x to 2.44x: its Python"
-            " now competes with the loop for the interpreter's lock); a journal whose room is"
-            " written with zeros ahead, so that an append's fsync commits no file-system"
-            " metadata (the fsync a quarter faster, one sleep fewer, the ratios unchanged beyond"
-            " noise); the worker thread at nice 19 (unchanged). The `hello` row is the floor of"
-            " any design in which the writer's requests reach the event loop that answers the"
-            " gets. Below it, and near the goal, is only a writer served apart and without a"
-            " thread, as on the second daemon's loop above: a writer process that takes over a"
-            " writing client's connection (passed to it over a socket) and answers it itself"
-            " while the reader follows its journal, a second server process holding the key."
-            " That is left undone."
-        )
+        found.append(_writer_words(writers, missed))
     return found
+
+
+def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
+    """Item 5b when it misses its goal: what the run and the experiments say, point by point."""
+    rows = writers["rows"]
+    worst = max(missed, key=lambda w: w["p50_ratio"])
+    seconds = writers.get("rounds", 1) * writers.get("window_seconds", 1.0)
+
+    def both(kind: str) -> str:
+        return ", ".join(
+            f"{w[kind + '_p50_ratio']:.2f}x / {w[kind + '_p99_ratio']:.1f}x"
+            for w in rows
+            if kind + "_p50_ratio" in w
+        )
+
+    rates = ", ".join(f"{w['sets'] / seconds:,.0f}" for w in rows)
+    points = [
+        (
+            "A `get` takes no lock and no thread: it is answered on the event loop from the"
+            " snapshot of the last durable write. The looping writer sets as fast as the daemon"
+            f" answers ({rates} sets a second from 10 to 10,000 repositories)."
+        ),
+        (
+            "What slows the gets is how a `set` is served, handed from the event loop to a worker"
+            " thread and back, more than what it costs; and it slows gets in any process on the"
+            " machine. The same looping writer served by a second helperd on a store of its own,"
+            " sharing no process, thread, lock or file with the daemon measured, costs its gets"
+            f" {both('apart')} (p50 / p99, 10 to 10,000 repositories, this run). Served on that"
+            " second daemon's event loop with no thread, the same sets cost them only 1.15x to"
+            " 1.30x (three runs at 10 repositories); on the measured daemon's own loop, 2.8x to"
+            " 3.7x, since the gets then wait for the fsync."
+        ),
+        (
+            "By /proc, each handed-off `set` costs the loop 1.5 sleeps and 0.5 preemptions,"
+            " its worker 4 sleeps (its pipe, then the journal's write and fsync) and the"
+            " writer's client 1 sleep and 0.5 preemptions: three threads woken in turn on two"
+            " virtual CPUs, and the reader's wake-ups wait behind them. A process that only"
+            " spins, never sleeping, does not slow the gets (0.97x to 1.09x)."
+        ),
+        (
+            f"Beside a client looping `hello`, the cheapest request: {both('hello')}. That is the"
+            " floor of any design in which the writer's requests reach the event loop that"
+            " answers the gets. Beside the same writer paced at"
+            f" {rows[0].get('paced_per_second', 200)} sets a second: {both('paced')}."
+        ),
+        (
+            "A faster `set` does not help: it only raises the looping writer's rate (with the store"
+            " on tmpfs, no fsync, the writer made 40% more sets and the p50 ratio went from"
+            " 1.6x-1.7x to 1.9x-2.1x)."
+        ),
+        (
+            "Kept: worker threads woken through pipes instead of `run_in_executor` (p50 1.78x to"
+            " 1.40x, six A/B pairs), and the journal, which took the p99 at 10,000 repositories"
+            f" from 10.1x to {rows[-1]['p99_ratio']:.1f}x here (that p99 moves from run to run on"
+            " the same write path: 3.1x to 5.7x in the full runs of 2026-12-03)."
+        ),
+        (
+            "Tried and not kept (10 repositories): a worker thread that answers the client itself,"
+            " the loop collecting the outcome at its next wake-up (the p50 ratio's median from"
+            " 1.63x to 1.36x in seven pairs, p99 up to 5.6x, and a socket written behind asyncio's"
+            " back); a worker thread that takes over a writing client's connection and serves its"
+            " sets itself (1.82x to 2.44x: its Python competes with the loop for the interpreter's"
+            " lock); parsing and answering a `set` in its worker thread with the switch interval"
+            " at 50 µs; a journal whose room is written with zeros ahead, so that an append's fsync"
+            " commits no file-system metadata (the fsync a quarter faster, one sleep fewer); the"
+            " worker thread at nice 19. The last three changed nothing beyond noise."
+        ),
+        (
+            "Left undone: the one arrangement measured near the goal is a writer served apart and"
+            " without a thread, as on the second daemon's loop: a writer process that takes over a"
+            " writing client's connection (passed to it over a socket) and answers it itself while"
+            " the reader follows its journal. That is a second server process holding the key."
+        ),
+    ]
+    return (
+        f"**Reads beside a writer** miss their goal ({len(missed)} size(s); at"
+        f" {worst['size']:,} repositories p50 {worst['p50_ratio']:.2f}x, p99"
+        f" {worst['p99_ratio']:.1f}x).\n" + "\n".join(f"   - {point}" for point in points)
+    )
 
 
 def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str], plot: str) -> str:
