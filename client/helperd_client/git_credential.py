@@ -5,7 +5,9 @@ writes ``key=value`` lines on its stdin (docs/git.md; git's "gitcredentials" man
 
 * ``get``   -> ``username=``, ``password=`` (and ``password_expiry_utc=`` for a record with an
   expiry) on stdout, from the record the URL ``protocol://host/path`` finds, else the one
-  ``host[:port]`` finds (the lookup rules of every other client, docs/lookup.md);
+  ``host:port`` finds (docs/lookup.md) when one of its URLs has git's protocol, host and port:
+  the port is always given (the protocol's default when git gives none), so that git's host is
+  never read as a repository's name, and a record kept for https is never sent over http;
 * ``store`` -> updates the record that URL finds for git's username, else creates a basic
   record named after the host (``git-github.com``) with the URL ``protocol://host[/path]``;
 * ``erase`` -> deletes the basic record that URL finds only when its username and password
@@ -27,6 +29,7 @@ nothing listens, a daemon is started on demand (`helperd_client.autostart`;
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from helperd_client.autostart import autostart_enabled, start_daemon
@@ -79,6 +82,7 @@ __all__ = [
     "erase",
     "format_answer",
     "get",
+    "host_port",
     "main",
     "parse",
     "serve",
@@ -89,6 +93,10 @@ __all__ = [
 PROG = "git-credential-helperd"
 ACTIONS = ("get", "store", "erase")
 SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# git's ``host``: a host name, an IPv4 address or a bracketed IPv6 one, and an optional port;
+# never userinfo (``user@host``), a path or a space, which would make the URL ask elsewhere.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
 NAME_PREFIX = "git-"
 MAX_NAME_TRIES = 100  # git-HOST, git-HOST-2, ...: a bound, so that store always ends
 LOCKED_HINT = (
@@ -118,11 +126,22 @@ def parse(lines: Iterable[str]) -> dict[str, str]:
 
 
 def url_of(attrs: dict[str, str]) -> str | None:
-    """``protocol://host/path`` from git's attributes; None unless http(s) with a host."""
+    """``protocol://host/path`` from git's attributes; None unless http(s) with a valid host."""
     protocol, host = attrs.get("protocol", ""), attrs.get("host", "")
-    if protocol not in SCHEMES or not host:
+    if protocol not in SCHEMES or _HOST.fullmatch(host) is None:
         return None
     return f"{protocol}://{host}/{_quote(attrs.get('path', ''))}"
+
+
+def host_port(attrs: dict[str, str]) -> tuple[str, int] | None:
+    """git's host and port (the protocol's default when git gives none), for a URL `url_of`
+    accepts; None otherwise."""
+    protocol = attrs.get("protocol", "")
+    found = _HOST.fullmatch(attrs.get("host", ""))
+    if protocol not in SCHEMES or found is None:
+        return None
+    port = int(found[2]) if found[2] else _DEFAULT_PORTS[protocol]
+    return found[1], port
 
 
 def format_answer(username: str, password: str, expires_at: datetime | None) -> str:
@@ -141,14 +160,44 @@ def get(daemon: Daemon, attrs: dict[str, str]) -> str:
     if url is None:
         return ""
     username = attrs.get("username")
+    found: Credential | None
     try:
         found = daemon.get(url=url, username=username)
     except NotFoundError:
-        try:
-            found = daemon.get(service=attrs["host"], username=username)
-        except NotFoundError:
-            return ""
+        found = _on_host(daemon, attrs, username)
+    if found is None:
+        return ""
     return format_answer(found.username, found.password, found.expires_at)
+
+
+def _on_host(daemon: Daemon, attrs: dict[str, str], username: str | None) -> Credential | None:
+    """The record the service ``host:port`` finds, when one of its URLs has git's protocol,
+    host and port; else None.
+
+    With the port always given the daemon reads the service only as a host (a repository name
+    holds no ``:``): git asking for host ``acme`` never gets repository ``acme``, nor
+    ``poetry-repository-acme`` Poetry's. The daemon's host rule ignores the scheme, so the
+    URLs are checked here: a record kept for ``https://h/`` is not sent to ``http://h``.
+    """
+    protocol = attrs["protocol"]
+    where = host_port(attrs)
+    if where is None:
+        return None
+    host, port = where
+    try:
+        found = daemon.get(service=f"{host}:{port}", username=username)
+    except NotFoundError:
+        return None
+    from urllib.parse import urlsplit  # noqa: PLC0415 - only a host lookup needs it
+
+    wanted = (protocol, host.strip("[]").lower(), port)
+    for stored in found.urls:
+        parts = urlsplit(stored)
+        default = _DEFAULT_PORTS.get(parts.scheme)
+        found_at = (parts.scheme, parts.hostname or "", parts.port or default)
+        if found_at == wanted:
+            return found
+    return None
 
 
 def store(daemon: Daemon, attrs: dict[str, str]) -> None:

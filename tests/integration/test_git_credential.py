@@ -70,6 +70,27 @@ def test_get_serves_the_host_record(held: Daemon) -> None:
     )
 
 
+def test_get_serves_a_host_record_only_to_its_scheme_and_never_by_name(
+    key_daemon: Daemon,
+) -> None:
+    """A record named ``acme`` kept for https: git asking for a server named ``acme`` (a
+    submodule URL, say) or for its host over plain http gets nothing; https on its host does."""
+    with key_daemon.client() as client:
+        client.set("acme", "s3cret", username="alice", urls=["https://pkgs.example.test/simple/"])
+    env = _env(key_daemon)
+    for attrs in (
+        {"protocol": "http", "host": "acme", "path": "x.git"},
+        {"protocol": "https", "host": "acme", "path": "x.git"},
+        {"protocol": "http", "host": "poetry-repository-acme", "path": "x.git"},
+        {"protocol": "http", "host": "pkgs.example.test", "path": "other.git"},
+        {"protocol": "http", "host": "pkgs.example.test:443", "path": "other.git"},
+    ):
+        done = _run("get", attrs, env)
+        assert (0, "", "") == (done.returncode, done.stdout, done.stderr), attrs
+    done = _run("get", {"protocol": "https", "host": "pkgs.example.test", "path": "o.git"}, env)
+    assert "username=alice\npassword=s3cret\n" == done.stdout
+
+
 def test_get_speaks_utf8_whatever_the_locale(held: Daemon) -> None:
     """Input and output are UTF-8 bytes even when Python's stdio encoding is Latin-1."""
     done = subprocess.run(

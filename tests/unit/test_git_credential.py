@@ -19,9 +19,15 @@ T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def _cred(
-    name: str, username: str, password: str, kind: str = "basic", expires_at: datetime | None = None
+    name: str,
+    username: str,
+    password: str,
+    kind: str = "basic",
+    expires_at: datetime | None = None,
+    *,
+    urls: tuple[str, ...] = (),
 ) -> Credential:
-    return Credential(name, username, password, kind, (), expires_at, None, None)
+    return Credential(name, username, password, kind, urls, expires_at, None, None)
 
 
 class FakeDaemon:
@@ -98,12 +104,68 @@ def test_format_answer_refuses_a_newline(user: str, password: str) -> None:
     assert "" == gc.format_answer(user, password, None)
 
 
-def test_get_asks_by_url_then_by_host() -> None:
-    """get asks by URL with git's username, then by ``host[:port]`` as a keyring service."""
-    daemon = FakeDaemon({("service", "git.example.test", "alice"): _cred("n", "alice", "pw")})
+@pytest.mark.parametrize(
+    "host", ["evil.test@git.example.test", "h/x", "h x", "h:port", "[::1", "h:123456", ""]
+)
+def test_url_of_refuses_what_is_not_a_host(host: str) -> None:
+    """Userinfo, a path, a space or a bad port in git's host: no URL, so nothing is asked (a
+    host of ``evil.test@git.example.test`` would otherwise ask for git.example.test's record)."""
+    assert gc.url_of({"protocol": "https", "host": host}) is None
+    assert gc.host_port({"protocol": "https", "host": host}) is None
+
+
+@pytest.mark.parametrize(
+    ("protocol", "host", "expected"),
+    [
+        ("https", "h", ("h", 443)),
+        ("http", "h", ("h", 80)),
+        ("http", "127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("https", "[::1]:3141", ("[::1]", 3141)),
+        ("https", "[::1]", ("[::1]", 443)),
+    ],
+)
+def test_host_port_gives_the_default_port(
+    protocol: str, host: str, expected: tuple[str, int]
+) -> None:
+    assert expected == gc.host_port({"protocol": protocol, "host": host})
+
+
+def test_get_asks_by_url_then_by_host_and_port() -> None:
+    """get asks by URL with git's username, then by ``host:port`` as a keyring service, the
+    protocol's default port given, and serves a record with a URL on that host."""
+    record = _cred("n", "alice", "pw", urls=("https://git.example.test/simple/",))
+    daemon = FakeDaemon({("service", "git.example.test:443", "alice"): record})
     assert "username=alice\npassword=pw\n" == gc.get(daemon, {**ATTRS, "username": "alice"})
-    expected = [("url", URL, "alice"), ("service", "git.example.test", "alice")]
+    expected = [("url", URL, "alice"), ("service", "git.example.test:443", "alice")]
     assert expected == daemon.asked
+
+
+def test_get_never_asks_by_the_bare_host() -> None:
+    """git's host ``acme`` is asked as ``acme:80``, which no repository name can be: the
+    daemon's service rules would otherwise serve repository ``acme`` to a server named so."""
+    daemon = FakeDaemon({})
+    assert "" == gc.get(daemon, {"protocol": "http", "host": "acme", "path": "x.git"})
+    assert [("url", "http://acme/x.git", None), ("service", "acme:80", None)] == daemon.asked
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ("https://git.example.test:80/",),  # the right port, the other scheme
+        ("http://other.test/",),  # another host
+        ("http://git.example.test:8080/",),  # another port
+        (),  # a generic entry named like the service
+    ],
+)
+def test_get_serves_a_host_record_only_on_git_s_scheme_host_and_port(
+    urls: tuple[str, ...],
+) -> None:
+    """Whatever the daemon's host rule finds, a record none of whose URLs has git's protocol,
+    host and port is not served: a password kept for https never goes out over http."""
+    record = _cred("n", "alice", "pw", urls=urls)
+    services = ("git.example.test", "git.example.test:80")  # a daemon that finds it either way
+    daemon = FakeDaemon({("service", service, None): record for service in services})
+    assert "" == gc.get(daemon, {"protocol": "http", "host": "git.example.test", "path": "r.git"})
 
 
 def test_get_prints_nothing_when_nothing_matches() -> None:
