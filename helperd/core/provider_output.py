@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from helperd.core.provider import Format, ProviderSpec
 
-__all__ = ["MAX_TOKEN", "Minted", "ProviderError", "parse_output", "scrub"]
+__all__ = ["MAX_TOKEN", "Minted", "ProviderError", "parse_output", "printed_secrets", "scrub"]
 
 MAX_TOKEN = 16_384
 """Longest token accepted, in characters (CodeArtifact's are about 1,100; JWTs a few thousand)."""
@@ -29,6 +29,10 @@ _REDACTED = "[redacted]"
 # stderr looks like this, and a real message rarely does.
 _TOKENISH = re.compile(r"[A-Za-z0-9+/=_.~-]{24,}")
 _STDERR_SHOWN = 1000  # characters of scrubbed stderr kept for a message
+# Between the pieces of stdout that could be a token: spaces, quotes and JSON's punctuation.
+_BETWEEN = re.compile(r"[\s\"'{}\[\],]+")
+_SHORTEST_PIECE = 8  # a shorter piece of stdout is a word, a number or a field name
+_SHORTEST_VALUE = 4  # a JSON string value is taken out from this length up
 
 
 class ProviderError(StoreUnavailableError):
@@ -101,6 +105,29 @@ def parse_output(
     if expires <= now:
         raise ProviderError(f"the provider printed a token that expired at {_iso(expires)}")
     return Minted(SecretStr(token), expires.astimezone(UTC), now.astimezone(UTC))
+
+
+def printed_secrets(stdout: bytes) -> list[str]:
+    """What in a provider's stdout could be its token, longest first, for `scrub` to take out
+    of its stderr: every JSON string value when stdout is JSON (as decoded, escapes and all),
+    and every piece of at least 8 characters between spaces, quotes and JSON's punctuation
+    (so ``{"token":"tok:Zq$9!"}`` gives ``tok:Zq$9!`` whatever the format)."""
+    text = stdout.decode("utf-8", "replace")
+    found = {piece for piece in _BETWEEN.split(text) if len(piece) >= _SHORTEST_PIECE}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None  # not JSON: the pieces above are all there is
+    stack = [data]
+    while stack:  # not recursive: the nesting is the command's to choose
+        item = stack.pop()
+        if isinstance(item, str) and len(item) >= _SHORTEST_VALUE:
+            found.add(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(found, key=len, reverse=True)
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:

@@ -3,7 +3,8 @@
 ``python fake_provider.py COUNT MODE [ARG]``: counts its run in the file COUNT (one line per
 run, with its pid), then by MODE prints a JSON token ``{"token": ..., "expires": epoch}``
 living ARG seconds (``ok``), sleeps ARG seconds first (``sleep``), fails with a token-like word
-on stderr and the token on stdout (``fail``), prints junk (``junk``) or ARG bytes (``huge``),
+on stderr and the token on stdout (``fail``, or ``fail-short`` with a short token full of
+punctuation, echoed whole), prints junk (``junk``) or ARG bytes (``huge``),
 hangs with a child in its process group (``hang``, pids in ARG), or dumps its environment,
 session and stdin to ARG (``env``).
 """
@@ -35,6 +36,11 @@ def main() -> None:
     elif mode == "fail":
         print(json.dumps({"token": token}))
         print(f"denied: key {token} is wrong; see https://example.invalid", file=sys.stderr)
+        sys.exit(3)
+    elif mode == "fail-short":  # a short token with punctuation, printed as JSON and echoed
+        short = f"t:{runs}$Zq!x"
+        print(json.dumps({"token": short, "note": "see stderr"}))
+        print(f"error: refusing token {short} (debug)", file=sys.stderr)
         sys.exit(3)
     elif mode == "junk":
         print("<html><body>Sign in</body></html>")

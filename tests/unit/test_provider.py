@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from helperd.core import provider
 from helperd.core.provider import AZURE_DEVOPS_RESOURCE, Format, ProviderSpec
-from helperd.core.provider_output import ProviderError, parse_output, scrub
+from helperd.core.provider_output import ProviderError, parse_output, printed_secrets, scrub
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 OUTPUTS = Path(__file__).parent / "provider_outputs"
@@ -216,3 +216,11 @@ def test_scrub() -> None:
     said = "error: token ya29.a0AfB_byFAKE-0123456789abcdef rejected\nfor pw hunter2x\x1b[31m"
     assert "error: token [redacted] rejected for pw [redacted]?[31m" == scrub(said, ["hunter2x"])
     assert 1006 == len(scrub("word " * 1000))
+
+
+def test_printed_secrets_finds_a_token_in_json_or_text() -> None:
+    """JSON string values, decoded (``\\/`` is ``/``), and the pieces of 8 characters or more
+    between quotes and punctuation, longest first; short words and numbers are left."""
+    stdout = b'{"token": "t:1$Z\\/q!", "exp": 17, "deep": [[{"k": "abcd"}]]}\n'
+    assert ["t:1$Z\\/q!", "t:1$Z/q!", "abcd"] == printed_secrets(stdout)
+    assert ["plain-token-1"] == printed_secrets(b"ok plain-token-1 end")

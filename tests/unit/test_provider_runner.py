@@ -163,6 +163,16 @@ def test_failure_keeps_stderr_scrubbed(tmp_path: Path) -> None:
     assert "s3cr3t" not in repr(caught.value)
 
 
+def test_failure_scrubs_a_short_token_echoed_from_json(tmp_path: Path) -> None:
+    """A token too short and too odd to look like one (``t:1$Zq!x``), printed as JSON on
+    stdout and echoed on stderr, is still taken out: JSON's quotes do not hide it."""
+    with pytest.raises(ProviderError) as caught:
+        asyncio.run(run_provider(fake(tmp_path, "fail-short")))
+    assert "mint exited with status 3: error: refusing token [redacted] (debug)" == (
+        caught.value.message
+    )
+
+
 def test_junk_output_is_an_error(tmp_path: Path) -> None:
     """A command that prints no JSON has failed, and its output is not repeated."""
     with pytest.raises(ProviderError, match=r"^mint: the provider's output is not JSON$"):

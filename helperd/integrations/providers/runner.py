@@ -20,7 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from helperd.core.provider import ProviderSpec
-from helperd.core.provider_output import Minted, ProviderError, parse_output, scrub
+from helperd.core.provider_output import (
+    Minted,
+    ProviderError,
+    parse_output,
+    printed_secrets,
+    scrub,
+)
 
 __all__ = [
     "MAX_STDERR",
@@ -143,9 +149,8 @@ async def _read(stream: asyncio.StreamReader, limit: int, *, overflow: bool) -> 
 
 
 def _said(stderr: bytes, stdout: bytes) -> str:
-    """Stderr as one scrubbed line: without the words of stdout (where a token would be)."""
-    printed = stdout.decode("utf-8", "replace").split()
-    return scrub(stderr.decode("utf-8", "replace"), [w for w in printed if len(w) >= 8])
+    """Stderr as one scrubbed line: without anything of stdout that could be the token."""
+    return scrub(stderr.decode("utf-8", "replace"), printed_secrets(stdout))
 
 
 async def _stop(process: asyncio.subprocess.Process, *readers: asyncio.Future[bytes]) -> None:
