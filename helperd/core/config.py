@@ -8,6 +8,7 @@ without reading a file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -159,13 +160,19 @@ def cert_folder(env: Mapping[str, str]) -> Path:
     """Where the daemon keeps client-certificate files: a runtime folder, usually a tmpfs.
 
     ``$XDG_RUNTIME_DIR/helperd/certs`` when that variable is set, else
-    ``/dev/shm/helperd-<uid>/certs``. The path depends on nothing else, so that it stays the
-    same across restarts (tools keep it in their configuration).
+    ``/dev/shm/helperd-<uid>/certs``; with ``HELPERD_HOME`` set, ``certs-<12 hex digits>``
+    there instead, from a hash of that home's absolute path, so that daemons of one user with
+    their own homes (a CI job each) never clear each other's files. The path depends on nothing
+    else, so that it stays the same across restarts (tools keep it in their configuration).
     """
     runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "helperd" / "certs"
-    return Path("/dev/shm") / f"helperd-{os.getuid()}" / "certs"  # noqa: S108 - a tmpfs, checked
+    shm = Path("/dev/shm") / f"helperd-{os.getuid()}"  # noqa: S108 - a tmpfs, checked
+    parent = Path(runtime) / "helperd" if runtime else shm
+    home = env.get("HELPERD_HOME")
+    if not home:
+        return parent / "certs"
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(home))).hexdigest()[:12]
+    return parent / f"certs-{digest}"
 
 
 def _credential_key(env: Mapping[str, str]) -> Path | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from keyring.backends import SecretService as SecretServiceBackend
 
+from helperd.core.config import cert_folder
 from helperd.testing import Daemon, start_daemon
 from tests.support.certs import TestCA, make_ca
 from tests.support.secret_service import SecretService
@@ -87,7 +88,8 @@ def test_cert_path_exit_codes(home: Path, runtime: Path, ca: TestCA) -> None:
     finally:
         daemon.stop()
 
-    path = runtime / "helperd" / "certs" / "corp.pem"
+    path = cert_folder(daemon.env) / "corp.pem"
+    assert path.parent.parent == runtime / "helperd"
     assert (0, f"{path}\n") == (found.returncode, found.stdout)
     assert (4, "") == (plain.returncode, plain.stdout)
     assert (5, "") == (locked.returncode, locked.stdout)
@@ -135,6 +137,26 @@ def test_stop_removes_and_start_restores(
     assert not path.exists()
 
 
+def test_a_daemon_of_another_home_leaves_the_files_alone(
+    home: Path, runtime: Path, key_file: Path, ca: TestCA, tmp_path: Path
+) -> None:
+    """Two daemons of one user with their own HELPERD_HOME (a CI job each) and one runtime
+    folder: the second's start and stop leave the first's file where cert-path said."""
+    first = _start(home, runtime, key_file)
+    try:
+        _set_cert(first, ca)
+        path = Path(_helperctl(first, "cert-path", "corp").stdout.strip())
+        other_home = tmp_path / "other-home"
+        other_home.mkdir(mode=0o700)
+        second = _start(other_home, runtime, key_file)
+        second.stop()
+        kept = path.exists()
+    finally:
+        first.stop()
+    assert kept
+    assert cert_folder(second.env) != path.parent
+
+
 @pytest.mark.parametrize("on_disk", [False, True])
 def test_no_file_off_tmpfs_unless_configured(
     home: Path, key_file: Path, ca: TestCA, on_disk: bool
@@ -151,7 +173,7 @@ def test_no_file_off_tmpfs_unless_configured(
     try:
         _set_cert(daemon, ca)
         shown = _helperctl(daemon, "cert-path", "corp")
-        files = sorted(p.name for p in (disk / "helperd" / "certs").glob("*"))
+        files = sorted(p.name for p in cert_folder(daemon.env).glob("*"))
     finally:
         daemon.stop()
 
@@ -175,7 +197,7 @@ def test_keyring_store_keeps_the_pem_in_the_os_keyring(
         stored = SecretServiceBackend.Keyring().get_password("helperd:corp", "__cert__")
     finally:
         daemon.stop()
-    path = runtime / "helperd" / "certs" / "corp.pem"
+    path = cert_folder(daemon.env) / "corp.pem"
     after_stop = path.exists()
     again = start_daemon(home, "--store", "keyring", env=env)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helperd_client.errors import BadRequestError
 
-from helperd.core.config import Settings
+from helperd.core.config import Settings, cert_folder
 from tests.support.tools import require_root
 
 
@@ -116,3 +116,16 @@ def test_config_owned_by_another_user_is_refused(home: Path) -> None:
         Settings.resolve(env={"HELPERD_HOME": str(home)})
     assert f"{config} belongs to another user (uid {nobody})" in refused.value.message
     assert f"run `chown {os.getuid()} {config}`" in refused.value.message
+
+
+def test_cert_folder_is_one_per_home_and_stable() -> None:
+    """The default home keeps ``certs``; a HELPERD_HOME gets ``certs-<hash>`` of its absolute
+    path, the same at every start (tools keep the path), another for another home."""
+    run = {"XDG_RUNTIME_DIR": "/run/user/1000"}
+    default = cert_folder(run)
+    one = cert_folder({**run, "HELPERD_HOME": "/tmp/job-1"})
+    assert Path("/run/user/1000/helperd/certs") == default
+    assert one == cert_folder({**run, "HELPERD_HOME": "/tmp/job-1/"})
+    assert one.parent == default.parent
+    assert one.name.startswith("certs-")
+    assert len({default, one, cert_folder({**run, "HELPERD_HOME": "/tmp/job-2"})}) == 3
