@@ -43,6 +43,7 @@ from helperd_client.transport import (
     BUSY_FIRST_PAUSE,
     BUSY_MAX_PAUSE,
     DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
     Closed,
     connect,
     env_timeout,
@@ -79,14 +80,24 @@ LIST_PAGE = 2_000
 """Records per ``list`` call when `Client.list` pages (the daemon allows up to 5,000)."""
 
 
+def _bounded(seconds: float) -> float:
+    """``seconds`` cut to `MAX_TIMEOUT`; ValueError unless it is a positive number."""
+    if not seconds > 0:  # nan included
+        raise ValueError(f"a timeout must be a positive number of seconds, not {seconds!r}")
+    return min(seconds, MAX_TIMEOUT)
+
+
 class Client:
     """A connection to the helperd daemon.
 
     Args:
         path: the socket (default: SPEC.md's rule, `helperd_client.paths.socket_path`).
         timeout: seconds one call may take, connect included (default: ``$HELPERD_TIMEOUT``
-            or `DEFAULT_TIMEOUT`).
-        passphrase_timeout: seconds for ``init``, ``unlock`` and ``passwd``.
+            or `DEFAULT_TIMEOUT`); more than `MAX_TIMEOUT` is cut to it.
+        passphrase_timeout: seconds for ``init``, ``unlock`` and ``passwd`` (cut the same way).
+
+    Raises:
+        ValueError: a timeout is not a positive number (zero, negative, ``nan``).
     """
 
     def __init__(
@@ -97,8 +108,8 @@ class Client:
         passphrase_timeout: float = PASSPHRASE_TIMEOUT,
     ) -> None:
         self.path = Path(path) if path is not None else default_socket_path()
-        self.timeout = timeout if timeout is not None else env_timeout()
-        self.passphrase_timeout = max(passphrase_timeout, self.timeout)
+        self.timeout = _bounded(timeout) if timeout is not None else env_timeout()
+        self.passphrase_timeout = max(_bounded(passphrase_timeout), self.timeout)
         self._sock: socket.socket | None = None
         self._pid = 0  # the process that opened _sock
         self._buffer = bytearray()

@@ -30,6 +30,7 @@ __all__ = [
     "BUSY_FIRST_PAUSE",
     "BUSY_MAX_PAUSE",
     "DEFAULT_TIMEOUT",
+    "MAX_TIMEOUT",
     "START_HINT",
     "TIMEOUT_ENV",
     "Closed",
@@ -48,6 +49,10 @@ DEFAULT_TIMEOUT = 2.0
 TIMEOUT_ENV = "HELPERD_TIMEOUT"
 """The variable that overrides `DEFAULT_TIMEOUT` for every client."""
 
+MAX_TIMEOUT = 3600.0
+"""The longest timeout a client takes (a larger one, ``inf`` included, is cut to it): every
+call stays bounded."""
+
 START_HINT = (
     "start it with `helperd &`, or `systemctl --user start helperd.socket` where it is"
     " installed as a service"
@@ -64,13 +69,14 @@ class Closed(Exception):
 
 
 def env_timeout(env: Mapping[str, str] | None = None) -> float:
-    """``$HELPERD_TIMEOUT`` in seconds when it is a positive number, else `DEFAULT_TIMEOUT`."""
+    """``$HELPERD_TIMEOUT`` in seconds when it is a positive number (at most `MAX_TIMEOUT`),
+    else `DEFAULT_TIMEOUT` (not a number, ``nan``, zero or less)."""
     env = os.environ if env is None else env
     try:
         value = float(env.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
     except ValueError:
         return DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
+    return min(value, MAX_TIMEOUT) if value > 0 else DEFAULT_TIMEOUT  # nan > 0 is False
 
 
 def remaining(deadline: float) -> float:

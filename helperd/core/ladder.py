@@ -10,9 +10,10 @@ docs/stores.md shows the same ladder.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
-from helperd_client.client import DEFAULT_TIMEOUT
+from helperd_client.transport import DEFAULT_TIMEOUT, MAX_TIMEOUT
 
 __all__ = [
     "ANSWER_TIMEOUT",
@@ -47,8 +48,17 @@ def timeout_warning(env: Mapping[str, str]) -> str | None:
     try:
         value = float(raw)
     except ValueError:
-        return None  # the client ignores it and uses its default: nothing below the bound
-    if 0 < value < ANSWER_TIMEOUT:
+        value = math.nan
+    if not value > 0:  # not a number, nan, zero or less: the clients ignore it
+        return (
+            f"HELPERD_TIMEOUT={raw!r} is not a positive number of seconds: clients use the"
+            f" default of {CLIENT_TIMEOUT:g} s"
+        )
+    if value > MAX_TIMEOUT:
+        return (
+            f"HELPERD_TIMEOUT={raw} is more than {MAX_TIMEOUT:g} s: clients use {MAX_TIMEOUT:g} s"
+        )
+    if value < ANSWER_TIMEOUT:
         return (
             f"HELPERD_TIMEOUT={raw} is below the daemon's answer bound of {ANSWER_TIMEOUT:g} s:"
             " a slow or hung OS keyring will show as 'helperd did not answer'"

@@ -23,6 +23,7 @@ from typing import Any
 import click
 from helperd_client.errors import HelperdError, LockedError
 from helperd_client.names import TOKEN_USERNAME
+from helperd_client.transport import MAX_TIMEOUT
 
 from helperd import __version__
 from helperd.core.ladder import timeout_warning
@@ -59,6 +60,12 @@ class _Group(click.Group):
             fail("interrupted", 130)
 
 
+def _a_number(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and math.isnan(value):  # FloatRange compares, and nan passes
+        raise click.BadParameter("nan is not a number of seconds")
+    return value
+
+
 _pass_session = click.make_pass_decorator(Session, ensure=True)
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -73,9 +80,10 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON 
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_TIMEOUT),
+    callback=_a_number,
     metavar="SECONDS",
-    help="Seconds one call may take [default: $HELPERD_TIMEOUT, else 2].",
+    help="Seconds one call may take, at most 3600 [default: $HELPERD_TIMEOUT, else 2].",
 )
 @click.version_option(__version__, prog_name="helperctl")
 @click.pass_context
