@@ -58,6 +58,19 @@ class _Group(click.Group):
             if isinstance(exc.__context__, EOFError):
                 fail("stdin ended before the prompt was answered")
             fail("interrupted", 130)
+        except click.NoSuchOption as exc:
+            if exc.option_name not in _OWN_OPTIONS or exc.ctx is None:
+                raise
+            command = exc.ctx.info_name
+            raise click.UsageError(
+                f"{exc.option_name} is an option of helperctl itself: give it before the"
+                f" command, as in `helperctl {exc.option_name} VALUE {command} ...`",
+                exc.ctx,
+            ) from None
+
+
+_OWN_OPTIONS = ("--socket", "--timeout")
+"""helperctl's own options, which go before the command."""
 
 
 def _a_number(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:

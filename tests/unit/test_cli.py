@@ -1099,3 +1099,13 @@ def test_helperd_dash_h_shows_help() -> None:
 
     assert 0 == result.exit_code, result.output
     assert "--socket" in result.stdout
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--socket"])
+def test_an_own_option_after_the_command_says_where_it_goes(option: str) -> None:
+    """``helperctl get acme --timeout 3``: exit 2, and the message says to put it first."""
+    result = run(FakeClient(UNLOCKED), "get", "acme", option, "3")
+    assert 2 == result.exit_code
+    assert f"give it before the command, as in `helperctl {option} VALUE get ...`" in (
+        result.stderr
+    )
