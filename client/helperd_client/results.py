@@ -111,6 +111,8 @@ class Status:
     upstream: dict[str, Any] | None = None
     """The upstream secret engine's last refresh, result and cache age (None: none)."""
     event_loop: str = "asyncio"
+    store_error: str | None = None
+    """Why the store cannot be opened now, with what fixes it (None: nothing stands in the way)."""
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,9 @@ class StatusResult(_Model):
     upstream: UpstreamState | None = None
     """The upstream secret engine's last refresh, its result and the cache's age; null when
     no ``[upstream]`` is configured (docs/fleet.md)."""
+    store_error: str | None = None
+    """Why the store cannot be opened now (a key file it cannot read, a damaged store file),
+    with what fixes it; null when nothing stands in the way."""
 
 
 class RecordInfo(_Model):

@@ -295,16 +295,14 @@ class Service(HotOps, WriteOps, PassphraseOps):
         return True
 
     def _status(self, now: datetime) -> StatusResult:
-        state = self.store.state
         records: Sequence[Record] | None = None
-        if state is StoreState.UNLOCKED:
-            try:
-                records = self.store.records()
-            except LockedError:
-                state = StoreState.LOCKED
-        repositories = None
-        if records is not None:
-            repositories = len({r.name for r in records if r.kind is not Kind.GENERIC})
+        try:  # a key file that cannot be read, a damaged file: said, not a failed status
+            state, problem = self.store.state, None
+            records = self.store.records() if state is StoreState.UNLOCKED else None
+        except (LockedError, StoreUnavailableError) as exc:
+            state = StoreState.LOCKED
+            problem = exc.message if isinstance(exc, StoreUnavailableError) else None
+        names = None if records is None else {r.name for r in records if r.kind is not Kind.GENERIC}
         return StatusResult(
             version=__version__,
             pid=os.getpid(),
@@ -313,7 +311,8 @@ class Service(HotOps, WriteOps, PassphraseOps):
             initialized=state is not StoreState.MISSING,
             locked=state is not StoreState.UNLOCKED,
             lockable=self.store.lockable,
-            repositories=repositories,
+            store_error=problem,
+            repositories=None if names is None else len(names),
             records=None if records is None else len(records),
             idle_lock_seconds=None if self.idle_lock is None else self.idle_lock.total_seconds(),
             kdf_runs=0 if self._key_facts is None else self._key_facts.kdf_runs(),

@@ -235,6 +235,13 @@ def check_store(facts: Facts) -> Finding:
     if state is None:
         return Finding(name, "warn", "unknown: the daemon is not reachable", "see the daemon check")
     said = f"{state.store} store ({state.store_reason})"
+    if state.store_error is not None:
+        return Finding(
+            name,
+            "fail",
+            f"{said}: cannot be opened: {state.store_error}",
+            "do what the message says; the daemon needs no restart",
+        )
     if state.lockable and not state.initialized:
         return Finding(name, "warn", f"{said}: no store exists yet", "helperctl init")
     if state.locked:

@@ -143,7 +143,9 @@ def status(session: Session, as_json: bool) -> None:
     if as_json:
         emit_json({**dataclasses.asdict(state), "socket": str(client.path)})
         return
-    if not state.initialized:
+    if state.store_error is not None:
+        lock_state = f"cannot be opened: {state.store_error}"
+    elif not state.initialized:
         lock_state = "no store yet (`helperctl init`)"
     elif state.locked:
         lock_state = "locked (`helperctl unlock`)"
@@ -152,6 +154,7 @@ def status(session: Session, as_json: bool) -> None:
     count = str(state.repositories)
     if state.repositories is None:
         count = "unknown while locked" if state.initialized else "none (no store yet)"
+        count = "unknown" if state.store_error is not None else count
     lines = [
         f"helperd {hello.version} (protocol {hello.protocol}, pid {state.pid})",
         f"socket:       {client.path}",

@@ -157,6 +157,36 @@ def test_key_file_open_to_others(key_daemon_env: Daemon, key_file: Path, bin_dir
     assert f"chmod 600 {key_file}" == found["key-file"]["fix"]
 
 
+def test_a_daemon_started_with_a_bad_key_file_answers_status(
+    home: Path, key_file: Path, bin_dir: Path
+) -> None:
+    """A daemon that cannot read its key file still answers ``status`` (exit 0, the reason in
+    ``store_error``); doctor finds it up and fails the store with the chmod; after the chmod
+    the store opens without a restart."""
+    key_file.chmod(0o644)
+    daemon = start_daemon(home, "--store", "file", env={"HELPERD_KEY_FILE": str(key_file)})
+    try:
+        shown = subprocess.run(
+            [*HELPERCTL, "status", "--json"],
+            env=daemon.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        found = verdicts(doctor(daemon.env, bin_dir, "--json"))
+        key_file.chmod(0o600)
+        with daemon.client() as client:
+            after = client.status()
+    finally:
+        daemon.stop()
+    assert 0 == shown.returncode, shown.stderr
+    assert f"run `chmod 600 {key_file}`" in json.loads(shown.stdout)["store_error"]
+    assert ("ok", "fail") == (found["daemon"]["status"], found["store"]["status"])
+    assert f"chmod 600 {key_file}" in found["store"]["message"]
+    assert (None, False) == (after.store_error, after.locked)
+
+
 def test_plaintext_auth_toml_is_counted_never_shown(key_daemon_env: Daemon, bin_dir: Path) -> None:
     """Two passwords in Poetry's auth.toml: a warning with the count 2, in text and JSON,
     and neither password anywhere in the output."""
