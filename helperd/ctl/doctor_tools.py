@@ -177,4 +177,13 @@ def check_auth_toml(facts: Facts) -> Finding:
             f"{auth.path} holds {auth.secrets} plaintext {plural}{left}",
             "helperctl import-poetry (moves them into helperd and rewrites the file without them)",
         )
-    return Finding(name, "ok", f"{auth.path} holds no plaintext secret{left}")
+    if auth.left:
+        entries = "entry" if auth.left == 1 else "entries"
+        return Finding(
+            name,
+            "warn",
+            f"{auth.path} holds {auth.left} {entries} with a password or token that"
+            " import-poetry cannot move (one may be a plaintext secret)",
+            "helperctl import-poetry --dry-run says why; fix or remove them by hand",
+        )
+    return Finding(name, "ok", f"{auth.path} holds no plaintext secret")

@@ -334,6 +334,16 @@ def test_plaintext_secrets_are_counted() -> None:
     assert (found.fix or "").startswith("helperctl import-poetry")
 
 
+def test_entries_import_poetry_leaves_are_warned_about() -> None:
+    """An entry import-poetry cannot move (``password = 1234``) is not called clean."""
+    auth = AuthFacts(Path("/p/auth.toml"), "ok", secrets=0, left=1)
+    found = doctor.check_auth_toml(facts(auth=auth))
+
+    assert "warn" == found.status
+    assert "1 entry with a password or token that import-poetry cannot move" in found.message
+    assert "--dry-run" in (found.fix or "")
+
+
 def test_auth_facts_count_without_values(tmp_path: Path) -> None:
     """gather's auth.toml reader counts two passwords and a token; the values go nowhere."""
     (tmp_path / "auth.toml").write_text(
