@@ -9,6 +9,7 @@ without reading a file.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shlex
@@ -38,15 +39,19 @@ from helperd.core.ladder import KEYRING_CALL_TIMEOUT
 
 __all__ = [
     "CONFIG_NAME",
+    "IDLE_EXIT_ENV",
     "FileConfig",
     "Settings",
     "StoreChoice",
     "UpstreamFileConfig",
     "UpstreamSettings",
     "cert_folder",
+    "idle_exit_seconds",
 ]
 
 CONFIG_NAME = "config.toml"
+IDLE_EXIT_ENV = "HELPERD_IDLE_EXIT"
+"""The variable behind ``helperd --idle-exit``."""
 StoreChoice = Literal["auto", "keyring", "file"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -136,6 +141,8 @@ class Settings:
         env_store = env.get("HELPERD_STORE") or None
         if env_store not in (None, "auto", "keyring", "file"):
             raise BadRequestError(f"HELPERD_STORE must be auto, keyring or file, not {env_store!r}")
+        if env.get(IDLE_EXIT_ENV):
+            idle_exit_seconds(env[IDLE_EXIT_ENV])  # the daemon reads it; doctor checks it here
         key_file = env.get("HELPERD_KEY_FILE") or None
         idle = file.idle_lock_seconds
         return cls(
@@ -154,6 +161,21 @@ class Settings:
             cert_dir=cert_folder(env),
             cert_files_on_disk=bool(file.cert_files_on_disk),
         )
+
+
+def idle_exit_seconds(value: str, source: str = IDLE_EXIT_ENV) -> float:
+    """``value`` of ``--idle-exit`` or ``HELPERD_IDLE_EXIT`` in seconds, 0 or more.
+
+    Raises:
+        BadRequestError: it is not such a number; the message names ``source``.
+    """
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:  # nan fails too
+        raise BadRequestError(f"{source}={value!r} is not a number of seconds (0: never)")
+    return seconds
 
 
 def cert_folder(env: Mapping[str, str]) -> Path:

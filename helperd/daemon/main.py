@@ -17,11 +17,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from helperd_client.errors import HelperdError
 
 from helperd import __version__
 from helperd.core.certs import CertKeeper
-from helperd.core.config import LogLevel, Settings, StoreChoice, cert_folder
+from helperd.core.config import (
+    IDLE_EXIT_ENV,
+    LogLevel,
+    Settings,
+    StoreChoice,
+    cert_folder,
+    idle_exit_seconds,
+)
 from helperd.core.gate import GuessGate
 from helperd.core.service import Service
 from helperd.core.store import Store, StoreState
@@ -287,6 +295,18 @@ def _passphrase_unlocked(store: Store) -> bool:
         return True  # when in doubt, stay up
 
 
+def _idle_exit(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """--idle-exit in seconds; a bad value is refused naming what the user set (the option
+    or HELPERD_IDLE_EXIT)."""
+    if value is None:
+        return None
+    from_env = ctx.get_parameter_source(param.name or "") is ParameterSource.ENVIRONMENT
+    try:
+        return idle_exit_seconds(value, IDLE_EXIT_ENV if from_env else "--idle-exit")
+    except HelperdError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--socket",
@@ -306,8 +326,8 @@ def _passphrase_unlocked(store: Store) -> bool:
 )
 @click.option(
     "--idle-exit",
-    type=click.FloatRange(min=0),
-    envvar="HELPERD_IDLE_EXIT",
+    callback=_idle_exit,
+    envvar=IDLE_EXIT_ENV,
     metavar="SECONDS",
     help="When a service manager hands over the socket, exit after this many seconds without"
     " connections; it starts helperd again on the next one [default: $HELPERD_IDLE_EXIT,"

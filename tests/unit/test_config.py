@@ -8,9 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from helperd_client.errors import BadRequestError
 
-from helperd.core.config import Settings, cert_folder
+from helperd.core.config import Settings, cert_folder, idle_exit_seconds
+from helperd.daemon.main import main as daemon_main
 from tests.support.tools import require_root
 
 
@@ -129,3 +131,15 @@ def test_cert_folder_is_one_per_home_and_stable() -> None:
     assert one.parent == default.parent
     assert one.name.startswith("certs-")
     assert len({default, one, cert_folder({**run, "HELPERD_HOME": "/tmp/job-2"})}) == 3
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])
+def test_a_bad_idle_exit_is_refused_naming_the_variable(value: str) -> None:
+    """HELPERD_IDLE_EXIT that is not a number of seconds: the daemon refuses it naming the
+    variable (not --idle-exit, which the user never typed), and doctor's config check too."""
+    result = CliRunner().invoke(daemon_main, [], env={"HELPERD_IDLE_EXIT": value})
+    assert 2 == result.exit_code
+    assert f"HELPERD_IDLE_EXIT={value!r} is not a number of seconds" in result.output
+    with pytest.raises(BadRequestError, match="HELPERD_IDLE_EXIT"):
+        Settings.resolve(env={"HELPERD_HOME": "/nonexistent", "HELPERD_IDLE_EXIT": value})
+    assert 30.0 == idle_exit_seconds("30")
