@@ -125,7 +125,8 @@ def read_secret(what: str, *, from_stdin: bool, flag: str, confirm: bool) -> str
 
     Args:
         what: what is asked for, for prompts and messages ("password", "passphrase").
-        from_stdin: read all of stdin and strip one trailing newline.
+        from_stdin: read all of stdin and strip one trailing newline; when stdin is a
+            terminal, where typing would echo the secret, prompt hidden instead.
         flag: the option that reads stdin, named when no terminal can be prompted.
         confirm: ask twice at the prompt.
 
@@ -133,7 +134,9 @@ def read_secret(what: str, *, from_stdin: bool, flag: str, confirm: bool) -> str
         click.UsageError: the secret is empty, or stdin is not a terminal and ``flag`` is missing.
     """
     require_secret_source(what, from_stdin=from_stdin, flag=flag)
-    if from_stdin:
+    if from_stdin and stdin_is_tty():  # typed at a terminal, it would show on the screen
+        click.echo(f"helperctl: stdin is a terminal: asking for the {what} hidden", err=True)
+    elif from_stdin:
         secret = strip_one_newline(read_stdin_text(what))
         if not secret:
             raise click.UsageError(f"the {what} on stdin is empty; nothing was changed")

@@ -72,7 +72,11 @@ def lock(session: Session) -> None:
     client = session.client()
     client.lock()
     state = client.status()  # the OS keyring store has no lock: say so rather than pretend
-    if state.locked:
+    if not state.initialized:
+        click.echo(
+            "there is no store yet, so nothing to lock: `helperctl init` creates one", err=True
+        )
+    elif state.locked:
         click.echo("locked: `helperctl unlock` opens the store again", err=True)
     else:
         click.echo(f"the {state.store} store has no passphrase: it stays open", err=True)

@@ -694,6 +694,25 @@ def test_set_prompts_twice_on_tty(fake: FakeClient, tty: None) -> None:
     assert_no_secret(result)
 
 
+def test_password_stdin_on_a_terminal_asks_hidden(fake: FakeClient, tty: None) -> None:
+    """``--password-stdin`` with stdin on a terminal, where typing would echo the secret (and
+    end only at Ctrl-D): the password is asked hidden, twice, and the user is told why."""
+    result = run(fake, "set", "foo", "-u", "alice", "--password-stdin", stdin=f"{SECRET}\n" * 2)
+
+    assert 0 == result.exit_code
+    assert SECRET == fake.args("set")["password"]
+    assert "stdin is a terminal: asking for the password hidden" in result.stderr
+    assert "Repeat password:" in result.stderr
+    assert_no_secret(result)
+
+
+def test_lock_without_a_store_says_there_is_nothing_to_lock() -> None:
+    client = FakeClient(dataclasses.replace(UNLOCKED, initialized=False, locked=True))
+    result = run(client, "lock")
+    assert (0, "") == (result.exit_code, result.stdout)
+    assert "there is no store yet, so nothing to lock" in result.stderr
+
+
 def test_set_prompt_mismatch_asks_again(fake: FakeClient, tty: None) -> None:
     """Two different entries are refused and asked again."""
     result = run(fake, "set", "foo", "-u", "alice", stdin="one\ntwo\npw\npw\n")
