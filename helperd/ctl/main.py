@@ -168,7 +168,9 @@ def status(session: Session, as_json: bool) -> None:
         )
         lines.append(f"providers:    {state.providers}{failing}")
     if state.lockable and state.idle_lock_seconds:
-        lines.append(f"auto-lock:    after {state.idle_lock_seconds / 60:g} min without use")
+        seconds = state.idle_lock_seconds
+        after = f"{seconds:g} s" if seconds < 60 else f"{round(seconds / 60, 1):g} min"
+        lines.append(f"auto-lock:    after {after} without use")
     if state.passphrase_retry_in > 0:
         wait = math.ceil(state.passphrase_retry_in)
         lines.append(f"passphrase:   checked again in {wait} s (too many wrong ones in a row)")

@@ -1128,3 +1128,13 @@ def test_an_own_option_after_the_command_says_where_it_goes(option: str) -> None
     assert f"give it before the command, as in `helperctl {option} VALUE get ...`" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(900.0, "15 min"), (5.0, "5 s"), (90.0, "1.5 min"), (100.0, "1.7 min")]
+)
+def test_status_shows_the_auto_lock_in_words(seconds: float, shown: str) -> None:
+    """A short idle lock shows in seconds, not as 0.0833333 min."""
+    state = dataclasses.replace(UNLOCKED, lockable=True, idle_lock_seconds=seconds)
+    result = run(FakeClient(state), "status")
+    assert f"auto-lock:    after {shown} without use" in result.stdout
