@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from helperd.core.config import cert_folder
 from helperd.testing import Daemon, start_daemon
 from tests.e2e.harness import Result, Sandbox, files_containing
 from tests.e2e.index import MODULE, PACKAGE, Index
@@ -136,7 +137,8 @@ def test_pip_and_uv_install_with_the_key_only_in_helperd(tools: Tools, mtls: Mtl
     """pip --client-cert and uv's SSL_CLIENT_CERT take helperd's file and install the package;
     the file is 0600 in a 0700 folder on the tmpfs, and no other file holds the key."""
     path = mtls.cert_path()
-    assert mtls.runtime / "helperd" / "certs" / "acme.pem" == path
+    assert cert_folder(mtls.daemon.env) / "acme.pem" == path
+    assert mtls.runtime / "helperd" == path.parent.parent
     assert (0o600, 0o700) == (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777)
 
     pip_done = _pip(mtls, tools, mtls.sandbox.root / "pip", "--client-cert", str(path))
