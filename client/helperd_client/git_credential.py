@@ -40,6 +40,7 @@ from helperd_client.errors import (
     NotFoundError,
     UntrustedSocketError,
 )
+from helperd_client.names import DEFAULT_PORTS
 from helperd_client.paths import socket_file
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: keep start-up light
@@ -93,7 +94,6 @@ __all__ = [
 PROG = "git-credential-helperd"
 ACTIONS = ("get", "store", "erase")
 SCHEMES = ("http", "https")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # git's ``host``: a host name, an IPv4 address or a bracketed IPv6 one, and an optional port;
 # never userinfo (``user@host``), a path or a space, which would make the URL ask elsewhere.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
@@ -140,7 +140,7 @@ def host_port(attrs: dict[str, str]) -> tuple[str, int] | None:
     found = _HOST.fullmatch(attrs.get("host", ""))
     if protocol not in SCHEMES or found is None:
         return None
-    port = int(found[2]) if found[2] else _DEFAULT_PORTS[protocol]
+    port = int(found[2]) if found[2] else DEFAULT_PORTS[protocol]
     return found[1], port
 
 
@@ -193,7 +193,7 @@ def _on_host(daemon: Daemon, attrs: dict[str, str], username: str | None) -> Cre
     wanted = (protocol, host.strip("[]").lower(), port)
     for stored in found.urls:
         parts = urlsplit(stored)
-        default = _DEFAULT_PORTS.get(parts.scheme)
+        default = DEFAULT_PORTS.get(parts.scheme)
         found_at = (parts.scheme, parts.hostname or "", parts.port or default)
         if found_at == wanted:
             return found

@@ -10,6 +10,7 @@ Stdlib only and import-free: the keyring shim loads it on every call.
 from __future__ import annotations
 
 __all__ = [
+    "DEFAULT_PORTS",
     "EMPTY_USERNAME",
     "HANDED_OUT_PREFIXES",
     "LOCKED_HINT",
@@ -27,6 +28,9 @@ TOKEN_USERNAME = "__token__"  # noqa: S105 - a username, not a secret
 
 NAME_REGEX = r"[A-Za-z0-9._-]+"
 """A repository name as Poetry knows it (``re.fullmatch``; compiled where it is used)."""
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+"""The schemes a record's URL may have, and the port each means when a URL gives none."""
 
 POETRY_PREFIX = "poetry-repository-"
 """Poetry's keyring service for repository NAME is ``poetry-repository-NAME``."""

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
+from helperd_client.names import DEFAULT_PORTS
+
 from helperd.core.record import Kind, Record, RecordKey
 
 __all__ = ["Catalog", "Delta"]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_PORT = re.compile(
     r"(?:\[(?P<v6>[^]]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?"
 )
@@ -34,7 +35,7 @@ class _Url:
 
     @property
     def default_port(self) -> bool:
-        return self.port == _DEFAULT_PORTS.get(self.scheme)
+        return self.port == DEFAULT_PORTS.get(self.scheme)
 
 
 class Catalog:
@@ -337,7 +338,7 @@ def _parse_url(url: str) -> _Url | None:
     plain = _PLAIN_URL.fullmatch(url)
     if plain is not None:
         scheme, host, port, path = plain.groups()
-        number = _DEFAULT_PORTS[scheme] if port is None else int(port)
+        number = DEFAULT_PORTS[scheme] if port is None else int(port)
         if number <= 65535:
             return _Url(scheme, host, number, (path or "").rstrip("/"))
     return _split_url(url)
@@ -353,7 +354,7 @@ def _split_url(url: str) -> _Url | None:
         return None
     scheme = parts.scheme.lower()
     if port is None:
-        port = _DEFAULT_PORTS.get(scheme)
+        port = DEFAULT_PORTS.get(scheme)
     return _Url(scheme, _normal_host(parts.hostname), port, parts.path.rstrip("/"))
 
 

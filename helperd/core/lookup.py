@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from helperd_client.errors import BadRequestError, NotFoundError
-from helperd_client.names import TOOL_PREFIXES
+from helperd_client.names import DEFAULT_PORTS, TOOL_PREFIXES
 
-from helperd.core.catalog import _DEFAULT_PORTS, Catalog, _Host, _parse_host, _parse_url, _Url
+from helperd.core.catalog import Catalog, _Host, _parse_host, _parse_url, _Url
 from helperd.core.record import NAME_PATTERN, TOKEN_USERNAME, Kind, Record
 
 __all__ = ["Catalog", "Query", "check_url", "find", "owns", "redact_url", "write_target"]
@@ -179,7 +179,7 @@ def check_url(url: str) -> str:
             "a URL must not carry a password in its userinfo: give the password on stdin "
             "or at the prompt instead (nothing was stored)"
         )
-    if parts.scheme not in _DEFAULT_PORTS:
+    if parts.scheme not in DEFAULT_PORTS:
         got = f"{parts.scheme!r}" if parts.scheme else "none"
         raise BadRequestError(f"a URL's scheme must be http or https (got {got})")
     try:

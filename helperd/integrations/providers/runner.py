@@ -127,13 +127,14 @@ async def run_provider(
         if not clean:  # timed out, too large, or cancelled: nothing of it may run on
             await _stop(process, out, err)
     ended = datetime.now(UTC)
-    said = _said(stderr, stdout)
     if code != 0:
         status = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        said = _said(stderr, stdout)
         raise ProviderError(f"{program} {status}" + (f": {said}" if said else ""))
     try:
         return parse_output(spec, stdout, ended)
     except ProviderError as exc:
+        said = _said(stderr, stdout)  # only for a failure: it reads stdout again
         raise ProviderError(f"{program}: {exc.message}" + (f" ({said})" if said else "")) from None
 
 
