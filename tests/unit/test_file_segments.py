@@ -19,7 +19,7 @@ from helperd.core.record import Record
 from helperd.stores import file_format
 from helperd.stores.file_store import FileStore
 from helperd.testing import fill_file_store
-from tests.unit.test_file_store import INTEGRITY, header_of, rec, whole
+from tests.unit.test_file_store import INTEGRITY, flip_last_byte, header_of, rec, whole
 
 SIZE = 2000
 """Records in the big store: four segments of the default `SEGMENT_RECORDS` (512)."""
@@ -155,7 +155,7 @@ def _swap_two(parts: list[bytes]) -> list[bytes]:
         pytest.param(_swap_two, id="segments-swapped"),
         pytest.param(lambda parts: parts[:-1], id="last-segment-dropped"),
         pytest.param(lambda parts: [*parts, b"x"], id="bytes-after"),
-        pytest.param(lambda parts: [parts[0][:-1] + b"\x00", *parts[1:]], id="segment-byte"),
+        pytest.param(lambda parts: [flip_last_byte(parts[0]), *parts[1:]], id="segment-byte"),
     ],
 )
 def test_a_segment_out_of_place_fails_the_integrity_check(
