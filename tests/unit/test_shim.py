@@ -264,8 +264,10 @@ def test_install_shim_writes_and_uninstall_removes(tmp_path: Path) -> None:
     assert 0o755 == folder.stat().st_mode & 0o777
     assert 0o755 == target.stat().st_mode & 0o777
     assert target.read_text().startswith(f"#!{sys.executable} -I\n")
+    assert f"created {folder}\n" in done.output
     again = runner.invoke(cli, ["install-shim", "--dir", str(folder)])
     assert 0 == again.exit_code, again.output
+    assert "created" not in again.output
 
     gone = runner.invoke(cli, ["install-shim", "--dir", str(folder), "--uninstall"])
     assert 0 == gone.exit_code, gone.output
