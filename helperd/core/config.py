@@ -8,6 +8,7 @@ without reading a file.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import os
@@ -34,6 +35,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from helperd.core.ladder import KEYRING_CALL_TIMEOUT
 
@@ -217,10 +219,25 @@ def _read_config(path: Path) -> FileConfig:
         return FileConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
+            _problem(e) for e in exc.errors(include_input=False, include_url=False)
         )
         raise BadRequestError(f"{path}: {problems}") from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One line of a refusal: where, and what is wrong; an unknown key names the nearest known
+    one of its table, so that a typo reads as one."""
+    where = ".".join(map(str, error["loc"]))
+    if error["type"] != "extra_forbidden":
+        return f"{where}: {error['msg']}"
+    table = UpstreamFileConfig if error["loc"][:-1] == ("upstream",) else FileConfig
+    known = sorted(table.model_fields)
+    typed = str(error["loc"][-1])
+    close = difflib.get_close_matches(typed, known, n=1) or [
+        key for key in known if typed and (key.startswith(typed) or typed.startswith(key))
+    ]
+    hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+    return f"{where}: unknown key ({hint})"
 
 
 def _read_own(path: Path) -> bytes:

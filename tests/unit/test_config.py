@@ -73,6 +73,30 @@ def test_bad_config_is_refused_clearly(home: Path, text: str) -> None:
         Settings.resolve(env={"HELPERD_HOME": str(home)})
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("stroe = 'file'\n", "stroe: unknown key (did you mean store?)", id="near"),
+        pytest.param(
+            "colour = 'red'\n",
+            "colour: unknown key (known keys: backlog, cert_files_on_disk,",
+            id="far",
+        ),
+        pytest.param(
+            "[upstream]\naddress = 'https://bao'\ntoken_file = '/t'\nmout = 'kv'\n",
+            "upstream.mout: unknown key (did you mean mount?)",
+            id="in-a-table",
+        ),
+    ],
+)
+def test_an_unknown_key_names_the_one_meant(home: Path, text: str, expected: str) -> None:
+    """A typo in a key is answered with the nearest key of its table, or the list of them."""
+    (home / "config.toml").write_text(text)
+    with pytest.raises(BadRequestError) as caught:
+        Settings.resolve(env={"HELPERD_HOME": str(home)})
+    assert expected in caught.value.message
+
+
 def test_bad_store_variable(home: Path) -> None:
     """HELPERD_STORE must be auto, keyring or file."""
     with pytest.raises(BadRequestError, match="HELPERD_STORE"):

@@ -134,7 +134,7 @@ def test_relative_secret_file_without_credentials_directory_stays_relative(home:
         ),
         pytest.param(
             'address = "https://bao"\ntoken_file = "/t"\nttl = 60\n',
-            "upstream.ttl: Extra inputs are not permitted",
+            "upstream.ttl: unknown key (did you mean ttl_seconds?)",
             id="typo",
         ),
     ],
