@@ -36,7 +36,7 @@ def store_and_verify(client: DaemonClient, moves: Sequence[Move]) -> list[Stored
         else:
             outcome = "same" if held.password == move.password else "replaced"
             known = list(held.urls)
-            urls = [*known, move.url] if move.url and move.url not in known else known
+            urls = [*known, move.url] if move.url and not _listed(move.url, known) else known
         client.set(move.name, move.password, username=move.username, kind=move.kind, urls=urls)
         done.append(Stored(move, outcome))
     for move in moves:
@@ -54,3 +54,9 @@ def _held(client: DaemonClient, move: Move) -> Credential | None:
     except NotFoundError:
         return None
     return found if found.username == move.username else None
+
+
+def _listed(url: str, known: Sequence[str]) -> bool:
+    """Whether ``url`` is among ``known`` up to a trailing ``/``, which lookups ignore too:
+    config.toml's ``.../simple`` adds nothing to a record that has ``.../simple/``."""
+    return url.rstrip("/") in {other.rstrip("/") for other in known}

@@ -459,6 +459,18 @@ def test_store_and_verify_existing_records() -> None:
     ]
 
 
+def test_a_url_held_with_a_trailing_slash_is_not_added_again() -> None:
+    """config.toml's ``.../simple`` is the URL a record holds as ``.../simple/`` (lookups ignore
+    the trailing slash), so the record keeps its one URL."""
+    daemon = FakeDaemon()
+    daemon.hold("acme", "alice", "old-pw", urls=[ACME_URL])
+    plan = poetry.plan_import(SAMPLE, {"acme": ACME_URL.rstrip("/")})
+
+    store_and_verify(daemon, plan.moves)
+
+    assert (ACME_URL,) == held(daemon)["acme", "alice"][2]
+
+
 def test_store_and_verify_detects_a_lost_write() -> None:
     """A secret read back that differs fails the import, without quoting either secret."""
     daemon = FakeDaemon()
