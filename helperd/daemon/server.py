@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 10.0
 """Longest wait for requests in flight when asked to stop."""
 
+CLOSE_GRACE = 1.0
+"""Longest wait at stop for the connections closed to end their handlers."""
+
 SWITCH_INTERVAL = 0.0005
 """Seconds a worker thread running Python may keep the GIL while the event loop waits for it.
 
@@ -82,6 +85,7 @@ class _Connection:
     last_active: float = field(default_factory=time.monotonic)
     busy: bool = False
     watchdog: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = field(default_factory=asyncio.current_task)
 
 
 class Server:
@@ -171,8 +175,7 @@ class Server:
             ticker.cancel()
             await self._drain()
             await self.providers.aclose()
-            for conn in list(self._connections):
-                conn.writer.close()
+            await self._close_connections()
             self._workers.close()
             if owned_path is not None and owned_inode is not None:
                 _remove_if_ours(owned_path, owned_inode)
@@ -185,6 +188,15 @@ class Server:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
+
+    async def _close_connections(self) -> None:
+        """Close every connection left and let its handler end, so that none is left for
+        ``asyncio.run`` to cancel (Python 3.11 logs a traceback for each one cancelled)."""
+        for conn in self._connections:
+            conn.writer.close()
+        handlers = {conn.task for conn in self._connections if conn.task is not None}
+        if handlers:
+            await asyncio.wait(handlers, timeout=CLOSE_GRACE)
 
     async def _tick_idle_lock(self) -> None:
         while True:

@@ -181,6 +181,19 @@ def test_sigterm_removes_the_socket_and_exits_zero(key_daemon: Daemon) -> None:
     assert not key_daemon.socket.exists()
 
 
+def test_sigterm_closes_open_connections_cleanly(key_daemon: Daemon) -> None:
+    """Connections left open at a stop (one idle, one halfway through a line, as a helperctl
+    waiting at a prompt leaves them) are closed, and the log holds no traceback."""
+    with wire.connect(key_daemon.socket) as idle, wire.connect(key_daemon.socket) as halfway:
+        idle.sendall(wire.request("hello"))
+        assert wire.read_line(idle) is not None
+        halfway.sendall(b'{"op":"he')
+        assert 0 == key_daemon.stop(signal.SIGTERM)
+        assert None is wire.read_line(idle)
+        assert None is wire.read_line(halfway)
+    assert "Traceback" not in key_daemon.log.read_text()
+
+
 def test_restart_keeps_the_data(home: Path, key_daemon: Daemon) -> None:
     """What was stored before a restart is served after it."""
     key_daemon.client().set("keep", SECRET, username="u")
