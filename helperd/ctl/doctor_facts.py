@@ -159,13 +159,16 @@ class PipFacts:
 @dataclass(frozen=True)
 class AuthFacts:
     """Poetry's auth.toml: ``secrets`` that import-poetry would move, ``left`` other entries it
-    would leave; ``state`` ``absent``, ``ok`` or ``error`` (``error`` says why)."""
+    would leave; ``state`` ``absent``, ``ok`` or ``error`` (``error`` says why). ``backups``:
+    the copies beside it that hold plaintext secrets, with how many (None: a copy that is not
+    TOML, such as vim's swap file, which may hold some)."""
 
     path: Path
     state: Literal["absent", "ok", "error"]
     secrets: int = 0
     left: int = 0
     error: str | None = None
+    backups: tuple[tuple[Path, int | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -308,14 +311,31 @@ def auth_facts(env: Mapping[str, str]) -> AuthFacts:
     from helperd.integrations import poetry  # noqa: PLC0415 - tomlkit and pydantic: load on demand
 
     path = poetry.auth_toml_path(env)
+    backups = _plaintext_backups(path)
     try:
         auth = poetry.read_auth(path)
         if auth is None:
-            return AuthFacts(path, "absent")
+            return AuthFacts(path, "absent", backups=backups)
         plan = poetry.plan_import(auth.text, {})
     except HelperdError as exc:
-        return AuthFacts(path, "error", error=exc.message)
-    return AuthFacts(path, "ok", secrets=len(plan.moves), left=len(plan.skips))
+        return AuthFacts(path, "error", error=exc.message, backups=backups)
+    return AuthFacts(path, "ok", secrets=len(plan.moves), left=len(plan.skips), backups=backups)
+
+
+def _plaintext_backups(path: Path) -> tuple[tuple[Path, int | None], ...]:
+    """The backups beside auth.toml that hold secrets import-poetry would move: they outlive
+    an import that left them (it warns once, at that time)."""
+    from helperd.integrations import auth_file, poetry  # noqa: PLC0415 - as in auth_facts
+
+    found: list[tuple[Path, int | None]] = []
+    for backup, data in auth_file.backups_beside(path, Path(os.path.realpath(path))):
+        try:
+            held: int | None = len(poetry.plan_import(data.decode("utf-8"), {}).moves)
+        except (UnicodeDecodeError, HelperdError):
+            held = None
+        if held != 0:
+            found.append((backup, held))
+    return tuple(found)
 
 
 def _probe_tool(tool: str, search: str, env: Mapping[str, str], limit: float) -> KeyringProbe:

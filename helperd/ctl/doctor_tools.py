@@ -161,7 +161,31 @@ def check_shim(facts: Facts) -> Finding:
 
 
 def check_auth_toml(facts: Facts) -> Finding:
-    """Secrets left in plaintext in Poetry's auth.toml: a count, never a value."""
+    """Secrets left in plaintext in Poetry's auth.toml or in a backup beside it: a count,
+    never a value."""
+    finding = _auth_toml_itself(facts)
+    auth = facts.auth
+    if auth is None or not auth.backups:
+        return finding
+    copies = "; ".join(
+        f"{path} holds {held} plaintext secret{'s' if held > 1 else ''}"
+        if held
+        else f"{path} may hold plaintext secrets (not TOML)"
+        for path, held in auth.backups
+    )
+    removal = "rm -- " + " ".join(shlex.quote(str(path)) for path, _ in auth.backups)
+    if finding.status == "ok":
+        return Finding(
+            finding.name,
+            "warn",
+            f"{copies} (a backup beside auth.toml); {finding.message}",
+            f"`{removal}` once the secrets are in helperd (`helperctl list`)",
+        )
+    fix = f"{finding.fix}; then `{removal}`" if finding.fix else f"`{removal}`"
+    return Finding(finding.name, finding.status, f"{finding.message}; {copies}", fix)
+
+
+def _auth_toml_itself(facts: Facts) -> Finding:
     name, auth = "poetry-auth-toml", facts.auth
     if auth is None or auth.state == "absent":
         where = f" at {auth.path}" if auth else ""

@@ -26,6 +26,7 @@ __all__ = [
     "BACKUP_NAMES",
     "AuthFile",
     "PoetryFileError",
+    "backups_beside",
     "backups_holding",
     "delete_backups",
     "git_work_tree",
@@ -156,16 +157,25 @@ def backups_holding(auth: AuthFile, secrets: Sequence[str]) -> list[tuple[Path, 
     bytes, or its escaped form in a TOML string, appear anywhere in the file.
     """
     found: list[tuple[Path, int]] = []
+    for candidate, data in backups_beside(auth.path, auth.real):
+        held = sum(1 for secret in secrets if any(form in data for form in _forms(secret)))
+        if held:
+            found.append((candidate, held))
+    return found
+
+
+def backups_beside(path: Path, real: Path) -> list[tuple[Path, bytes]]:
+    """The backups (see `BACKUP_NAMES`) beside ``path`` and beside ``real``, the file behind
+    it, each with its bytes. Only regular files are read, each once (a symbolic link named like
+    a backup is no copy)."""
+    found: list[tuple[Path, bytes]] = []
     seen: set[tuple[int, int]] = set()
-    for place in dict.fromkeys((auth.path, auth.real)):
+    for place in dict.fromkeys((path, real)):
         for pattern in BACKUP_NAMES:
             candidate = place.with_name(pattern.format(place.name))
             data = _read_regular(candidate, seen)
-            if data is None:
-                continue
-            held = sum(1 for secret in secrets if any(form in data for form in _forms(secret)))
-            if held:
-                found.append((candidate, held))
+            if data is not None:
+                found.append((candidate, data))
     return found
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -354,6 +355,43 @@ def test_auth_facts_count_without_values(tmp_path: Path) -> None:
     auth = doctor_facts.auth_facts({"POETRY_CONFIG_DIR": str(tmp_path)})
 
     assert AuthFacts(tmp_path / "auth.toml", "ok", secrets=3) == auth
+
+
+def test_backups_left_by_an_import_are_warned_about(tmp_path: Path) -> None:
+    """auth.toml rewritten clean, but its editor's backup (``auth.toml~``) still holds both
+    secrets and vim's swap file may: doctor warns with the count and the ``rm`` that ends it,
+    never a value; a backup holding no secret is not named."""
+    (tmp_path / "auth.toml").write_text('[http-basic.a]\nusername = "u"\n')
+    (tmp_path / "auth.toml~").write_text(
+        '[http-basic.a]\nusername = "u"\npassword = "pw-one"\n[pypi-token]\nc = "tok-two"\n'
+    )
+    (tmp_path / ".auth.toml.swp").write_bytes(b"b0VIM 9.0\x00\xff\x00password")
+    (tmp_path / "auth.toml.orig").write_text('[http-basic.a]\nusername = "u"\n')
+
+    auth = doctor_facts.auth_facts({"POETRY_CONFIG_DIR": str(tmp_path)})
+    found = doctor.check_auth_toml(facts(auth=auth))
+
+    backup, swap = tmp_path / "auth.toml~", tmp_path / ".auth.toml.swp"
+    assert ((backup, 2), (swap, None)) == auth.backups
+    assert "warn" == found.status
+    assert found.message.startswith(
+        f"{backup} holds 2 plaintext secrets; {swap} may hold plaintext secrets (not TOML)"
+    )
+    assert found.message.endswith(f"{tmp_path / 'auth.toml'} holds no plaintext secret")
+    assert f"rm -- {shlex.quote(str(backup))} {swap}" in (found.fix or "")
+    assert "pw-one" not in found.message + (found.fix or "")
+
+
+def test_backups_beside_secrets_still_in_auth_toml() -> None:
+    """With secrets in auth.toml too, the import comes first, then the ``rm``."""
+    backups = ((Path("/p/auth.toml~"), 1),)
+    auth = AuthFacts(Path("/p/auth.toml"), "ok", secrets=2, backups=backups)
+    found = doctor.check_auth_toml(facts(auth=auth))
+
+    assert "warn" == found.status
+    assert found.message.endswith("; /p/auth.toml~ holds 1 plaintext secret")
+    assert (found.fix or "").startswith("helperctl import-poetry")
+    assert (found.fix or "").endswith("then `rm -- '/p/auth.toml~'`")
 
 
 # --- probes --------------------------------------------------------------------------------------
