@@ -231,17 +231,7 @@ def _writers(r: dict[str, Any]) -> str:
             x(row["p50_ratio"]),
             x(row["p99_ratio"]),
             f"{row['sets']:,}",
-            f"{x(row['paced_p50_ratio'])} / {x(row['paced_p99_ratio'])}"
-            f" ({row['paced_sets']:,} sets)"
-            if "paced_p50_ratio" in row
-            else "not measured",
-            f"{x(row['hello_p50_ratio'])} / {x(row['hello_p99_ratio'])}"
-            if "hello_p50_ratio" in row
-            else "not measured",
-            f"{x(row['apart_p50_ratio'])} / {x(row['apart_p99_ratio'])}"
-            f" ({row['apart_sets']:,} sets)"
-            if "apart_p50_ratio" in row
-            else "not measured",
+            *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare")),
         ]
         for row in r["writers"]["rows"]
     ]
@@ -256,9 +246,19 @@ def _writers(r: dict[str, Any]) -> str:
             f"beside a writer paced at {PACED} sets/s instead: p50 / p99 ratio",
             "beside a client looping `hello` instead: p50 / p99 ratio",
             "beside the looping writer served by a second helperd: p50 / p99 ratio",
+            "beside a bare durable server, no helperd (the floor): p50 / p99 ratio",
         ],
         rows,
     )
+
+
+def _beside(row: dict[str, Any], kind: str) -> str:
+    """One of 5b's other neighbours: its p50 / p99 ratios, and the requests it made if counted."""
+    if f"{kind}_p50_ratio" not in row:
+        return "not measured"
+    unit = "appends" if kind == "bare" else "sets"
+    made = f" ({row[kind + '_sets']:,} {unit})" if f"{kind}_sets" in row else ""
+    return f"{x(row[kind + '_p50_ratio'])} / {x(row[kind + '_p99_ratio'])}{made}"
 
 
 def _upstream(r: dict[str, Any]) -> str:

@@ -9,9 +9,11 @@ the quiet ones (goal: p50 at most 1.2x, p99 at most 3x).
 
 The looping writer sets as fast as the daemon answers, so a faster `set` means more of them
 beside each get. Three more rows keep that apart: the same writer paced at `PACED` sets a
-second; a client looping ``hello`` (busy, writing nothing); and the same looping writer served
+second; a client looping ``hello`` (busy, writing nothing); the same looping writer served
 by a second daemon on a store of its own, so that the measured daemon shares nothing with it
-but the machine: what would be left were writes served by a process apart from reads.
+but the machine: what would be left were writes served by a process apart from reads; and the
+floor of a durable writer, a bare server that appends and fsyncs each line a client loops,
+with no helperd in it: what the machine itself costs the gets.
 """
 
 from __future__ import annotations
@@ -56,6 +58,48 @@ looping writer managed at 10,000 records when each `set` wrote the whole file.""
 
 # Loops `hello` the same way: another busy client, which writes nothing.
 HELLO = WRITER.replace('client.set("bench-written", f"pw-{count}", username="w")', "client.hello()")
+
+# The floor of a durable writer: no helperd at all. A bare server (a blocking loop on a Unix
+# socket) appends each line it gets to a file, fsyncs it and answers; this client, started
+# like the others, starts it (its paths from the second argument) and loops `set`-sized lines.
+BARE_SERVER = """
+import os, socket, sys
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen()
+print("up", flush=True)
+conn, _ = listener.accept()
+pending = b""
+while data := conn.recv(65_536):
+    pending += data
+    while b"\\n" in pending:
+        line, pending = pending.split(b"\\n", 1)
+        os.write(fd, line + b"\\n")
+        os.fsync(fd)
+        conn.sendall(b'{"ok":true}\\n')
+"""
+BARE = f"""
+import select, socket, subprocess, sys
+server = subprocess.Popen(
+    [sys.executable, "-c", {BARE_SERVER!r}, sys.argv[2] + ".sock", sys.argv[2] + ".journal"],
+    stdout=subprocess.PIPE,
+)
+server.stdout.readline()
+client = socket.socket(socket.AF_UNIX)
+client.connect(sys.argv[2] + ".sock")
+line = b'{{"v":1,"id":1,"op":"set","name":"bench-written","password":"pw-%d"}}\\n'
+count = 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    client.sendall(line % count)
+    answer = b""
+    while not answer.endswith(b"\\n"):
+        answer += client.recv(65_536)
+    count += 1
+client.close()
+server.wait(60)
+print(count)
+"""
 
 
 def _window(sock: socket.socket, request: bytes, seconds: float, into: list[float]) -> None:
@@ -147,10 +191,12 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         calm, paced, paced_sets = beside(WRITER, extra=(str(1 / PACED),))
         alone, hellos, _ = beside(HELLO)
         apart_quiet, apart, apart_sets = beside(WRITER, home=other_home, daemon_socket=other.socket)
+        still, bare, bare_sets = beside(BARE, extra=(str(workdir / f"bare-{size}"),))
     quiet_s, busy_s = summarize(quiet), summarize(busy)
     calm_s, paced_s = summarize(calm), summarize(paced)
     alone_s, hello_s = summarize(alone), summarize(hellos)
     apart_quiet_s, apart_s = summarize(apart_quiet), summarize(apart)
+    still_s, bare_s = summarize(still), summarize(bare)
     return {
         "size": size,
         "quiet_us": quiet_s.as_dict(),
@@ -167,6 +213,9 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         "apart_sets": apart_sets,
         "apart_p50_ratio": ratio(apart_s.p50, apart_quiet_s.p50),
         "apart_p99_ratio": ratio(apart_s.p99, apart_quiet_s.p99),
+        "bare_sets": bare_sets,
+        "bare_p50_ratio": ratio(bare_s.p50, still_s.p50),
+        "bare_p99_ratio": ratio(bare_s.p99, still_s.p99),
     }
 
 
