@@ -246,9 +246,10 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " helperd_client 113 µs, in twice the wake-ups."
         ),
         (
-            "What slows the gets is how a `set` is served, handed from the event loop to a worker"
-            " thread and back, more than what it costs; and it slows gets in any process on the"
-            " machine. The same looping writer served by a second helperd on a store of its own,"
+            "What slows the gets is how helperd serves a `set`, handed from the event loop to a"
+            " worker thread and back, as much as what it costs; and served so, it slows the gets"
+            " of another process too. The same looping writer served by a second helperd on a"
+            " store of its own,"
             " sharing no process, thread, lock or file with the daemon measured, costs its gets"
             f" {both('apart')} (p50 / p99, 10 to 10,000 repositories, this run). Served on that"
             " second daemon's event loop with no thread, the same sets cost them only 1.15x to"
