@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from helperd_client.errors import (
     BusyError,
@@ -85,7 +85,8 @@ class _Connection:
     last_active: float = field(default_factory=time.monotonic)
     busy: bool = False
     watchdog: asyncio.TimerHandle | None = None
-    task: asyncio.Task[None] | None = field(default_factory=asyncio.current_task)
+    task: asyncio.Task[Any] | None = None
+    """The task serving it (`Server._on_connect`), awaited at stop."""
 
 
 class Server:
@@ -232,7 +233,7 @@ class Server:
             )
             await self._send_and_close(writer, render_error(None, busy))
             return
-        conn = _Connection(writer, reader)
+        conn = _Connection(writer, reader, task=asyncio.current_task())
         self._connections.add(conn)
         self._watch(conn)
         try:
