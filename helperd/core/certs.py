@@ -217,9 +217,13 @@ def bundle(cert: bytes, key: bytes | None = None, passphrase: bytes | None = Non
         raise BadRequestError("the client certificate is not a PEM certificate") from None
     blocks = list(_KEY_BLOCK.finditer(cert if key is None else key))
     if len(blocks) != 1:
-        where = "the certificate file" if key is None else "the key file"
         found = "no" if not blocks else "more than one"
-        raise BadRequestError(f"{where} holds {found} PEM private key: give it with --key")
+        if key is None:
+            raise BadRequestError(
+                f"the certificate file holds {found} PEM private key: give the key's file"
+                " with --key"
+            )
+        raise BadRequestError(f"the key file holds {found} PEM private key")
     try:
         private = serialization.load_pem_private_key(blocks[0][0], passphrase)
     except TypeError:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import click
-from helperd_client.errors import LockedError
+from helperd_client.errors import BadRequestError, LockedError
 
 from helperd.ctl import cli_input
 from helperd.ctl.cli_input import fail
@@ -79,13 +79,17 @@ def set_cert(
         passphrase = cli_input.read_secret(
             "key passphrase", from_stdin=True, flag="--key-passphrase-stdin", confirm=False
         ).encode("utf-8")
+    files = f"certificate {_shown(cert_file)}" + (f", key {_shown(key_file)}" if key_file else "")
     try:
-        pem = bundle(cert, key, passphrase)
-    except KeyPassphraseNeeded:
-        if not cli_input.stdin_is_tty() or cert_file == "-":
-            raise
-        asked = cli_input.prompt_secret("Key passphrase", confirm=False)
-        pem = bundle(cert, key, asked.encode("utf-8"))
+        try:
+            pem = bundle(cert, key, passphrase)
+        except KeyPassphraseNeeded:
+            if not cli_input.stdin_is_tty() or cert_file == "-":
+                raise
+            asked = cli_input.prompt_secret("Key passphrase", confirm=False)
+            pem = bundle(cert, key, asked.encode("utf-8"))
+    except BadRequestError as exc:  # name the files, as a file that cannot be read is named
+        raise BadRequestError(f"{exc.message} ({files})") from None
     info = client.set(name, pem, kind="cert")
     click.echo(f"stored the client certificate of {info.name!r}", err=True)
 
@@ -111,6 +115,10 @@ def cert_path(session: Session, name: str) -> None:
     if not result.get("present"):
         fail(f"no certificate file for {name!r}: {result.get('reason')}")
     click.echo(str(result["path"]))
+
+
+def _shown(source: str) -> str:
+    return "from stdin" if source == "-" else source
 
 
 def _read_pem(source: str, what: str) -> bytes:

@@ -16,6 +16,7 @@ left (requests cannot read one either: use ``helperctl set-cert --key-passphrase
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -38,7 +39,7 @@ def move_client_certs(session: Session, auth_toml: Path, *, dry_run: bool) -> in
         HelperdError: the store is not open, or a step failed (the message says which, and
             what was left as it was).
     """
-    from helperd.core.certs import bundle  # noqa: PLC0415 - cryptography, on demand
+    from helperd.core.certs import KeyPassphraseNeeded, bundle  # noqa: PLC0415 - cryptography
     from helperd.integrations.auth_file import read_auth  # noqa: PLC0415 - tomlkit, on demand
     from helperd.integrations.poetry_certs import (  # noqa: PLC0415
         client_certs,
@@ -63,6 +64,14 @@ def move_client_certs(session: Session, auth_toml: Path, *, dry_run: bool) -> in
                     click.echo(f"helperctl: left {where}: {linked.message}", err=True)
                     continue
                 pem = bundle(data)
+            except KeyPassphraseNeeded:
+                click.echo(
+                    f"helperctl: left {where}: its private key is encrypted; store it with"
+                    f" `helperctl set-cert {cert.name} --client-cert {shlex.quote(str(cert.path))}"
+                    " --key-passphrase-stdin`",
+                    err=True,
+                )
+                continue
             except BadRequestError as exc:
                 click.echo(f"helperctl: left {where}: {exc.message}", err=True)
                 continue

@@ -73,7 +73,8 @@ def test_bundle_takes_a_combined_file(ca: TestCA) -> None:
         ("no passphrase", "the private key is encrypted"),
         ("wrong passphrase", "the private key cannot be read (a wrong passphrase)"),
         ("other key", "the private key does not belong to the client certificate"),
-        ("no key", "the certificate file holds no PEM private key"),
+        ("no key", "the certificate file holds no PEM private key: give the key's file"),
+        ("key file without a key", "the key file holds no PEM private key"),
         ("not a certificate", "the client certificate is not a PEM certificate"),
     ],
 )
@@ -88,11 +89,14 @@ def test_bundle_refusals_never_quote_the_input(ca: TestCA, case: str, expected: 
         key = None
     elif case == "not a certificate":
         cert = ca.client_key_plain.read_bytes()
+    elif case == "key file without a key":
+        key = ca.client_cert.read_bytes()
 
     with pytest.raises(BadRequestError) as raised:
         bundle(cert, key, passphrase)
 
     assert raised.value.message.startswith(expected)
+    assert (case == "no key") == raised.value.message.endswith("with --key")
     assert (case == "no passphrase") == isinstance(raised.value, KeyPassphraseNeeded)
     for path in (ca.client_cert, ca.client_key, ca.client_key_plain, ca.server_key):
         assert _body(path) not in str(raised.value)

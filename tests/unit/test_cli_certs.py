@@ -79,6 +79,8 @@ def test_set_cert_refusals_send_nothing_and_quote_nothing(ca: TestCA, case: str)
         "stdin twice": "stdin cannot hold both the certificate and the key passphrase",
     }
     assert said[case] in result.output
+    if case != "stdin twice":  # a refusal of what the files hold names them
+        assert f"(certificate {ca.client_cert}, key {args[5]})" in result.output
     for path in (ca.client_key, ca.client_key_plain, ca.server_key):
         assert _body(path) not in result.output
 

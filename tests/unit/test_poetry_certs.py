@@ -136,3 +136,25 @@ def test_move_client_certs_leaves_a_hard_linked_key_file_before_storing_it(
     assert 0 == moved
     assert "left auth.toml: certificates.acme.client-cert:" in capsys.readouterr().err
     assert (AUTH, text) == (auth.read_text(), combined.read_text())
+
+
+def test_move_client_certs_sends_an_encrypted_key_to_set_cert(
+    tmp_path: Path, ca: TestCA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key file whose key is encrypted is left as it is, with the `set-cert` command that
+    stores it (import-poetry has no passphrase option of its own)."""
+    combined = tmp_path / "client.pem"
+    text = ca.client_cert.read_text() + ca.client_key.read_text()
+    combined.write_text(text)
+    auth = tmp_path / "auth.toml"
+    auth.write_text(AUTH)
+
+    moved = move_client_certs(cast("Session", _NoDaemon()), auth, dry_run=False)
+
+    err = capsys.readouterr().err
+    assert 0 == moved
+    assert (
+        "left auth.toml: certificates.acme.client-cert: its private key is encrypted; store it"
+        f" with `helperctl set-cert acme --client-cert {combined} --key-passphrase-stdin`"
+    ) in err
+    assert (AUTH, text) == (auth.read_text(), combined.read_text())
