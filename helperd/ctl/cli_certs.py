@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 import click
-from helperd_client.errors import BadRequestError, LockedError
+from helperd_client.errors import BadRequestError
 
 from helperd.ctl import cli_input
 from helperd.ctl.cli_input import fail
-from helperd.ctl.cli_output import NO_STORE
-from helperd.ctl.session import Session
+from helperd.ctl.session import Session, require_open
 
 __all__ = ["cert_path", "set_cert"]
 
@@ -64,11 +63,7 @@ def set_cert(
     if cert_file == "-" and key_passphrase_stdin:
         raise click.UsageError("stdin cannot hold both the certificate and the key passphrase")
     client = session.client()
-    state = client.status()  # before reading a passphrase, as `set` does
-    if not state.initialized:
-        raise LockedError(NO_STORE)
-    if state.locked:
-        raise LockedError("the store is locked: `helperctl unlock` opens it")
+    require_open(client)  # before reading a passphrase, as `set` does
     # Lazily: helperd.core.certs brings pydantic and cryptography, and helperctl starts fast.
     from helperd.core.certs import KeyPassphraseNeeded, bundle  # noqa: PLC0415
 

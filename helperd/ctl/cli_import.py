@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from helperd_client.errors import HelperdError, LockedError, NotFoundError
+from helperd_client.errors import HelperdError, NotFoundError
 
 from helperd.ctl.cli_output import printable
+from helperd.ctl.session import require_open
 
 if TYPE_CHECKING:
-    from helperd.ctl.session import DaemonClient, Session
+    from helperd.ctl.session import Session
     from helperd.integrations.auth_file import AuthFile
     from helperd.integrations.poetry import Plan
 
@@ -117,7 +118,7 @@ def import_poetry(
         click.echo(f"nothing to import: {path} holds no password or token to move", err=True)
         return
     client = session.client()
-    _require_open(client)
+    require_open(client)
     try:
         stored = store_and_verify(client, plan.moves)
     except HelperdError as exc:
@@ -246,15 +247,6 @@ def _show_plan(plan: Plan) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _require_open(client: DaemonClient) -> None:
-    """Fail before the first write when the store cannot take one."""
-    state = client.status()
-    if not state.initialized:
-        raise LockedError("no store exists yet: create it with `helperctl init`")
-    if state.locked:
-        raise LockedError("the store is locked: `helperctl unlock` opens it")
 
 
 def _add_context(exc: HelperdError, context: str) -> None:

@@ -14,9 +14,19 @@ from typing import Any
 import click
 from helperd_client import RecordInfo
 
-__all__ = ["NO_STORE", "emit_json", "iso", "printable", "record_json", "shown_url", "when"]
+__all__ = [
+    "LOCKED",
+    "NO_STORE",
+    "emit_json",
+    "iso",
+    "printable",
+    "record_json",
+    "shown_url",
+    "when",
+]
 
 NO_STORE = "no store exists yet: create it with `helperctl init`"
+LOCKED = "the store is locked: `helperctl unlock` opens it"
 
 
 def emit_json(data: object) -> None:

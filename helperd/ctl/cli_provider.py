@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from helperd_client.errors import LockedError
 from helperd_client.names import TOKEN_USERNAME
 
-from helperd.ctl.cli_output import NO_STORE, when
+from helperd.ctl.cli_output import when
+from helperd.ctl.session import require_open
 
 if TYPE_CHECKING:
     from helperd.core.provider import ProviderSpec
@@ -177,11 +177,7 @@ def set_provider(
     client: DaemonClient, name: str, spec: ProviderSpec, urls: tuple[str, ...]
 ) -> None:
     """``set`` with a provider: the daemon runs it once and stores its token, or nothing."""
-    state = client.status()  # before the run: a cloud CLI may take seconds for nothing
-    if not state.initialized:
-        raise LockedError(NO_STORE)
-    if state.locked:
-        raise LockedError("the store is locked: `helperctl unlock` opens it")
+    require_open(client)  # before the run: a cloud CLI may take seconds for nothing
     info = client.set(
         name,
         None,

@@ -20,9 +20,9 @@ import shlex
 from pathlib import Path
 
 import click
-from helperd_client.errors import BadRequestError, HelperdError, LockedError
+from helperd_client.errors import BadRequestError, HelperdError
 
-from helperd.ctl.session import Session
+from helperd.ctl.session import Session, require_open
 
 __all__ = ["move_client_certs"]
 
@@ -80,9 +80,7 @@ def move_client_certs(session: Session, auth_toml: Path, *, dry_run: bool) -> in
                 moved += 1
                 continue
             client = session.client()
-            state = client.status()
-            if state.locked or not state.initialized:
-                raise LockedError("the store is locked: `helperctl unlock` opens it")
+            require_open(client)
             client.set(cert.name, pem, kind="cert")
             shown = client.request("cert_path", name=cert.name)
             if not shown.get("present"):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from helperd_client.errors import HelperdError, LockedError
+from helperd_client.errors import HelperdError
 from helperd_client.names import TOKEN_USERNAME
 from helperd_client.transport import MAX_TIMEOUT
 
@@ -33,11 +33,11 @@ from helperd.ctl.cli_certs import cert_path, set_cert
 from helperd.ctl.cli_exec import exec_command
 from helperd.ctl.cli_import import import_poetry
 from helperd.ctl.cli_input import fail
-from helperd.ctl.cli_output import NO_STORE, emit_json, iso, printable, record_json, shown_url, when
+from helperd.ctl.cli_output import emit_json, iso, printable, record_json, shown_url, when
 from helperd.ctl.cli_provider import provider_options, provider_spec, set_provider
 from helperd.ctl.cli_store import init, lock, migrate, passwd, unlock
 from helperd.ctl.cli_upstream import status_line, upstream
-from helperd.ctl.session import Session
+from helperd.ctl.session import Session, require_open
 from helperd.integrations.shim_install import install_shim
 
 __all__ = ["cli", "main"]
@@ -67,6 +67,10 @@ class _Group(click.Group):
                 f" command, as in `helperctl {exc.option_name} VALUE {command} ...`",
                 exc.ctx,
             ) from None
+        except click.UsageError:
+            raise  # click's own form: the usage line, then the error, exit 2
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
 
 
 _OWN_OPTIONS = ("--socket", "--timeout")
@@ -255,11 +259,7 @@ def set_(
     if token and username is None:
         username = TOKEN_USERNAME
     client = session.client()
-    state = client.status()  # before the prompt, so that nobody types a secret for nothing
-    if not state.initialized:
-        raise LockedError(NO_STORE)
-    if state.locked:
-        raise LockedError("the store is locked: `helperctl unlock` opens it")
+    require_open(client)  # before the prompt, so that nobody types a secret for nothing
     password = cli_input.read_secret(
         "password", from_stdin=password_stdin, flag="--password-stdin", confirm=True
     )

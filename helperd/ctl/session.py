@@ -16,8 +16,11 @@ from typing import Any, Protocol
 
 import click
 from helperd_client import Client, Credential, Hello, RecordInfo, Status
+from helperd_client.errors import LockedError, StoreUnavailableError
 
-__all__ = ["DaemonClient", "Session", "connect"]
+from helperd.ctl.cli_output import LOCKED, NO_STORE
+
+__all__ = ["DaemonClient", "Session", "connect", "require_open"]
 
 
 class DaemonClient(Protocol):
@@ -62,6 +65,19 @@ class DaemonClient(Protocol):
 def connect(socket: Path | None, timeout: float | None) -> DaemonClient:
     """The real client: `Session.make_client` unless a test replaces it."""
     return Client(socket, timeout=timeout)
+
+
+def require_open(client: DaemonClient) -> None:
+    """Fail before a write, and before anyone types a secret for it, when the store cannot
+    take one: it cannot be opened (exit 1, with the daemon's reason), there is none yet or it
+    is locked (exit 5)."""
+    state = client.status()
+    if state.store_error is not None:
+        raise StoreUnavailableError(f"the store cannot be opened: {state.store_error}")
+    if not state.initialized:
+        raise LockedError(NO_STORE)
+    if state.locked:
+        raise LockedError(LOCKED)
 
 
 def _utcnow() -> datetime:

@@ -119,13 +119,13 @@ def install_shim(directory: Path | None, remove: bool) -> None:
     folder = (directory or Path.home() / ".local" / "bin").expanduser()
     if remove:
         removed = uninstall(folder)
-        click.echo(f"removed {removed}" if removed else f"no shim in {folder}")
+        click.echo(f"removed {removed}" if removed else f"no shim in {folder}", err=True)
         return
     existed = folder.is_dir()
     target = write_shim(folder, sys.executable)
     if not existed:  # a mistyped --dir shows here, not only in the PATH note below
         click.echo(f"created {folder}", err=True)
-    click.echo(f"wrote {target}")
+    click.echo(f"wrote {target}", err=True)
     first = _first_on_path("keyring")
     if first is None or os.path.realpath(first) != os.path.realpath(target):
         click.echo(

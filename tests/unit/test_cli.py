@@ -713,6 +713,27 @@ def test_lock_without_a_store_says_there_is_nothing_to_lock() -> None:
     assert "there is no store yet, so nothing to lock" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("set", "foo", "--password-stdin"),
+        ("set", "foo", "--provider-command", "--", "true"),
+        ("set-cert", "foo", "--client-cert", "c.pem"),
+    ],
+    ids=["set", "provider", "set-cert"],
+)
+def test_a_write_to_a_store_that_cannot_open_gives_its_reason(command: tuple[str, ...]) -> None:
+    """A store the daemon cannot open (a key file open to others) is not "locked": a write is
+    refused with the daemon's reason and exit 1, before any secret is read, as get's is."""
+    reason = "key file /k is open to group or others (mode 0640): run `chmod 600 /k`"
+    client = FakeClient(dataclasses.replace(UNLOCKED, locked=True, store_error=reason))
+    result = run(client, *command, stdin="pw\n")
+
+    assert 1 == result.exit_code, result.output
+    assert f"helperctl: the store cannot be opened: {reason}\n" == result.stderr
+    assert ["status"] == client.ops
+
+
 def test_set_prompt_mismatch_asks_again(fake: FakeClient, tty: None) -> None:
     """Two different entries are refused and asked again."""
     result = run(fake, "set", "foo", "-u", "alice", stdin="one\ntwo\npw\npw\n")

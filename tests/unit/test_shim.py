@@ -264,7 +264,8 @@ def test_install_shim_writes_and_uninstall_removes(tmp_path: Path) -> None:
     assert 0o755 == folder.stat().st_mode & 0o777
     assert 0o755 == target.stat().st_mode & 0o777
     assert target.read_text().startswith(f"#!{sys.executable} -I\n")
-    assert f"created {folder}\n" in done.output
+    assert f"created {folder}\nwrote {target}\n" in done.stderr  # confirmations: stderr
+    assert "" == done.stdout
     again = runner.invoke(cli, ["install-shim", "--dir", str(folder)])
     assert 0 == again.exit_code, again.output
     assert "created" not in again.output
@@ -287,5 +288,6 @@ def test_install_shim_leaves_a_foreign_keyring_alone(tmp_path: Path) -> None:
     ):
         done = runner.invoke(cli, args)
         assert 1 == done.exit_code
-        assert "not written by helperctl install-shim" in done.output
+        assert done.stderr.startswith("helperctl: ")  # as every refusal of helperctl
+        assert "not written by helperctl install-shim" in done.stderr
         assert "#!/bin/sh\necho real\n" == foreign.read_text()
