@@ -231,7 +231,7 @@ def _writers(r: dict[str, Any]) -> str:
             x(row["p50_ratio"]),
             x(row["p99_ratio"]),
             f"{row['sets']:,}",
-            *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare")),
+            *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare", "handed")),
         ]
         for row in r["writers"]["rows"]
     ]
@@ -247,6 +247,7 @@ def _writers(r: dict[str, Any]) -> str:
             "beside a client looping `hello` instead: p50 / p99 ratio",
             "beside the looping writer served by a second helperd: p50 / p99 ratio",
             "beside a bare durable server, no helperd (the floor): p50 / p99 ratio",
+            "beside the bare server handing each fsync to a thread: p50 / p99 ratio",
         ],
         rows,
     )
@@ -256,7 +257,7 @@ def _beside(row: dict[str, Any], kind: str) -> str:
     """One of 5b's other neighbours: its p50 / p99 ratios, and the requests it made if counted."""
     if f"{kind}_p50_ratio" not in row:
         return "not measured"
-    unit = "appends" if kind == "bare" else "sets"
+    unit = "appends" if kind in ("bare", "handed") else "sets"
     made = f" ({row[kind + '_sets']:,} {unit})" if f"{kind}_sets" in row else ""
     return f"{x(row[kind + '_p50_ratio'])} / {x(row[kind + '_p99_ratio'])}{made}"
 

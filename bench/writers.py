@@ -11,9 +11,11 @@ The looping writer sets as fast as the daemon answers, so a faster `set` means m
 beside each get. Three more rows keep that apart: the same writer paced at `PACED` sets a
 second; a client looping ``hello`` (busy, writing nothing); the same looping writer served
 by a second daemon on a store of its own, so that the measured daemon shares nothing with it
-but the machine: what would be left were writes served by a process apart from reads; and the
+but the machine: what would be left were writes served by a process apart from reads; the
 floor of a durable writer, a bare server that appends and fsyncs each line a client loops,
-with no helperd in it: what the machine itself costs the gets.
+with no helperd in it: what the machine itself costs the gets; and the same bare server
+handing each append and fsync to a thread of its own and waiting for it, as helperd's event
+loop hands a `set` to a worker: what that hand-over alone costs them.
 """
 
 from __future__ import annotations
@@ -62,9 +64,32 @@ HELLO = WRITER.replace('client.set("bench-written", f"pw-{count}", username="w")
 # The floor of a durable writer: no helperd at all. A bare server (a blocking loop on a Unix
 # socket) appends each line it gets to a file, fsyncs it and answers; this client, started
 # like the others, starts it (its paths from the second argument) and loops `set`-sized lines.
+# The third argument is "itself" or "thread": with "thread", the server hands each line to a
+# thread that appends and fsyncs it, and waits for that thread before it answers.
 BARE_SERVER = """
-import os, socket, sys
+import os, queue, socket, sys, threading
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+def append(line):
+    os.write(fd, line + b"\\n")
+    os.fsync(fd)
+
+if sys.argv[3] == "thread":
+    lines, appended = queue.SimpleQueue(), queue.SimpleQueue()
+
+    def worker():
+        while True:
+            append(lines.get())
+            appended.put(True)
+
+    threading.Thread(target=worker, daemon=True).start()
+
+    def durable(line):
+        lines.put(line)
+        appended.get()
+else:
+    durable = append
+
 listener = socket.socket(socket.AF_UNIX)
 listener.bind(sys.argv[1])
 listener.listen()
@@ -75,14 +100,14 @@ while data := conn.recv(65_536):
     pending += data
     while b"\\n" in pending:
         line, pending = pending.split(b"\\n", 1)
-        os.write(fd, line + b"\\n")
-        os.fsync(fd)
+        durable(line)
         conn.sendall(b'{"ok":true}\\n')
 """
 BARE = f"""
 import select, socket, subprocess, sys
 server = subprocess.Popen(
-    [sys.executable, "-c", {BARE_SERVER!r}, sys.argv[2] + ".sock", sys.argv[2] + ".journal"],
+    [sys.executable, "-c", {BARE_SERVER!r}, *(sys.argv[2] + end for end in (".sock", ".journal"))]
+    + sys.argv[3:],
     stdout=subprocess.PIPE,
 )
 server.stdout.readline()
@@ -191,12 +216,16 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         calm, paced, paced_sets = beside(WRITER, extra=(str(1 / PACED),))
         alone, hellos, _ = beside(HELLO)
         apart_quiet, apart, apart_sets = beside(WRITER, home=other_home, daemon_socket=other.socket)
-        still, bare, bare_sets = beside(BARE, extra=(str(workdir / f"bare-{size}"),))
+        still, bare, bare_sets = beside(BARE, extra=(str(workdir / f"bare-{size}"), "itself"))
+        unhanded, handed, handed_sets = beside(
+            BARE, extra=(str(workdir / f"handed-{size}"), "thread")
+        )
     quiet_s, busy_s = summarize(quiet), summarize(busy)
     calm_s, paced_s = summarize(calm), summarize(paced)
     alone_s, hello_s = summarize(alone), summarize(hellos)
     apart_quiet_s, apart_s = summarize(apart_quiet), summarize(apart)
     still_s, bare_s = summarize(still), summarize(bare)
+    unhanded_s, handed_s = summarize(unhanded), summarize(handed)
     return {
         "size": size,
         "quiet_us": quiet_s.as_dict(),
@@ -216,6 +245,9 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         "bare_sets": bare_sets,
         "bare_p50_ratio": ratio(bare_s.p50, still_s.p50),
         "bare_p99_ratio": ratio(bare_s.p99, still_s.p99),
+        "handed_sets": handed_sets,
+        "handed_p50_ratio": ratio(handed_s.p50, unhanded_s.p50),
+        "handed_p99_ratio": ratio(handed_s.p99, unhanded_s.p99),
     }
 
 
