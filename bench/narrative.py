@@ -262,10 +262,11 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " daemon on one CPU) it cost them more, 1.77x to 2.05x in six runs."
         ),
         (
-            "So 1.2x is out of reach of the design the issue asks for (an event loop that never"
-            " waits for an fsync, the fsync in a worker) on this machine: its floor, measured"
-            " without helperd, is above the goal. The same looping writer served by a second"
-            " helperd on a store of its own, sharing no process, thread, lock or file with the"
+            "So on this machine 1.2x is out of reach of any daemon whose event loop never waits"
+            " for an fsync (the fsync in a worker, which is how reads never wait for writes):"
+            " that design's floor, measured without helperd, is above the goal. The same"
+            " looping writer served by a second helperd on a store of its own, sharing no"
+            " process, thread, lock or file with the"
             f" daemon measured, costs its gets {both('apart')}; served on that second daemon's"
             " event loop with no thread, the same sets cost them only 1.15x to 1.30x (three runs"
             " at 10 repositories); on the measured daemon's own loop, 2.8x to 3.7x, since the"
