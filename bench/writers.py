@@ -8,7 +8,7 @@ machine's own noise falls on both alike; the report gives the busy p50 and p99 a
 the quiet ones (goal: p50 at most 1.2x, p99 at most 3x).
 
 The looping writer sets as fast as the daemon answers, so a faster `set` means more of them
-beside each get. Three more rows keep that apart: the same writer paced at `PACED` sets a
+beside each get. Five more rows keep that apart: the same writer paced at `PACED` sets a
 second; a client looping ``hello`` (busy, writing nothing); the same looping writer served
 by a second daemon on a store of its own, so that the measured daemon shares nothing with it
 but the machine: what would be left were writes served by a process apart from reads; the
