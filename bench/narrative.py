@@ -262,12 +262,14 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " daemon on one CPU) it cost them more, 1.77x to 2.05x in six runs."
         ),
         (
-            "So on this machine 1.2x is out of reach of any daemon whose event loop never waits"
-            " for an fsync (the fsync in a worker, which is how reads never wait for writes):"
-            " that design's floor, measured without helperd, is above the goal. The same"
-            " looping writer served by a second helperd on a store of its own, sharing no"
-            " process, thread, lock or file with the"
-            f" daemon measured, costs its gets {both('apart')}; served on that second daemon's"
+            "A hand-over is not the only way to keep the event loop from waiting: a writer"
+            " process of its own can fsync itself, as the bare server does, and then tell the"
+            " daemon. The bare server that, after each fsync, sends the measured daemon a `hello`"
+            " and waits for the answer before it answers its client costs the gets"
+            f" {both('told')} ({made('told')} appends a second). The looping writer served by"
+            " a second helperd on a store of its own, sharing no process,"
+            f" thread, lock or file with the daemon measured, costs its gets {both('apart')}:"
+            " that helperd hands its sets to a worker thread too. Served on that second daemon's"
             " event loop with no thread, the same sets cost them only 1.15x to 1.30x (three runs"
             " at 10 repositories); on the measured daemon's own loop, 2.8x to 3.7x, since the"
             " gets then wait for the fsync."
@@ -306,13 +308,17 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " 1.25x and 1.38x (at normal priority 1.52x and 1.50x, at nice 19 1.63x and 1.47x);"
             " a writer on a raw socket instead of helperd_client, 1.67x and 2.20x against 1.65x"
             " and 1.63x. So the writer's client is not the cost, and even writes served by a"
-            " process apart, yielding to every other, stay above the goal."
+            " process apart, yielding to every other, stay above the goal while that process"
+            " hands its fsync to a thread."
         ),
         (
-            "Left undone: a writer process that takes over a writing client's connection and"
-            " answers it itself while the reader follows its journal would, by the row measured"
-            " apart and the bare server's hand-over, still miss 1.2x; and a daemon that fsyncs on"
-            " its event loop would meet it only by making every get wait behind an fsync."
+            "Left undone, and what the rows above say could come near 1.2x: a writer process"
+            " apart,"
+            " one thread, that takes over a writing client's connection (passed to it over a Unix"
+            " socket), serves its sets and fsyncs them itself, then tells the daemon, which"
+            " follows the journal into its snapshot. It moves the store's writes into a second"
+            " process: a change to who owns the store, how the journal is followed and how"
+            " connections are served, not made in this round."
         ),
     ]
     return (

@@ -231,7 +231,7 @@ def _writers(r: dict[str, Any]) -> str:
             x(row["p50_ratio"]),
             x(row["p99_ratio"]),
             f"{row['sets']:,}",
-            *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare", "handed")),
+            *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare", "handed", "told")),
         ]
         for row in r["writers"]["rows"]
     ]
@@ -248,6 +248,7 @@ def _writers(r: dict[str, Any]) -> str:
             "beside the looping writer served by a second helperd: p50 / p99 ratio",
             "beside a bare durable server, no helperd (the floor): p50 / p99 ratio",
             "beside the bare server handing each fsync to a thread: p50 / p99 ratio",
+            "beside the bare server telling the daemon of each fsync: p50 / p99 ratio",
         ],
         rows,
     )
@@ -257,7 +258,7 @@ def _beside(row: dict[str, Any], kind: str) -> str:
     """One of 5b's other neighbours: its p50 / p99 ratios, and the requests it made if counted."""
     if f"{kind}_p50_ratio" not in row:
         return "not measured"
-    unit = "appends" if kind in ("bare", "handed") else "sets"
+    unit = "appends" if kind in ("bare", "handed", "told") else "sets"
     made = f" ({row[kind + '_sets']:,} {unit})" if f"{kind}_sets" in row else ""
     return f"{x(row[kind + '_p50_ratio'])} / {x(row[kind + '_p99_ratio'])}{made}"
 

@@ -8,14 +8,16 @@ machine's own noise falls on both alike; the report gives the busy p50 and p99 a
 the quiet ones (goal: p50 at most 1.2x, p99 at most 3x).
 
 The looping writer sets as fast as the daemon answers, so a faster `set` means more of them
-beside each get. Five more rows keep that apart: the same writer paced at `PACED` sets a
+beside each get. Six more rows keep that apart: the same writer paced at `PACED` sets a
 second; a client looping ``hello`` (busy, writing nothing); the same looping writer served
 by a second daemon on a store of its own, so that the measured daemon shares nothing with it
 but the machine: what would be left were writes served by a process apart from reads; the
 floor of a durable writer, a bare server that appends and fsyncs each line a client loops,
 with no helperd in it: what the machine itself costs the gets; and the same bare server
 handing each append and fsync to a thread of its own and waiting for it, as helperd's event
-loop hands a `set` to a worker: what that hand-over alone costs them.
+loop hands a `set` to a worker: what that hand-over alone costs them; and the bare server
+fsyncing itself, then telling the measured daemon (a `hello`) before it answers: a writer
+process apart that lets the daemon know of each write.
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ HELLO = WRITER.replace('client.set("bench-written", f"pw-{count}", username="w")
 # The floor of a durable writer: no helperd at all. A bare server (a blocking loop on a Unix
 # socket) appends each line it gets to a file, fsyncs it and answers; this client, started
 # like the others, starts it (its paths from the second argument) and loops `set`-sized lines.
-# The third argument is "itself" or "thread": with "thread", the server hands each line to a
-# thread that appends and fsyncs it, and waits for that thread before it answers.
+# The third argument is "itself", "thread" or "tell": with "thread", the server hands each line
+# to a thread that appends and fsyncs it, and waits for that thread before it answers; with
+# "tell", after each fsync it tells the measured daemon (a `hello` on a kept connection) and
+# waits for its answer before it answers: a writer process apart that lets the daemon know.
 BARE_SERVER = """
 import os, queue, socket, sys, threading
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -87,6 +91,16 @@ if sys.argv[3] == "thread":
     def durable(line):
         lines.put(line)
         appended.get()
+elif sys.argv[3] == "tell":
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.connect(sys.argv[4])
+
+    def durable(line):
+        append(line)
+        daemon.sendall(b'{"v":1,"id":1,"op":"hello"}\\n')
+        answer = b""
+        while not answer.endswith(b"\\n"):
+            answer += daemon.recv(65_536)
 else:
     durable = append
 
@@ -107,7 +121,8 @@ BARE = f"""
 import select, socket, subprocess, sys
 server = subprocess.Popen(
     [sys.executable, "-c", {BARE_SERVER!r}, *(sys.argv[2] + end for end in (".sock", ".journal"))]
-    + sys.argv[3:],
+    + sys.argv[3:]
+    + sys.argv[1:2],
     stdout=subprocess.PIPE,
 )
 server.stdout.readline()
@@ -220,12 +235,14 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         unhanded, handed, handed_sets = beside(
             BARE, extra=(str(workdir / f"handed-{size}"), "thread")
         )
+        untold, told, told_sets = beside(BARE, extra=(str(workdir / f"told-{size}"), "tell"))
     quiet_s, busy_s = summarize(quiet), summarize(busy)
     calm_s, paced_s = summarize(calm), summarize(paced)
     alone_s, hello_s = summarize(alone), summarize(hellos)
     apart_quiet_s, apart_s = summarize(apart_quiet), summarize(apart)
     still_s, bare_s = summarize(still), summarize(bare)
     unhanded_s, handed_s = summarize(unhanded), summarize(handed)
+    untold_s, told_s = summarize(untold), summarize(told)
     return {
         "size": size,
         "quiet_us": quiet_s.as_dict(),
@@ -248,6 +265,9 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         "handed_sets": handed_sets,
         "handed_p50_ratio": ratio(handed_s.p50, unhanded_s.p50),
         "handed_p99_ratio": ratio(handed_s.p99, unhanded_s.p99),
+        "told_sets": told_sets,
+        "told_p50_ratio": ratio(told_s.p50, untold_s.p50),
+        "told_p99_ratio": ratio(told_s.p99, untold_s.p99),
     }
 
 
