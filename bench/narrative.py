@@ -289,7 +289,7 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             "Kept: worker threads woken through pipes instead of `run_in_executor` (p50 1.78x to"
             " 1.40x, six A/B pairs), and the journal, which took the p99 at 10,000 repositories"
             f" from 10.1x to {rows[-1]['p99_ratio']:.1f}x here (that p99 moves from run to run on"
-            " the same write path: 2.6x to 5.7x in the full runs of 2026-12-03)."
+            " the same write path: 2.4x to 5.7x in the full runs of 2026-12-03)."
         ),
         (
             "Tried and not kept (10 repositories): a worker thread that answers the client itself,"
