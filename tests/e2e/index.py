@@ -157,7 +157,9 @@ def running_index(pypiserver_env: Path, workdir: Path, *wheels: Path) -> Iterato
     ``poetry publish`` sends an API token).
     """
     python = str(pypiserver_env / "bin" / "python")
-    password = secrets.token_urlsafe(18)
+    # Never starting with "-", which `poetry config http-basic NAME USER PASSWORD` would take
+    # for an option (token_urlsafe's first character is "-" one time in 64).
+    password = "pw-" + secrets.token_urlsafe(18)
     token = f"pypi-{secrets.token_urlsafe(24)}"
     htpasswd = workdir / "htpasswd"
     users = json.dumps({"alice": password, "__token__": token})
