@@ -93,6 +93,7 @@ if sys.argv[3] == "thread":
         appended.get()
 elif sys.argv[3] == "tell":
     daemon = socket.socket(socket.AF_UNIX)
+    daemon.settimeout(60)
     daemon.connect(sys.argv[4])
 
     def durable(line):
@@ -127,6 +128,7 @@ server = subprocess.Popen(
 )
 server.stdout.readline()
 client = socket.socket(socket.AF_UNIX)
+client.settimeout(60)
 client.connect(sys.argv[2] + ".sock")
 line = b'{{"v":1,"id":1,"op":"set","name":"bench-written","password":"pw-%d"}}\\n'
 count = 0
