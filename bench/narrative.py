@@ -234,56 +234,64 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
     def made(kind: str) -> str:
         return ", ".join(f"{w[kind + '_sets'] / seconds:,.0f}" for w in rows if kind + "_sets" in w)
 
-    bare_rates, handed_rates = made("bare"), made("handed")
+    def cpu(kind: str) -> str:
+        key = "cpu_us" if kind == "writer" else kind + "_cpu_us"
+        return ", ".join(us(w[key]) for w in rows if key in w)
+
     points = [
         (
             "A `get` takes no lock and no thread: it is answered on the event loop from the"
             " snapshot of the last durable write. The looping writer sets as fast as the daemon"
-            f" answers ({rates} sets a second from 10 to 10,000 repositories)."
+            f" answers ({rates} sets a second from 10 to 10,000 repositories), and each set costs"
+            f" the daemon {cpu('writer')} of CPU (its event loop and its worker thread, the"
+            " system time of the fsync included), against about 50 µs for a `hello`."
         ),
         (
             "The machine alone does not slow them. A bare durable server, no helperd in it (a"
             " blocking loop that appends each line a client sends to a file, fsyncs it and"
-            f" answers), costs the gets {both('bare')} ({bare_rates} appends a second)."
+            f" answers), costs the gets {both('bare')} ({made('bare')} appends a second)."
         ),
         (
-            "What slows them is the hand-over that keeps the event loop from waiting. The same"
-            " bare server, handing each append and fsync to a thread of its own and waiting for"
-            f" it before it answers, costs the gets {both('handed')} ({handed_rates} appends a"
-            " second): about what helperd costs them, with none of helperd's work in it. Other"
-            " runs of that server on 2026-12-03 (10 repositories): fsyncing itself 1.03x, 1.04x"
-            " and 1.09x; handing to a thread 1.45x to 1.66x in four runs; handing to a child"
-            " process through pipes 1.45x and 1.54x; fsyncing itself after 500 µs of Python per"
-            " line, 1.16x. It is the hop, not the CPU. Our reading: the thread that fsyncs is woken"
-            " by another thread, not by the client's socket, and on two virtual CPUs the writer's"
-            " chain of three threads spreads to the CPU the reader's wake-ups need. The same"
-            " server with both its threads held on one CPU cost the gets 1.13x (one run), but"
-            " helperd's reads and writes share an event loop, and held so (every thread of the"
-            " daemon on one CPU) it cost them more, 1.77x to 2.05x in six runs."
+            "What slows them is the writer's work inside the daemon that answers them, not the"
+            " hand-over to a worker thread. One-off experiments on 2026-12-04 (10 repositories,"
+            " a throwaway patch of the daemon, two runs each unless said): sets answered with a"
+            " canned answer after a bare append and fsync in the worker thread, none of the"
+            " store's work, cost the gets 1.21x to 1.35x (four runs); the same append and fsync"
+            " sent to a child process instead of a thread, 1.24x and 1.24x; the canned answer on"
+            " the event loop with an append and no fsync, 1.38x and 1.40x; 150 µs of Python more"
+            " per set, on the loop or in the worker, 1.4x to 2.1x (short runs). So a `set` that"
+            " reaches the daemon's event loop costs the gets 1.2x to 1.4x here before the store"
+            " does anything, and the store's work adds the rest."
         ),
         (
-            "A hand-over is not the only way to keep the event loop from waiting: a writer"
-            " process of its own can fsync itself, as the bare server does, and then tell the"
-            " daemon. The bare server that, after each fsync, sends the measured daemon a `hello`"
-            " and waits for the answer before it answers its client costs the gets"
-            f" {both('told')} ({made('told')} appends a second). The looping writer served by"
-            " a second helperd on a store of its own, sharing no process,"
-            f" thread, lock or file with the daemon measured, costs its gets {both('apart')}:"
-            " that helperd hands its sets to a worker thread too. Served on that second daemon's"
-            " event loop with no thread, the same sets cost them only 1.15x to 1.30x (three runs"
-            " at 10 repositories); on the measured daemon's own loop, 2.8x to 3.7x, since the"
-            " gets then wait for the fsync."
+            "This corrects the reading of 2026-12-03, that the hop was the cost. The bare server"
+            f" handing each fsync to a thread costs the gets {both('handed')}, but handing it to"
+            f" the thread and then telling the measured daemon (a `hello`) costs them"
+            f" {both('handed_told')}. Fsyncing itself and telling the measured daemon costs"
+            f" {both('told')}; telling the second helperd instead, {both('told_elsewhere')}; and"
+            f" the looping writer served by that second helperd, which never wakes the measured"
+            f" one, {both('apart')} (at the idle scheduling class, `chrt --idle`, still 1.25x and"
+            " 1.38x on 2026-12-03). A daemon woken at each write answers its gets faster than one"
+            " left asleep; our reading, not proven, is that on two virtual CPUs a daemon that"
+            " sleeps between gets pays for its wake-up, and one woken often does not. The `hello`"
+            " rows therefore do not measure a writer process apart by themselves."
         ),
         (
-            f"Beside a client looping `hello`, the cheapest request: {both('hello')}. That is the"
-            " floor of any design in which the writer's requests reach the event loop that"
-            " answers the gets. Beside the same writer paced at"
-            f" {rows[0].get('paced_per_second', 200)} sets a second: {both('paced')}."
+            "The stand-in that does: the bare server telling the measured daemon, after each"
+            " fsync, with a `get` it cannot find, which the daemon serves the full way (parsed,"
+            f" looked up, its error rendered and logged) for {cpu('told_get')} of CPU each, about"
+            " what applying a write to its snapshot would cost it. It costs the gets"
+            f" {both('told_get')} ({made('told_get')} appends a second)."
         ),
         (
-            "A faster `set` does not help: it only raises the looping writer's rate (with the store"
-            " on tmpfs, no fsync, the writer made 40% more sets and the p50 ratio went from"
-            " 1.6x-1.7x to 1.9x-2.1x)."
+            f"Beside a client looping `hello`, the cheapest request: {both('hello')}. Beside the"
+            f" same writer paced at {rows[0].get('paced_per_second', 200)} sets a second:"
+            f" {both('paced')}."
+        ),
+        (
+            "A faster `set` alone does not help: it raises the looping writer's rate, so the"
+            " daemon does as much work a second (with the store on tmpfs, no fsync, the writer"
+            " made 40% more sets and the p50 ratio went from 1.6x-1.7x to 1.9x-2.1x)."
         ),
         (
             "Kept: worker threads woken through pipes instead of `run_in_executor` (p50 1.78x to"
@@ -300,25 +308,22 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " lock); parsing and answering a `set` in its worker thread with the switch interval"
             " at 50 µs; a journal whose room is written with zeros ahead, so that an append's fsync"
             " commits no file-system metadata (the fsync a quarter faster, one sleep fewer); the"
-            " worker thread at nice 19. The last three changed nothing beyond noise."
+            " worker thread at nice 19, at `SCHED_BATCH` or at `SCHED_IDLE`; worker threads woken"
+            " through an eventfd instead of pipes (1.44x, 1.51x); the cyclic garbage collector"
+            " off (1.79x, 1.83x). None changed more than noise. A writer on a raw socket instead"
+            " of helperd_client cost the gets as much (1.50x and 1.52x against 1.57x and 1.63x):"
+            " the writer's client is not the cost."
         ),
         (
-            "Measured on 2026-12-03 (10 repositories, two runs each): the second helperd of the"
-            " row above put at the idle scheduling class (`chrt --idle`) still cost the gets"
-            " 1.25x and 1.38x (at normal priority 1.52x and 1.50x, at nice 19 1.63x and 1.47x);"
-            " a writer on a raw socket instead of helperd_client, 1.67x and 2.20x against 1.65x"
-            " and 1.63x. So the writer's client is not the cost, and even writes served by a"
-            " process apart, yielding to every other, stay above the goal while that process"
-            " hands its fsync to a thread."
-        ),
-        (
-            "Left undone, and what the rows above say could come near 1.2x: a writer process"
-            " apart,"
-            " one thread, that takes over a writing client's connection (passed to it over a Unix"
-            " socket), serves its sets and fsyncs them itself, then tells the daemon, which"
-            " follows the journal into its snapshot. It moves the store's writes into a second"
-            " process: a change to who owns the store, how the journal is followed and how"
-            " connections are served, not made in this round."
+            "Left undone, and what the rows above say could meet 1.2x: a writer process apart"
+            " that takes over a writing client's connection (passed to it over a Unix socket),"
+            " serves its sets and fsyncs them, then tells the daemon the change, which the daemon"
+            " applies to its snapshot for about a `get`'s CPU before the writer answers. Sending"
+            " each set through the daemon's event loop to such a process would not do: that is"
+            " the 1.24x of the child-process experiment, before any of the store's work. It moves"
+            " the store's writes into a second process (who owns the store, how a change reaches"
+            " the snapshot, kill -9 of either process, connections handed between processes): a"
+            " change not made in this round."
         ),
     ]
     return (

@@ -222,6 +222,10 @@ def _scale(r: dict[str, Any]) -> str:
     )
 
 
+_STAND_INS = ("bare", "handed", "told", "told_elsewhere", "handed_told", "told_get")
+"""5b's bare servers, whose requests are appends (`bench.writers`)."""
+
+
 def _writers(r: dict[str, Any]) -> str:
     rows = [
         [
@@ -231,11 +235,12 @@ def _writers(r: dict[str, Any]) -> str:
             x(row["p50_ratio"]),
             x(row["p99_ratio"]),
             f"{row['sets']:,}",
-            *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare", "handed", "told")),
+            us(row["cpu_us"]) if "cpu_us" in row else "not measured",
+            *(_beside(row, kind) for kind in ("paced", "hello", "apart")),
         ]
         for row in r["writers"]["rows"]
     ]
-    return _table(
+    helperd = _table(
         [
             "repositories",
             "get alone p50 / p99",
@@ -243,23 +248,44 @@ def _writers(r: dict[str, Any]) -> str:
             "p50 ratio (goal 1.2x)",
             "p99 ratio (goal 3x)",
             "sets made",
+            "the daemon's CPU per set",
             f"beside a writer paced at {PACED} sets/s instead: p50 / p99 ratio",
             "beside a client looping `hello` instead: p50 / p99 ratio",
             "beside the looping writer served by a second helperd: p50 / p99 ratio",
-            "beside a bare durable server, no helperd (the floor): p50 / p99 ratio",
-            "beside the bare server handing each fsync to a thread: p50 / p99 ratio",
-            "beside the bare server telling the daemon of each fsync: p50 / p99 ratio",
         ],
         rows,
+    )
+    stand_ins = _table(
+        [
+            "repositories",
+            "fsyncing itself (the floor)",
+            "handing each fsync to a thread",
+            "fsyncing itself, then telling the daemon (`hello`)",
+            "the same, telling the second helperd instead",
+            "handing to a thread, then telling the daemon",
+            "fsyncing itself, then telling the daemon with a `get` it cannot find",
+        ],
+        [
+            [f"{row['size']:,}", *(_beside(row, kind) for kind in _STAND_INS)]
+            for row in r["writers"]["rows"]
+        ],
+    )
+    return (
+        helperd + "\nThe same gets beside a bare durable server (no helperd in it) that a client"
+        " loops `set`-sized lines to: p50 / p99 ratio, the appends made and, where it tells the"
+        " measured daemon, that daemon's CPU per append.\n\n" + stand_ins
     )
 
 
 def _beside(row: dict[str, Any], kind: str) -> str:
-    """One of 5b's other neighbours: its p50 / p99 ratios, and the requests it made if counted."""
+    """One of 5b's other neighbours: its p50 / p99 ratios, the requests it made if counted and,
+    for a bare server that tells the measured daemon, what each request cost that daemon."""
     if f"{kind}_p50_ratio" not in row:
         return "not measured"
-    unit = "appends" if kind in ("bare", "handed", "told") else "sets"
+    unit = "appends" if kind in _STAND_INS else "hellos" if kind == "hello" else "sets"
     made = f" ({row[kind + '_sets']:,} {unit})" if f"{kind}_sets" in row else ""
+    if kind in ("told", "handed_told", "told_get") and f"{kind}_cpu_us" in row:
+        made = f"{made[:-1]}, {us(row[kind + '_cpu_us'])} CPU each)"
     return f"{x(row[kind + '_p50_ratio'])} / {x(row[kind + '_p99_ratio'])}{made}"
 
 

@@ -15,19 +15,30 @@ but the machine: what would be left were writes served by a process apart from r
 floor of a durable writer, a bare server that appends and fsyncs each line a client loops,
 with no helperd in it: what the machine itself costs the gets; and the same bare server
 handing each append and fsync to a thread of its own and waiting for it, as helperd's event
-loop hands a `set` to a worker: what that hand-over alone costs them; and the bare server
-fsyncing itself, then telling the measured daemon (a `hello`) before it answers: a writer
-process apart that lets the daemon know of each write.
+loop hands a `set` to a worker: what that hand-over alone costs them.
+
+Then the stand-ins for a writer process apart, which fsyncs each write itself and tells the
+daemon of it before it answers: the bare server fsyncing itself, then telling the measured
+daemon (a `hello`); the same telling the second daemon instead, so that the measured one hears
+nothing; the bare server handing to its thread, then telling the measured daemon; and the bare
+server telling the measured daemon with a `get` of a record that does not exist, which costs
+the daemon about what applying a write to its snapshot would (its CPU per request is measured).
+
+For the looping writer and the stand-ins that tell the measured daemon, the daemon's CPU time
+(user and system, from /proc) is read over the busy and the quiet windows; the difference,
+divided by the writer's requests, is what each of them costs the daemon.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,25 +71,32 @@ PACED = 200
 """Sets a second of the paced writer: more than any packaging tool makes, and about what a
 looping writer managed at 10,000 records when each `set` wrote the whole file."""
 
+MISSING_GET = '{"v":1,"id":1,"op":"get","name":"bench-missing"}'
+"""What the last stand-in tells the measured daemon: a `get` it answers ``not_found`` the full
+way (parsed, looked up, rendered, logged), about what applying a write to its snapshot costs."""
+
 # Loops `hello` the same way: another busy client, which writes nothing.
 HELLO = WRITER.replace('client.set("bench-written", f"pw-{count}", username="w")', "client.hello()")
 
 # The floor of a durable writer: no helperd at all. A bare server (a blocking loop on a Unix
 # socket) appends each line it gets to a file, fsyncs it and answers; this client, started
 # like the others, starts it (its paths from the second argument) and loops `set`-sized lines.
-# The third argument is "itself", "thread" or "tell": with "thread", the server hands each line
-# to a thread that appends and fsyncs it, and waits for that thread before it answers; with
-# "tell", after each fsync it tells the measured daemon (a `hello` on a kept connection) and
-# waits for its answer before it answers: a writer process apart that lets the daemon know.
+# The third argument is how the server makes a line durable: "itself"; "thread", handing each
+# line to a thread that appends and fsyncs it and waiting for that thread; "tell", fsyncing
+# itself and then telling a daemon (the one whose socket is this client's first argument) with a
+# request on a kept connection (a `hello`, or this client's fourth argument), waiting for its
+# answer before it answers its client; or "thread+tell", both.
 BARE_SERVER = """
 import os, queue, socket, sys, threading
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+mode = sys.argv[3]
 
 def append(line):
     os.write(fd, line + b"\\n")
     os.fsync(fd)
 
-if sys.argv[3] == "thread":
+durable = append
+if mode.startswith("thread"):
     lines, appended = queue.SimpleQueue(), queue.SimpleQueue()
 
     def worker():
@@ -91,19 +109,20 @@ if sys.argv[3] == "thread":
     def durable(line):
         lines.put(line)
         appended.get()
-elif sys.argv[3] == "tell":
+
+if mode.endswith("tell"):
     daemon = socket.socket(socket.AF_UNIX)
     daemon.settimeout(60)
     daemon.connect(sys.argv[4])
+    tell = (sys.argv[5] if len(sys.argv) > 5 else '{"v":1,"id":1,"op":"hello"}').encode() + b"\\n"
+    fsynced = durable
 
     def durable(line):
-        append(line)
-        daemon.sendall(b'{"v":1,"id":1,"op":"hello"}\\n')
+        fsynced(line)
+        daemon.sendall(tell)
         answer = b""
         while not answer.endswith(b"\\n"):
             answer += daemon.recv(65_536)
-else:
-    durable = append
 
 listener = socket.socket(socket.AF_UNIX)
 listener.bind(sys.argv[1])
@@ -122,8 +141,9 @@ BARE = f"""
 import select, socket, subprocess, sys
 server = subprocess.Popen(
     [sys.executable, "-c", {BARE_SERVER!r}, *(sys.argv[2] + end for end in (".sock", ".journal"))]
-    + sys.argv[3:]
-    + sys.argv[1:2],
+    + sys.argv[3:4]
+    + sys.argv[1:2]
+    + sys.argv[4:],
     stdout=subprocess.PIPE,
 )
 server.stdout.readline()
@@ -162,6 +182,35 @@ def _window(sock: socket.socket, request: bytes, seconds: float, into: list[floa
         time.sleep(0.001)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The user and system CPU time process ``pid`` has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class _Beside:
+    """Gets alone and beside a process, that process's requests, and the measured daemon's CPU
+    time over the windows with it and without."""
+
+    quiet: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)
+    requests: int = 0
+    quiet_cpu: float = 0.0
+    busy_cpu: float = 0.0
+
+    def as_row(self, kind: str) -> dict[str, Any]:
+        """This neighbour's fields of a size's row, named ``{kind}_...``."""
+        quiet, busy = summarize(self.quiet), summarize(self.busy)
+        cpu = max(0.0, self.busy_cpu - self.quiet_cpu) / max(self.requests, 1)
+        return {
+            f"{kind}_sets": self.requests,
+            f"{kind}_p50_ratio": ratio(busy.p50, quiet.p50),
+            f"{kind}_p99_ratio": ratio(busy.p99, quiet.p99),
+            f"{kind}_cpu_us": cpu * 1e6,
+        }
+
+
 def _beside(
     sock: socket.socket,
     request: bytes,
@@ -169,14 +218,15 @@ def _beside(
     *,
     home: Path,
     daemon_socket: Path,
+    measured: int,
     rounds: int,
     window: float,
     extra: tuple[str, ...] = (),
-) -> tuple[list[float], list[float], int]:
+) -> _Beside:
     """Gets alone and beside a process running ``code`` (given ``extra`` arguments after the
-    socket), in alternating windows; and how many requests that process made."""
-    quiet: list[float] = []
-    busy: list[float] = []
+    socket), in alternating windows; how many requests that process made, and the CPU time
+    the measured daemon (PID ``measured``) used in each kind of window."""
+    found = _Beside()
     writer = subprocess.Popen(
         [sys.executable, "-c", code, str(daemon_socket), *extra],
         env=daemon_env(home),
@@ -187,15 +237,20 @@ def _beside(
     try:
         time.sleep(0.3)
         for _ in range(rounds):
-            _window(sock, request, window, busy)
+            before = _cpu_seconds(measured)
+            _window(sock, request, window, found.busy)
+            found.busy_cpu += _cpu_seconds(measured) - before
             writer.send_signal(signal.SIGSTOP)
             time.sleep(0.1)  # the request it had sent is done
-            _window(sock, request, window, quiet)
+            before = _cpu_seconds(measured)
+            _window(sock, request, window, found.quiet)
+            found.quiet_cpu += _cpu_seconds(measured) - before
             writer.send_signal(signal.SIGCONT)
     finally:
         writer.send_signal(signal.SIGCONT)
         out, _ = writer.communicate("", timeout=120)
-    return quiet, busy, int(out or 0)
+    found.requests = int(out or 0)
+    return found
 
 
 def _store(layout: Layout, workdir: Path, name: str) -> tuple[Path, Path]:
@@ -226,51 +281,40 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
             request,
             home=home,
             daemon_socket=daemon.socket,
+            measured=daemon.process.pid,
             rounds=rounds,
             window=window,
         )
-        quiet, busy, sets = beside(WRITER)
-        calm, paced, paced_sets = beside(WRITER, extra=(str(1 / PACED),))
-        alone, hellos, _ = beside(HELLO)
-        apart_quiet, apart, apart_sets = beside(WRITER, home=other_home, daemon_socket=other.socket)
-        still, bare, bare_sets = beside(BARE, extra=(str(workdir / f"bare-{size}"), "itself"))
-        unhanded, handed, handed_sets = beside(
-            BARE, extra=(str(workdir / f"handed-{size}"), "thread")
-        )
-        untold, told, told_sets = beside(BARE, extra=(str(workdir / f"told-{size}"), "tell"))
-    quiet_s, busy_s = summarize(quiet), summarize(busy)
-    calm_s, paced_s = summarize(calm), summarize(paced)
-    alone_s, hello_s = summarize(alone), summarize(hellos)
-    apart_quiet_s, apart_s = summarize(apart_quiet), summarize(apart)
-    still_s, bare_s = summarize(still), summarize(bare)
-    unhanded_s, handed_s = summarize(unhanded), summarize(handed)
-    untold_s, told_s = summarize(untold), summarize(told)
-    return {
+
+        def bare(kind: str, mode: str, *tell: str, **where: Any) -> _Beside:
+            return beside(BARE, extra=(str(workdir / f"{kind}-{size}"), mode, *tell), **where)
+
+        writer = beside(WRITER)
+        neighbours = {
+            "paced": beside(WRITER, extra=(str(1 / PACED),)),
+            "hello": beside(HELLO),
+            "apart": beside(WRITER, home=other_home, daemon_socket=other.socket),
+            "bare": bare("bare", "itself"),
+            "handed": bare("handed", "thread"),
+            "told": bare("told", "tell"),
+            "told_elsewhere": bare("elsewhere", "tell", daemon_socket=other.socket),
+            "handed_told": bare("handed-told", "thread+tell"),
+            "told_get": bare("told-get", "tell", MISSING_GET),
+        }
+    quiet, busy = summarize(writer.quiet), summarize(writer.busy)
+    row: dict[str, Any] = {
         "size": size,
-        "quiet_us": quiet_s.as_dict(),
-        "busy_us": busy_s.as_dict(),
-        "p50_ratio": ratio(busy_s.p50, quiet_s.p50),
-        "p99_ratio": ratio(busy_s.p99, quiet_s.p99),
-        "sets": sets,
+        "quiet_us": quiet.as_dict(),
+        "busy_us": busy.as_dict(),
+        "p50_ratio": ratio(busy.p50, quiet.p50),
+        "p99_ratio": ratio(busy.p99, quiet.p99),
+        "sets": writer.requests,
+        "cpu_us": writer.as_row("writer")["writer_cpu_us"],
         "paced_per_second": PACED,
-        "paced_sets": paced_sets,
-        "paced_p50_ratio": ratio(paced_s.p50, calm_s.p50),
-        "paced_p99_ratio": ratio(paced_s.p99, calm_s.p99),
-        "hello_p50_ratio": ratio(hello_s.p50, alone_s.p50),
-        "hello_p99_ratio": ratio(hello_s.p99, alone_s.p99),
-        "apart_sets": apart_sets,
-        "apart_p50_ratio": ratio(apart_s.p50, apart_quiet_s.p50),
-        "apart_p99_ratio": ratio(apart_s.p99, apart_quiet_s.p99),
-        "bare_sets": bare_sets,
-        "bare_p50_ratio": ratio(bare_s.p50, still_s.p50),
-        "bare_p99_ratio": ratio(bare_s.p99, still_s.p99),
-        "handed_sets": handed_sets,
-        "handed_p50_ratio": ratio(handed_s.p50, unhanded_s.p50),
-        "handed_p99_ratio": ratio(handed_s.p99, unhanded_s.p99),
-        "told_sets": told_sets,
-        "told_p50_ratio": ratio(told_s.p50, untold_s.p50),
-        "told_p99_ratio": ratio(told_s.p99, untold_s.p99),
     }
+    for kind, found in neighbours.items():
+        row.update(found.as_row(kind))
+    return row
 
 
 def beside_writer(
