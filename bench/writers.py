@@ -146,20 +146,25 @@ server = subprocess.Popen(
     + sys.argv[4:],
     stdout=subprocess.PIPE,
 )
-server.stdout.readline()
-client = socket.socket(socket.AF_UNIX)
-client.settimeout(60)
-client.connect(sys.argv[2] + ".sock")
-line = b'{{"v":1,"id":1,"op":"set","name":"bench-written","password":"pw-%d"}}\\n'
 count = 0
-while not select.select([sys.stdin], [], [], 0)[0]:
-    client.sendall(line % count)
-    answer = b""
-    while not answer.endswith(b"\\n"):
-        answer += client.recv(65_536)
-    count += 1
-client.close()
-server.wait(60)
+try:
+    server.stdout.readline()
+    client = socket.socket(socket.AF_UNIX)
+    client.settimeout(60)
+    client.connect(sys.argv[2] + ".sock")
+    line = b'{{"v":1,"id":1,"op":"set","name":"bench-written","password":"pw-%d"}}\\n'
+    while not select.select([sys.stdin], [], [], 0)[0]:
+        client.sendall(line % count)
+        answer = b""
+        while not answer.endswith(b"\\n"):
+            answer += client.recv(65_536)
+        count += 1
+    client.close()
+    server.wait(60)
+finally:
+    if server.poll() is None:  # this client failed, or the server did not stop: stop it
+        server.kill()
+        server.wait()
 print(count)
 """
 
