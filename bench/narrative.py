@@ -234,6 +234,8 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
     def made(kind: str) -> str:
         return ", ".join(f"{w[kind + '_sets'] / seconds:,.0f}" for w in rows if kind + "_sets" in w)
 
+    own = ", ".join(f"{w['p50_ratio']:.2f}x" for w in rows)
+
     def cpu(kind: str) -> str:
         key = "cpu_us" if kind == "writer" else kind + "_cpu_us"
         return ", ".join(us(w[key]) for w in rows if key in w)
@@ -277,11 +279,17 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " rows therefore do not measure a writer process apart by themselves."
         ),
         (
-            "The stand-in that does: the bare server telling the measured daemon, after each"
+            "The stand-ins that do: the bare server telling the measured daemon, after each"
             " fsync, with a `get` it cannot find, which the daemon serves the full way (parsed,"
             f" looked up, its error rendered and logged) for {cpu('told_get')} of CPU each, about"
-            " what applying a write to its snapshot would cost it. It costs the gets"
-            f" {both('told_get')} ({made('told_get')} appends a second)."
+            " what applying a write to its snapshot would cost it: the gets"
+            f" {both('told_get')} ({made('told_get')} appends a second). And helperd's own `set`"
+            " served in the bare server's one thread on a store of its own (parsed, served by a"
+            " `Service` on a file store, its journal appended and fsynced, the answer rendered),"
+            f" then the same `get`: the gets {both('written_apart')}, at {made('written_apart')}"
+            f" sets a second (the daemon {cpu('written_apart')} of CPU each), where helperd"
+            " serving the same sets itself costs them"
+            f" {own} at {rates}."
         ),
         (
             f"Beside a client looping `hello`, the cheapest request: {both('hello')}. Beside the"
@@ -315,15 +323,16 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " the writer's client is not the cost."
         ),
         (
-            "Left undone, and what the rows above say could meet 1.2x: a writer process apart"
-            " that takes over a writing client's connection (passed to it over a Unix socket),"
-            " serves its sets and fsyncs them, then tells the daemon the change, which the daemon"
-            " applies to its snapshot for about a `get`'s CPU before the writer answers. Sending"
-            " each set through the daemon's event loop to such a process would not do: that is"
-            " the 1.24x of the child-process experiment, before any of the store's work. It moves"
-            " the store's writes into a second process (who owns the store, how a change reaches"
-            " the snapshot, kill -9 of either process, connections handed between processes): a"
-            " change not made in this round."
+            "Left undone, and what the last stand-in says meets 1.2x on this machine: a writer"
+            " process apart, one thread, that takes over a writing client's connection (passed to"
+            " it over a Unix socket), serves its sets and fsyncs them, then tells the daemon the"
+            " change, which the daemon applies to its snapshot for about a `get`'s CPU before the"
+            " writer answers. Sending each set through the daemon's event loop to such a process"
+            " would not do: that is the 1.24x of the child-process experiment, before any of the"
+            " store's work. It moves the store's writes into a second process (who owns the store,"
+            " how a change reaches the snapshot, kill -9 of either process, connections handed"
+            " between processes, the requests other than `set` on a handed connection): a change"
+            " not made in this round."
         ),
     ]
     return (

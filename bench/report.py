@@ -222,7 +222,15 @@ def _scale(r: dict[str, Any]) -> str:
     )
 
 
-_STAND_INS = ("bare", "handed", "told", "told_elsewhere", "handed_told", "told_get")
+_STAND_INS = (
+    "bare",
+    "handed",
+    "told",
+    "told_elsewhere",
+    "handed_told",
+    "told_get",
+    "written_apart",
+)
 """5b's bare servers, whose requests are appends (`bench.writers`)."""
 
 
@@ -264,6 +272,7 @@ def _writers(r: dict[str, Any]) -> str:
             "the same, telling the second helperd instead",
             "handing to a thread, then telling the daemon",
             "fsyncing itself, then telling the daemon with a `get` it cannot find",
+            "helperd's own `set` in the bare server's thread, then the same `get`",
         ],
         [
             [f"{row['size']:,}", *(_beside(row, kind) for kind in _STAND_INS)]
@@ -284,7 +293,7 @@ def _beside(row: dict[str, Any], kind: str) -> str:
         return "not measured"
     unit = "appends" if kind in _STAND_INS else "hellos" if kind == "hello" else "sets"
     made = f" ({row[kind + '_sets']:,} {unit})" if f"{kind}_sets" in row else ""
-    if kind in ("told", "handed_told", "told_get") and f"{kind}_cpu_us" in row:
+    if kind in ("told", "handed_told", "told_get", "written_apart") and f"{kind}_cpu_us" in row:
         made = f"{made[:-1]}, {us(row[kind + '_cpu_us'])} CPU each)"
     return f"{x(row[kind + '_p50_ratio'])} / {x(row[kind + '_p99_ratio'])}{made}"
 

@@ -22,7 +22,9 @@ daemon of it before it answers: the bare server fsyncing itself, then telling th
 daemon (a `hello`); the same telling the second daemon instead, so that the measured one hears
 nothing; the bare server handing to its thread, then telling the measured daemon; and the bare
 server telling the measured daemon with a `get` of a record that does not exist, which costs
-the daemon about what applying a write to its snapshot would (its CPU per request is measured).
+the daemon about what applying a write to its snapshot would (its CPU per request is measured);
+and the bare server serving helperd's own `set` in its one thread, on a store of its own, before
+it tells the daemon with that `get`: a writer process apart, its work and the daemon's share in it.
 
 For the looping writer and the stand-ins that tell the measured daemon, the daemon's CPU time
 (user and system, from /proc) is read over the busy and the quiet windows; the difference,
@@ -85,7 +87,9 @@ HELLO = WRITER.replace('client.set("bench-written", f"pw-{count}", username="w")
 # line to a thread that appends and fsyncs it and waiting for that thread; "tell", fsyncing
 # itself and then telling a daemon (the one whose socket is this client's first argument) with a
 # request on a kept connection (a `hello`, or this client's fourth argument), waiting for its
-# answer before it answers its client; or "thread+tell", both.
+# answer before it answers its client; "thread+tell", both; or "helperd+tell", helperd's own `set`
+# on a store of its own (this client's fifth and sixth arguments: its file and key file), served
+# in the server's one thread, then telling the daemon.
 BARE_SERVER = """
 import os, queue, socket, sys, threading
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -96,7 +100,23 @@ def append(line):
     os.fsync(fd)
 
 durable = append
-if mode.startswith("thread"):
+if mode.startswith("helperd"):
+    # A writer process apart: helperd's own `set` (parsed, served by a Service on a file store
+    # of its own, its journal appended and fsynced, the answer rendered) in this one thread.
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from helperd.core.protocol import parse_request, render_ok
+    from helperd.core.service import Service
+    from helperd.stores.file_store import FileStore
+
+    store = FileStore(Path(sys.argv[6]), key_file=Path(sys.argv[7]))
+    service = Service(store, store_reason="bench")
+
+    def durable(line):
+        request_id, request = parse_request(line)
+        render_ok(request_id, service.handle(request, datetime.now(UTC)))
+
+elif mode.startswith("thread"):
     lines, appended = queue.SimpleQueue(), queue.SimpleQueue()
 
     def worker():
@@ -271,6 +291,7 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
     layout = Layout(size)
     home, key = _store(layout, workdir, f"w{size}")
     other_home, other_key = _store(layout, workdir, f"w{size}-other")
+    writer_home, writer_key = _store(layout, workdir, f"w{size}-writer")
     request = layout.service_request()
     with (
         helperd_daemon(home, key) as daemon,
@@ -305,6 +326,13 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
             "told_elsewhere": bare("elsewhere", "tell", daemon_socket=other.socket),
             "handed_told": bare("handed-told", "thread+tell"),
             "told_get": bare("told-get", "tell", MISSING_GET),
+            "written_apart": bare(
+                "written",
+                "helperd+tell",
+                MISSING_GET,
+                str(writer_home / "store.enc"),
+                str(writer_key),
+            ),
         }
     quiet, busy = summarize(writer.quiet), summarize(writer.busy)
     row: dict[str, Any] = {
