@@ -289,7 +289,7 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             f" then the same `get`: the gets {both('written_apart')}, at {made('written_apart')}"
             f" sets a second (the daemon {cpu('written_apart')} of CPU each), where helperd"
             " serving the same sets itself costs them"
-            f" {own} at {rates}."
+            f" {own} at {rates} sets a second."
         ),
         (
             f"Beside a client looping `hello`, the cheapest request: {both('hello')}. Beside the"

@@ -291,7 +291,8 @@ def _beside(row: dict[str, Any], kind: str) -> str:
     for a bare server that tells the measured daemon, what each request cost that daemon."""
     if f"{kind}_p50_ratio" not in row:
         return "not measured"
-    unit = "appends" if kind in _STAND_INS else "hellos" if kind == "hello" else "sets"
+    units = {"hello": "hellos", "written_apart": "sets"}
+    unit = units.get(kind, "appends" if kind in _STAND_INS else "sets")
     made = f" ({row[kind + '_sets']:,} {unit})" if f"{kind}_sets" in row else ""
     if kind in ("told", "handed_told", "told_get", "written_apart") and f"{kind}_cpu_us" in row:
         made = f"{made[:-1]}, {us(row[kind + '_cpu_us'])} CPU each)"
