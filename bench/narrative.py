@@ -246,7 +246,7 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             " snapshot of the last durable write. The looping writer sets as fast as the daemon"
             f" answers ({rates} sets a second from 10 to 10,000 repositories), and each set costs"
             f" the daemon {cpu('writer')} of CPU (its event loop and its worker thread, the"
-            " system time of the fsync included), against about 50 µs for a `hello`."
+            f" system time of the fsync included), against {cpu('told')} for a `hello`."
         ),
         (
             "The machine alone does not slow them. A bare durable server, no helperd in it (a"

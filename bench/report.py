@@ -231,7 +231,8 @@ _STAND_INS = (
     "told_get",
     "written_apart",
 )
-"""5b's bare servers, whose requests are appends (`bench.writers`)."""
+"""5b's bare servers (`bench.writers`): their requests are appends, but for `written_apart`'s,
+which are helperd's own sets."""
 
 
 def _writers(r: dict[str, Any]) -> str:
@@ -281,8 +282,8 @@ def _writers(r: dict[str, Any]) -> str:
     )
     return (
         helperd + "\nThe same gets beside a bare durable server (no helperd in it) that a client"
-        " loops `set`-sized lines to: p50 / p99 ratio, the appends made and, where it tells the"
-        " measured daemon, that daemon's CPU per append.\n\n" + stand_ins
+        " loops `set`-sized lines to: p50 / p99 ratio, the lines it made durable and, where it"
+        " tells the measured daemon, that daemon's CPU per line.\n\n" + stand_ins
     )
 
 
