@@ -13,6 +13,7 @@ import fcntl
 import os
 import secrets
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -207,6 +208,24 @@ def check_private_dir(directory: Path, *, create: bool = True) -> None:
         raise StoreUnavailableError(f"{problem}: refusing to use it{fix}")
 
 
+LOCK_WAIT = 1.0
+"""Seconds a store's lock is waited for: the writer process of a daemon just killed may still
+be finishing its write (it ends when it sees the daemon gone)."""
+
+
+def _flock_within(fd: int, seconds: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, trying for up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
 class FileLock:
     """An exclusive OS lock (``flock``) on a lock file, held until `release`.
 
@@ -214,24 +233,32 @@ class FileLock:
     ``kill -9`` never leaves a stale lock behind.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, held: int | None = None) -> None:
         self.path = path
+        if held is not None:
+            # The writer process's: the daemon that started it holds the lock and handed over
+            # its descriptor, which shares the lock (helperd.daemon.writer).
+            self._fd: int | None = held
+            return
         flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC
         try:
-            self._fd: int | None = os.open(path, flags, 0o600)
+            self._fd = os.open(path, flags, 0o600)
         except OSError as exc:
             raise StoreUnavailableError(f"could not open {path}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _flock_within(self._fd, LOCK_WAIT):
             os.close(self._fd)
             self._fd = None
             raise StoreUnavailableError(
                 f"another helperd is using this store ({path} is locked); stop it first"
             ) from None
 
+    def fileno(self) -> int | None:
+        """The descriptor that holds the lock (None once released)."""
+        return self._fd
+
     def release(self) -> None:
-        """Let go of the lock (closing the file releases it)."""
+        """Let go of the lock (closing the file releases it, once no process that was handed
+        its descriptor still has it open)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

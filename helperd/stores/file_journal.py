@@ -46,7 +46,14 @@ from helperd.stores.file_format import (
 )
 from helperd.stores.keys import StoreKey
 
-__all__ = ["JOURNAL_HEAD", "JOURNAL_MAGIC", "JournalFile", "journal_room"]
+__all__ = [
+    "JOURNAL_HEAD",
+    "JOURNAL_MAGIC",
+    "JournalFile",
+    "change_text",
+    "changes_of",
+    "journal_room",
+]
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +87,8 @@ def _journal_entry(
     randbytes: Callable[[int], bytes],
 ) -> bytes:
     """Journal entry ``number`` for a write of ``changes``: its length, nonce and ciphertext."""
-    lines = [
-        b"-" + json.dumps(list(k), separators=(",", ":")).encode("ascii")
-        if piece is None
-        else b"+" + piece[1]
-        for k, piece in changes.items()
-    ]
     nonce = randbytes(NONCE_BYTES)
-    sealed = key.encrypt(nonce, b"\n".join(lines), _entry_aad(file_nonce, number))
+    sealed = key.encrypt(nonce, change_text(changes), _entry_aad(file_nonce, number))
     return (NONCE_BYTES + len(sealed)).to_bytes(_LENGTH_BYTES, "big") + nonce + sealed
 
 
@@ -148,7 +149,28 @@ def _replay(key: StoreKey, file_nonce: bytes, raw: bytes) -> _Journal:
             break
         texts.append(text)
         at, number = end, number + 1
-    lines = [line for text in texts for line in text.split(b"\n")]
+    changes = changes_of([line for text in texts for line in text.split(b"\n")])
+    return _Journal(changes, number, at, len(raw) - at)
+
+
+def change_text(changes: _Changes) -> bytes:
+    """The plaintext of a journal entry for ``changes``: a line per record, ``+<entry line>``
+    for one written, ``-<[name, username]>`` for one removed. The writer process tells the
+    daemon of a write in the same text (`helperd.daemon.writer`)."""
+    return b"\n".join(
+        b"-" + json.dumps(list(k), separators=(",", ":")).encode("ascii")
+        if piece is None
+        else b"+" + piece[1]
+        for k, piece in changes.items()
+    )
+
+
+def changes_of(lines: list[bytes]) -> dict[RecordKey, _Piece | None]:
+    """The changes that lines of `change_text` make, later lines winning.
+
+    Raises:
+        ValueError, TypeError, ValidationError: a line that does not hold together.
+    """
     puts = iter(_items([line[1:] for line in lines if line[:1] == b"+"]))
     changes: dict[RecordKey, _Piece | None] = {}
     for line in lines:
@@ -162,7 +184,7 @@ def _replay(key: StoreKey, file_nonce: bytes, raw: bytes) -> _Journal:
             changes[(name, username)] = None
         else:
             raise ValueError("a line is neither added nor removed")
-    return _Journal(changes, number, at, len(raw) - at)
+    return changes
 
 
 def _damaged_journal(path: Path) -> StoreUnavailableError:

@@ -48,6 +48,7 @@ from helperd.stores.file_format import (
     _unsealed,
 )
 from helperd.stores.file_journal import JournalFile, _Journal
+from helperd.stores.file_scribe import Scribe, Scribed
 from helperd.stores.file_writes import FileWrites
 from helperd.stores.keys import (
     KEY_FILE,
@@ -64,7 +65,7 @@ from helperd.stores.keys import (
 __all__ = ["FileStore"]
 
 
-class FileStore(FileWrites, Store):
+class FileStore(Scribed, FileWrites, Store):
     """Records and passwords in one encrypted file, opened by a passphrase or a key file.
 
     With ``key_file``, the store opens itself on first use (creating an empty store file
@@ -80,6 +81,8 @@ class FileStore(FileWrites, Store):
         key_file: the key file of a headless store, or None for a passphrase store.
         kdf: Argon2id parameters for new passphrases (an existing file names its own).
         randbytes: source of salts and nonces (tests make it deterministic).
+        held_lock: a descriptor of the store's lock file that already holds its lock (the
+            writer process's, handed over by its daemon); None takes the lock here.
 
     Raises:
         StoreUnavailableError: another helperd holds this store's lock.
@@ -94,6 +97,7 @@ class FileStore(FileWrites, Store):
         key_file: Path | None = None,
         kdf: KdfParams = KdfParams(),  # noqa: B008 - a frozen dataclass, immutable
         randbytes: Callable[[int], bytes] = os.urandom,
+        held_lock: int | None = None,
     ) -> None:
         self.path = path
         self.key_file = key_file
@@ -110,7 +114,9 @@ class FileStore(FileWrites, Store):
         self._open: _Open | None = None
         self._closed = False
         self._journal = JournalFile(path.with_name(path.name + ".journal"))
-        self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"))
+        self._file_lock = durable.FileLock(path.with_name(path.name + ".lock"), held=held_lock)
+        self._scribe: Scribe | None = None  # who writes, while a writer process does
+        self.committed: Callable[[_Changes], None] | None = None  # told of each durable write
         durable.remove_stale_temps(path)  # the journal's temporary files too
 
     def __repr__(self) -> str:
@@ -171,7 +177,7 @@ class FileStore(FileWrites, Store):
     def put(self, record: Record, password: SecretStr) -> None:
         """Add ``record``, replacing the one with the same (name, username); durable on return."""
         with self._lock:
-            self._commit_changes(_pieces_of({record.key: (record, password.get_secret_value())}))
+            self._write_changes(_pieces_of({record.key: (record, password.get_secret_value())}))
 
     def remove(self, keys: Iterable[RecordKey]) -> None:
         """Delete the records with these keys; nothing is written when none of them exists."""
@@ -179,7 +185,7 @@ class FileStore(FileWrites, Store):
             opened = self._open_entries()
             doomed: _Changes = {key: None for key in keys if opened.entry(key) is not None}
             if doomed:
-                self._commit_changes(doomed)
+                self._write_changes(doomed)
 
     def create(self, passphrase: SecretStr | None) -> None:
         """Write a new, empty passphrase store and leave it unlocked.
@@ -291,6 +297,7 @@ class FileStore(FileWrites, Store):
         """Delete the store file and its journal (after a migration), then close the store."""
         with self._lock:
             self._check_not_closed()
+            self._end_scribe()
             self._journal.close()
             try:
                 self.path.unlink(missing_ok=True)
@@ -307,7 +314,7 @@ class FileStore(FileWrites, Store):
         """Write the journal's changes into the file, forget every secret and release the
         store's OS lock."""
         with self._lock:
-            if not self._closed:
+            if not self._closed and not self._end_scribe():
                 self._write_whole()
             self._forget()
             self._journal.close()
