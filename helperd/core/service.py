@@ -173,9 +173,7 @@ class Service(HotOps, WriteOps, PassphraseOps):
             return self._serve(request, now, blocking)
         finally:
             if not isinstance(request, _READS):
-                earlier, self._hot = self._hot, HotCache(None)
-                self._prime_catalog()
-                self._hot = self._carry_hot(earlier, now)
+                self.written(now)
             # Certificate files follow every change of records or lock state (core/certs.py).
             if self.certs is not None and isinstance(request, _CHANGES):
                 self.certs.update(self.store, now, self.special_records())

@@ -27,7 +27,8 @@ _CHECKED_AT_ONCE = 64
 
 class HotOps:
     """`answer_hot` and the rendered ``get`` answers it serves (`helperd.core.service.Service`);
-    `hot_version` and `hot_usable` for the daemon's answers of provider records."""
+    `hot_version` and `hot_usable` for the daemon's answers of provider records; `written`,
+    which carries them over a write."""
 
     store: Store
     upstream: Upstream | None
@@ -40,6 +41,19 @@ class HotOps:
     if TYPE_CHECKING:
 
         def _lock_due(self, now: datetime) -> bool: ...
+
+        def _prime_catalog(self) -> None: ...
+
+    def written(self, now: datetime) -> None:
+        """After a write: index the store's new records and carry the kept answers over.
+
+        `handle` calls it in the worker thread that served a write; the daemon calls it on its
+        event loop after applying a write its writer process served (`helperd.daemon.writer`),
+        where a write of a few records costs an indexing of those records only.
+        """
+        earlier, self._hot = self._hot, HotCache(None)
+        self._prime_catalog()
+        self._hot = self._carry_hot(earlier, now)
 
     def answer_hot(self, request: QuickRequest, now: datetime) -> bytes | None:
         """The rendered answer of a plain ``hello``, or of a ``get`` served before from the

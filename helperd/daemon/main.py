@@ -207,7 +207,8 @@ async def _serve(
             fresh.cancel()
         if service.certs is not None:
             service.certs.clear()
-        service.store.close()
+        # Off the loop: a writer process may be waiting for the loop to apply its last write.
+        await asyncio.get_running_loop().run_in_executor(None, service.store.close)
 
 
 def _reload(resolve: Callable[[], Settings], service: Service, server: Server) -> None:

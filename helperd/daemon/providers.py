@@ -185,11 +185,15 @@ class ProviderDesk:
         if isinstance(result, StatusResult):
             return self._status(result)
         if not isinstance(request, _READS):
-            if self._kept or self._may_hold_providers():
-                await self.reload()
-            else:
-                self._warm = _Warm(None)
+            await self.written()
         return result
+
+    async def written(self) -> None:
+        """After a write (or a lock): load the provider records again, when there may be any."""
+        if self._kept or self._may_hold_providers():
+            await self.reload()
+        else:
+            self._warm = _Warm(None)
 
     def _may_hold_providers(self) -> bool:
         """False when the store now holds no provider record, as the lookup catalog of its

@@ -51,10 +51,12 @@ from helperd.core.protocol import (
     render_ok,
 )
 from helperd.core.service import Service
+from helperd.daemon.handover import MAX_CARRIED, streams_of, unread
 from helperd.daemon.peer import peer_uid
 from helperd.daemon.providers import ProviderDesk
 from helperd.daemon.socket_file import StartupError, _remove_if_ours, bind_socket
 from helperd.daemon.workers import Workers
+from helperd.daemon.writer_link import WriterLink
 
 __all__ = ["Lifecycle", "Server", "StartupError", "bind_socket"]
 
@@ -87,6 +89,8 @@ class _Connection:
     watchdog: asyncio.TimerHandle | None = None
     task: asyncio.Task[Any] | None = None
     """The task serving it (`Server._on_connect`), awaited at stop."""
+    returned: bool = False
+    """Handed back by the writer process: its next line is served here, never handed over."""
 
 
 class Server:
@@ -122,6 +126,15 @@ class Server:
         self._uid = os.getuid()
         self._quiet_since = time.monotonic()
         self.providers = ProviderDesk(service, self._workers)
+        self._adopting: set[asyncio.Task[None]] = set()
+        # A key-file file store's sets are served by a writer process (helperd.daemon.writer).
+        self.writer = WriterLink.of(
+            service,
+            self._workers,
+            self._adopt,
+            self.providers.written,
+            lambda: (self._read_timeout, self._max_connections),
+        )
 
     @property
     def idle_since(self) -> float | None:
@@ -216,7 +229,9 @@ class Server:
         self._read_timeout = read_timeout
         self._max_connections = max_connections
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connect(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, returned: bool = False
+    ) -> None:
         uid = peer_uid(writer.get_extra_info("socket"))
         if uid != self._uid:
             log.warning("refused a connection from uid %s", "unknown" if uid is None else uid)
@@ -233,7 +248,7 @@ class Server:
             )
             await self._send_and_close(writer, render_error(None, busy))
             return
-        conn = _Connection(writer, reader, task=asyncio.current_task())
+        conn = _Connection(writer, reader, task=asyncio.current_task(), returned=returned)
         self._connections.add(conn)
         self._watch(conn)
         try:
@@ -277,6 +292,8 @@ class Server:
                 error = TooLargeError(f"request line exceeds {MAX_LINE} bytes")
                 await self._send_and_close(conn.writer, render_error(None, error))
                 return
+            if self._hand_over(conn, line):
+                return  # the writer process serves the connection now
             conn.busy = True
             self._in_flight += 1
             try:
@@ -291,6 +308,32 @@ class Server:
                     self._idle.set()
                 conn.busy = False
                 conn.last_active = time.monotonic()
+
+    def _hand_over(self, conn: _Connection, line: bytes) -> bool:
+        """Pass ``conn`` to the writer process when ``line`` is a plain set (never the first
+        line of a connection it handed back); True once it is the process's (the caller closes
+        this side's copy, which never shuts the connection down)."""
+        if conn.returned or self.writer is None or not self.writer.wants(line):
+            conn.returned = False
+            return False
+        carried = line + bytes(unread(conn.reader))
+        sock = conn.writer.get_extra_info("socket")
+        fits = sock is not None and len(carried) <= MAX_CARRIED
+        return fits and self.writer.hand_over(sock.fileno(), carried)
+
+    def _adopt(self, sock: socket.socket, carried: bytes) -> None:
+        """Serve a connection the writer process handed back, from the bytes it carries on."""
+        if self._stop.is_set():
+            sock.close()
+            return
+        task = asyncio.ensure_future(self._adopted(sock, carried))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    async def _adopted(self, sock: socket.socket, carried: bytes) -> None:
+        streams = await streams_of(sock, carried)
+        if streams is not None:
+            await self._on_connect(*streams, returned=True)
 
     async def _respond(self, line: bytes) -> bytes:
         try:
@@ -396,18 +439,6 @@ def _pending(conn: _Connection) -> bool:
     except OSError:
         return False
     return b"\n" in waiting
-
-
-def unread(reader: asyncio.StreamReader) -> bytes | bytearray:
-    """What asyncio took off the socket for ``reader`` that no read has consumed yet.
-
-    asyncio has no public view of it (no peek), and a protocol of the server's own would
-    rewrite its reading: this is the one read of the private ``StreamReader._buffer``, which
-    tests/unit/test_server_unread.py checks. Were it gone, this says "nothing", and the cap
-    could close a connection whose request reached asyncio in the same loop turn.
-    """
-    buffer = getattr(reader, "_buffer", b"")
-    return buffer if isinstance(buffer, bytes | bytearray) else b""
 
 
 _BOUNDED = (GetRequest, ListRequest, StatusRequest)

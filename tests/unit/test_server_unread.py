@@ -1,6 +1,6 @@
 """asyncio's private reader buffer, which the connection cap looks at, still works as used.
 
-`helperd.daemon.server.unread` is the one place that reads ``StreamReader._buffer``: asyncio
+`helperd.daemon.handover.unread` is the one place that reads ``StreamReader._buffer``: asyncio
 has no public way to see a request line that has left the socket but not yet reached the
 task that serves it, and the connection cap must not close such a connection. These tests
 fail loudly when a Python release renames or retypes that buffer, instead of letting the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from helperd.daemon.server import unread
+from helperd.daemon.handover import unread
 
 LINE = b'{"op": "status"}\n'
 
