@@ -217,7 +217,7 @@ def _suggestions(r: dict[str, Any]) -> list[str]:
 
 
 def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
-    """Item 5b when it misses its goal: what the run and the experiments say, point by point."""
+    """Item 5b when it misses its goal: what the run says, point by point."""
     rows = writers["rows"]
     worst = max(missed, key=lambda w: w["p50_ratio"])
     seconds = writers.get("rounds", 1) * writers.get("window_seconds", 1.0)
@@ -229,67 +229,24 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             if kind + "_p50_ratio" in w
         )
 
-    rates = ", ".join(f"{w['sets'] / seconds:,.0f}" for w in rows)
-
-    def made(kind: str) -> str:
-        return ", ".join(f"{w[kind + '_sets'] / seconds:,.0f}" for w in rows if kind + "_sets" in w)
-
-    own = ", ".join(f"{w['p50_ratio']:.2f}x" for w in rows)
-
-    def cpu(kind: str) -> str:
-        key = "cpu_us" if kind == "writer" else kind + "_cpu_us"
+    def cpu(key: str) -> str:
         return ", ".join(us(w[key]) for w in rows if key in w)
 
+    rates = ", ".join(f"{w['sets'] / seconds:,.0f}" for w in rows)
     points = [
         (
             "A `get` takes no lock and no thread: it is answered on the event loop from the"
-            " snapshot of the last durable write. The looping writer sets as fast as the daemon"
-            f" answers ({rates} sets a second from 10 to 10,000 repositories), and each set costs"
-            f" the daemon {cpu('writer')} of CPU (its event loop and its worker thread, the"
-            f" system time of the fsync included), against {cpu('told')} for a `hello`."
+            " snapshot of the last durable write. The sets are served by the daemon's writer"
+            f" process ({rates} sets a second from 10 to 10,000 repositories), which spends"
+            f" {cpu('writer_process_cpu_us')} of CPU on each; the daemon spends"
+            f" {cpu('cpu_us')} on each (reading the change, applying it to its snapshot,"
+            " indexing the records it changed), on the event loop that answers the gets."
         ),
         (
-            "The machine alone does not slow them. A bare durable server, no helperd in it (a"
+            "What the machine alone costs them: a bare durable server, no helperd in it (a"
             " blocking loop that appends each line a client sends to a file, fsyncs it and"
-            f" answers), costs the gets {both('bare')} ({made('bare')} appends a second)."
-        ),
-        (
-            "What slows them is the writer's work inside the daemon that answers them, not the"
-            " hand-over to a worker thread. One-off experiments on 2026-12-04 (10 repositories,"
-            " a throwaway patch of the daemon, two runs each unless said): sets answered with a"
-            " canned answer after a bare append and fsync in the worker thread, none of the"
-            " store's work, cost the gets 1.21x to 1.35x (four runs); the same append and fsync"
-            " sent to a child process instead of a thread, 1.24x and 1.24x; the canned answer on"
-            " the event loop with an append and no fsync, 1.38x and 1.40x; 150 µs of Python more"
-            " per set, on the loop or in the worker, 1.4x to 2.1x (short runs). So a `set` that"
-            " reaches the daemon's event loop costs the gets 1.2x to 1.4x here before the store"
-            " does anything, and the store's work adds the rest."
-        ),
-        (
-            "This corrects the reading of 2026-12-03, that the hop was the cost. The bare server"
-            f" handing each fsync to a thread costs the gets {both('handed')}, but handing it to"
-            f" the thread and then telling the measured daemon (a `hello`) costs them"
-            f" {both('handed_told')}. Fsyncing itself and telling the measured daemon costs"
-            f" {both('told')}; telling the second helperd instead, {both('told_elsewhere')}; and"
-            f" the looping writer served by that second helperd, which never wakes the measured"
-            f" one, {both('apart')} (at the idle scheduling class, `chrt --idle`, still 1.25x and"
-            " 1.38x on 2026-12-03). A daemon woken at each write answers its gets faster than one"
-            " left asleep; our reading, not proven, is that on two virtual CPUs a daemon that"
-            " sleeps between gets pays for its wake-up, and one woken often does not. The `hello`"
-            " rows therefore do not measure a writer process apart by themselves."
-        ),
-        (
-            "The stand-ins that do: the bare server telling the measured daemon, after each"
-            " fsync, with a `get` it cannot find, which the daemon serves the full way (parsed,"
-            f" looked up, its error rendered and logged) for {cpu('told_get')} of CPU each, about"
-            " what applying a write to its snapshot would cost it: the gets"
-            f" {both('told_get')} ({made('told_get')} appends a second). And helperd's own `set`"
-            " served in the bare server's one thread on a store of its own (parsed, served by a"
-            " `Service` on a file store, its journal appended and fsynced, the answer rendered),"
-            f" then the same `get`: the gets {both('written_apart')}, at {made('written_apart')}"
-            f" sets a second (the daemon {cpu('written_apart')} of CPU each), where helperd"
-            " serving the same sets itself costs them"
-            f" {own} at {rates} sets a second."
+            f" answers), {both('bare')}; the same looping writer served by a second helperd,"
+            f" which shares nothing with the measured one but the machine, {both('apart')}."
         ),
         (
             f"Beside a client looping `hello`, the cheapest request: {both('hello')}. Beside the"
@@ -297,42 +254,9 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
             f" {both('paced')}."
         ),
         (
-            "A faster `set` alone does not help: it raises the looping writer's rate, so the"
-            " daemon does as much work a second (with the store on tmpfs, no fsync, the writer"
-            " made 40% more sets and the p50 ratio went from 1.6x-1.7x to 1.9x-2.1x)."
-        ),
-        (
-            "Kept: worker threads woken through pipes instead of `run_in_executor` (p50 1.78x to"
-            " 1.40x, six A/B pairs), and the journal, which took the p99 at 10,000 repositories"
-            f" from 10.1x to {rows[-1]['p99_ratio']:.1f}x here (that p99 moves from run to run on"
-            " the same write path: 2.4x to 5.7x in the full runs of 2026-12-03)."
-        ),
-        (
-            "Tried and not kept (10 repositories): a worker thread that answers the client itself,"
-            " the loop collecting the outcome at its next wake-up (the p50 ratio's median from"
-            " 1.63x to 1.36x in seven pairs, p99 up to 5.6x, and a socket written behind asyncio's"
-            " back); a worker thread that takes over a writing client's connection and serves its"
-            " sets itself (1.82x to 2.44x: its Python competes with the loop for the interpreter's"
-            " lock); parsing and answering a `set` in its worker thread with the switch interval"
-            " at 50 µs; a journal whose room is written with zeros ahead, so that an append's fsync"
-            " commits no file-system metadata (the fsync a quarter faster, one sleep fewer); the"
-            " worker thread at nice 19, at `SCHED_BATCH` or at `SCHED_IDLE`; worker threads woken"
-            " through an eventfd instead of pipes (1.44x, 1.51x); the cyclic garbage collector"
-            " off (1.79x, 1.83x). None changed more than noise. A writer on a raw socket instead"
-            " of helperd_client cost the gets as much (1.50x and 1.52x against 1.57x and 1.63x):"
-            " the writer's client is not the cost."
-        ),
-        (
-            "Left undone, and what the last stand-in says meets 1.2x on this machine: a writer"
-            " process apart, one thread, that takes over a writing client's connection (passed to"
-            " it over a Unix socket), serves its sets and fsyncs them, then tells the daemon the"
-            " change, which the daemon applies to its snapshot for about a `get`'s CPU before the"
-            " writer answers. Sending each set through the daemon's event loop to such a process"
-            " would not do: that is the 1.24x of the child-process experiment, before any of the"
-            " store's work. It moves the store's writes into a second process (who owns the store,"
-            " how a change reaches the snapshot, kill -9 of either process, connections handed"
-            " between processes, the requests other than `set` on a handed connection): a change"
-            " not made in this round."
+            "Where to look: the daemon's share of a set (`helperd.daemon.writer_link`,"
+            " `FileStore.apply`, `Service.written`), which runs on the loop the gets wait for,"
+            " and the machine's own noise, which the rows above measure."
         ),
     ]
     return (
@@ -426,10 +350,14 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         "## 5b. Reads beside a writer\n\n"
         "For each size, one connection asks for the middle repository (`get` by Poetry's"
         " service) while a second process loops `set` on its own connection, each one"
-        " appending to the store's journal and fsyncing it (`bench/writers.py`). The writer"
-        " is stopped"
-        " and let go in turns, so that windows alone and beside it alternate"
-        f" ({r.get('writers', {}).get('rounds', 0)} of each); the ratios compare the two.\n"
+        " appending to the store's journal and fsyncing it (`bench/writers.py`). The daemon's"
+        " writer process serves those sets, the daemon applying each to its snapshot on its"
+        " event loop (docs/architecture.md); it starts with the first of them, in the first"
+        " busy window. The writer is stopped and let go in turns, so that windows alone and"
+        " beside it alternate"
+        f" ({r.get('writers', {}).get('rounds', 0)} of each); the ratios compare the two. The"
+        " CPU figures are the daemon's and its writer process's over the busy windows, less"
+        " the quiet ones, per set.\n"
     )
     out.append(tables["writers"])
     out.append(

@@ -222,19 +222,6 @@ def _scale(r: dict[str, Any]) -> str:
     )
 
 
-_STAND_INS = (
-    "bare",
-    "handed",
-    "told",
-    "told_elsewhere",
-    "handed_told",
-    "told_get",
-    "written_apart",
-)
-"""5b's bare servers (`bench.writers`): their requests are appends, but for `written_apart`'s,
-which are helperd's own sets."""
-
-
 def _writers(r: dict[str, Any]) -> str:
     rows = [
         [
@@ -245,11 +232,12 @@ def _writers(r: dict[str, Any]) -> str:
             x(row["p99_ratio"]),
             f"{row['sets']:,}",
             us(row["cpu_us"]) if "cpu_us" in row else "not measured",
-            *(_beside(row, kind) for kind in ("paced", "hello", "apart")),
+            us(row["writer_process_cpu_us"]) if "writer_process_cpu_us" in row else "not measured",
+            *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare")),
         ]
         for row in r["writers"]["rows"]
     ]
-    helperd = _table(
+    return _table(
         [
             "repositories",
             "get alone p50 / p99",
@@ -258,45 +246,22 @@ def _writers(r: dict[str, Any]) -> str:
             "p99 ratio (goal 3x)",
             "sets made",
             "the daemon's CPU per set",
+            "its writer process's CPU per set",
             f"beside a writer paced at {PACED} sets/s instead: p50 / p99 ratio",
             "beside a client looping `hello` instead: p50 / p99 ratio",
             "beside the looping writer served by a second helperd: p50 / p99 ratio",
+            "beside a bare durable server, no helperd in it (the floor): p50 / p99 ratio",
         ],
         rows,
-    )
-    stand_ins = _table(
-        [
-            "repositories",
-            "fsyncing itself (the floor)",
-            "handing each fsync to a thread",
-            "fsyncing itself, then telling the daemon (`hello`)",
-            "the same, telling the second helperd instead",
-            "handing to a thread, then telling the daemon",
-            "fsyncing itself, then telling the daemon with a `get` it cannot find",
-            "helperd's own `set` in the bare server's thread, then the same `get`",
-        ],
-        [
-            [f"{row['size']:,}", *(_beside(row, kind) for kind in _STAND_INS)]
-            for row in r["writers"]["rows"]
-        ],
-    )
-    return (
-        helperd + "\nThe same gets beside a bare durable server (no helperd in it) that a client"
-        " loops `set`-sized lines to: p50 / p99 ratio, the lines it made durable and, where it"
-        " tells the measured daemon, that daemon's CPU per line.\n\n" + stand_ins
     )
 
 
 def _beside(row: dict[str, Any], kind: str) -> str:
-    """One of 5b's other neighbours: its p50 / p99 ratios, the requests it made if counted and,
-    for a bare server that tells the measured daemon, what each request cost that daemon."""
+    """One of 5b's other neighbours: its p50 / p99 ratios and the requests it made."""
     if f"{kind}_p50_ratio" not in row:
         return "not measured"
-    units = {"hello": "hellos", "written_apart": "sets"}
-    unit = units.get(kind, "appends" if kind in _STAND_INS else "sets")
+    unit = {"hello": "hellos", "bare": "appends"}.get(kind, "sets")
     made = f" ({row[kind + '_sets']:,} {unit})" if f"{kind}_sets" in row else ""
-    if kind in ("told", "handed_told", "told_get", "written_apart") and f"{kind}_cpu_us" in row:
-        made = f"{made[:-1]}, {us(row[kind + '_cpu_us'])} CPU each)"
     return f"{x(row[kind + '_p50_ratio'])} / {x(row[kind + '_p99_ratio'])}{made}"
 
 
