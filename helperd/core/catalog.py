@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
@@ -58,7 +58,8 @@ class Catalog:
             None: found by comparing the two versions' record objects.
 
     Attributes:
-        records: the records it was built from, in their order (the very tuple it was given).
+        records: the records it was built from, in their order (the very sequence it was given,
+            unless a mutable one, which is copied).
     """
 
     _named: _Table[str, list[Record]]
@@ -74,7 +75,11 @@ class Catalog:
         previous: Catalog | None = None,
         delta: Delta | None = None,
     ) -> None:
-        self.records = records if isinstance(records, tuple) else tuple(records)
+        # Kept as given when immutable (a file store's version may build its tuple later).
+        if isinstance(records, Sequence) and not isinstance(records, MutableSequence):
+            self.records: Sequence[Record] = records
+        else:
+            self.records = tuple(records)
         self._ids_cache: dict[int, Record] | None = None
         if previous is not None and self._follow(previous, delta):
             return

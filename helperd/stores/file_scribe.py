@@ -96,7 +96,7 @@ class Scribed:
         current = self._open
         if current is None or self._scribe is None:
             raise StoreUnavailableError("no writer process writes this store")
-        made, delta = _edited(current, changes)
+        made, delta = _edited(current, changes, later=True)  # no pass over every record
         self._open = _Open(current.key, current.header, *made, current.records, delta)
         return delta
 

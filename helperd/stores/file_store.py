@@ -155,7 +155,7 @@ class FileStore(Scribed, FileWrites, Store):
         """True for a passphrase store."""
         return self.key_file is None
 
-    def records(self) -> tuple[Record, ...]:
+    def records(self) -> Sequence[Record]:
         """Every record, sorted by (name, username), without passwords."""
         return self._current().records
 

@@ -18,7 +18,7 @@ every method runs with the store's writer lock held.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,7 +110,7 @@ class FileWrites:
         spec: KeySpec,
         generation: int,
         made: _Made,
-        change: tuple[tuple[Record, ...], Delta] | None = None,
+        change: tuple[Sequence[Record], Delta] | None = None,
     ) -> _Open:
         """Write ``made`` durably, then make it current (self._lock held). A failed write
         changes nothing, but for a `NotDurableError` when ``change`` is None (see below). The

@@ -13,7 +13,9 @@ import pytest
 from helperd_client.errors import StoreUnavailableError
 from pydantic import SecretStr
 
+from helperd.core.protocol import GetResult, parse_request
 from helperd.core.record import Kind, Record
+from helperd.core.service import Service
 from helperd.stores.file_journal import JOURNAL_HEAD
 from helperd.stores.file_scribe import Changes
 from helperd.stores.file_store import FileStore
@@ -130,3 +132,22 @@ def test_taking_writes_back_reads_what_the_writer_wrote_unannounced(
 def test_only_a_store_with_a_writer_applies_writes(store: FileStore) -> None:
     with pytest.raises(StoreUnavailableError, match="no writer process"):
         store.apply({})
+
+
+def test_a_write_the_writer_made_costs_the_daemon_no_pass_over_every_record(
+    store: FileStore, writer: WriterStandIn
+) -> None:
+    service = Service(store, store_reason="test")
+    service.prime()
+    store.put(rec("added"), SecretStr("pw-added"))
+    service.written(T0)
+    records = store.records()
+    _, get = parse_request(b'{"v":1,"id":1,"op":"get","name":"added"}')
+    assert isinstance(service.handle(get, T0), GetResult)
+    # The lookup index followed the write by what it changed; the sorted tuple of every
+    # record is built only when something reads them all.
+    assert records._records is None  # type: ignore[attr-defined]
+    assert records == (writer.own.records()[0], writer.own.records()[1])
+    assert [r.name for r in records[:1]] == ["added"]
+    assert len(records) == 2
+    assert records._records is not None  # type: ignore[attr-defined]
