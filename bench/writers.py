@@ -6,8 +6,7 @@ own connection (each one appends to the store's journal and fsyncs it). The writ
 (SIGSTOP) and let go (SIGCONT) in turns, so that quiet and busy windows alternate and the
 machine's own noise falls on both alike; the report gives the busy p50 and p99 as ratios to
 the quiet ones (goal: p50 at most 1.2x, p99 at most 3x). The daemon's writer process serves
-those sets (`helperd.daemon.writer`): it starts with the first of them, in the first busy
-window, which is the daemon's to serve until then.
+those sets (`helperd.daemon.writer`), started by a first set before anything is measured.
 
 The looping writer sets as fast as helperd answers, so a faster `set` means more of them
 beside each get. Four more rows keep that apart: the same writer paced at `PACED` sets a
@@ -146,14 +145,7 @@ def _cpu_seconds(pid: int) -> float:
 def _children_cpu(pid: int) -> float:
     """The CPU time the running children of process ``pid`` (its writer process) have used so
     far; a child of any of its threads counts (the writer is started from a worker thread)."""
-    total = 0.0
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        total += sum(_cpu_seconds(int(child)) for child in children)
-    return total
+    return sum(_cpu_seconds(child) for child in _children(pid))
 
 
 def _cpu_pair(pid: int) -> tuple[float, float]:
@@ -236,6 +228,35 @@ def _beside(
     return found
 
 
+def _start_writer_process(daemon_socket: Path, pid: int) -> None:
+    """Start the daemon's writer process with a first set, and wait until it runs, so that
+    every window measures it running."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(60)
+        sock.connect(str(daemon_socket))
+        sock.sendall(b'{"v":1,"id":1,"op":"set","name":"bench-first","password":"pw"}\n')
+        answer = b""
+        while not answer.endswith(b"\n"):
+            answer += sock.recv(65_536)
+    deadline = time.monotonic() + 30
+    while not _children(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the daemon's writer process did not start")
+        time.sleep(0.05)
+    time.sleep(1.0)  # it opens and indexes the store
+
+
+def _children(pid: int) -> list[int]:
+    """The children of process ``pid``, of any of its threads."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def _store(layout: Layout, workdir: Path, name: str) -> tuple[Path, Path]:
     """A home holding a key-file store of ``layout``'s size, and its key file."""
     home = workdir / name
@@ -258,6 +279,7 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         sock.settimeout(60)
         sock.connect(str(daemon.socket))
         _window(sock, request, 0.3, [])  # the key-file store opens on the first get
+        _start_writer_process(daemon.socket, daemon.process.pid)
         beside = functools.partial(
             _beside,
             sock,
