@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command for the benchmarks: makes bench/.venv when missing, then runs bench/run.py.
 #
-#   ./bench/run.sh            # the full run (about 5 minutes); rewrites docs/performance.md
+#   ./bench/run.sh            # the full run (about 7 minutes); rewrites docs/performance.md
 #   ./bench/run.sh --quick    # a smoke run (about a minute); writes bench/results/ only
 #
 # Run ./scripts/test.sh once first on a new machine: it installs gnome-keyring, dbus and

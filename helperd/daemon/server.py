@@ -1,4 +1,4 @@
-"""The only module that touches asyncio and signals (the socket file: `socket_file`).
+"""The socket server: its connections and their requests (the socket file: `socket_file`).
 
 Lifecycle, readable at a glance: `bind_socket` (or a socket handed over by a service
 manager) → `Server.serve` → `Server.shutdown`. Each connection is checked for its peer's UID,
@@ -9,7 +9,8 @@ Requests that may block run in worker threads (stores block on disk, KDF and D-B
 event loop frames, parses and answers, and answers a ``get`` from the store's snapshot
 itself, taking no lock that anything holds across I/O. A read handed to a thread is answered
 within `helperd.core.ladder.ANSWER_TIMEOUT`, whatever it waits on. Each connection has one
-watchdog timer for its read timeout, not one per request.
+watchdog timer for its read timeout, not one per request. A connection whose request is a plain
+``set`` of a key-file store goes to the daemon's writer process (`helperd.daemon.writer_link`).
 """
 
 from __future__ import annotations
@@ -89,8 +90,7 @@ class _Connection:
     watchdog: asyncio.TimerHandle | None = None
     task: asyncio.Task[Any] | None = None
     """The task serving it (`Server._on_connect`), awaited at stop."""
-    returned: bool = False
-    """Handed back by the writer process: its next line is served here, never handed over."""
+    returned: bool = False  # handed back by the writer process: its next line is served here
 
 
 class Server:
