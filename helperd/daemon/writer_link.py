@@ -290,14 +290,18 @@ class WriterLink:
     async def _follow_specials(self) -> None:
         """After a write of a certificate or provider record: their files and tokens follow,
         as after a write the daemon served."""
-        certs = self._service.certs
-        if certs is not None:
-            now = datetime.now(UTC)
-            await self._workers.submit(
-                certs.update, self._store, now, self._service.special_records()
-            )
-        await self._after_write()
-        self._acknowledge()
+        try:
+            certs = self._service.certs
+            if certs is not None:
+                now = datetime.now(UTC)
+                await self._workers.submit(
+                    certs.update, self._store, now, self._service.special_records()
+                )
+            await self._after_write()
+        except Exception:
+            log.exception("after a write of the writer process")
+        finally:  # the write is applied: its set is answered whatever followed it
+            self._acknowledge()
 
     def _acknowledge(self) -> None:
         if self._channels is None:
@@ -331,6 +335,8 @@ class WriterLink:
             await self._workers.submit(self._recover)
         except HelperdError as exc:
             log.error("the store could not be opened again: %s", exc.message)
+        except Exception:
+            log.exception("the store could not be opened again")
         self._state = "idle"
         self._retry_at = time.monotonic() + RETRY_AFTER
         await self._after_write()
