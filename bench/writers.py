@@ -1,12 +1,21 @@
 """Item 5b: `get` beside a writer, at 10, 1,000 and 10,000 repositories.
 
 For each size, a daemon on a key-file store of that size (`bench.store`) answers ``get``
-by Poetry's service over one kept connection, while a second process loops ``set`` on its
-own connection (each one appends to the store's journal and fsyncs it). The writer is stopped
-(SIGSTOP) and let go (SIGCONT) in turns, so that quiet and busy windows alternate and the
-machine's own noise falls on both alike; the report gives the busy p50 and p99 as ratios to
-the quiet ones (goal: p50 at most 1.2x, p99 at most 3x). The daemon's writer process serves
-those sets (`helperd.daemon.writer`), started by a first set before anything is measured.
+by Poetry's service over one kept connection, back to back, while a second process loops
+``set`` on its own connection (each one appends to the store's journal and fsyncs it). The
+writer is stopped (SIGSTOP) and let go (SIGCONT) in turns, so that quiet and busy windows
+alternate, many short ones, and the machine's drift falls on both alike; the report gives the
+busy p50 and p99 as ratios to the quiet ones (goal: p50 at most 1.2x, p99 at most 3x). The
+daemon's writer process serves those sets (`helperd.daemon.writer`), started by a first set
+before anything is measured.
+
+The getter and the measured daemon's event loop share one CPU while they are measured, as in
+item 1 (`bench.process.pinned`), and the getter asks again as soon as it has an answer; the
+writer and everything else are left to the kernel (the other CPU, here). Left to the kernel,
+this machine's two virtual CPUs put the getter and the loop on one CPU or two at random, and
+a getter that pauses between gets measures how fast an idle virtual CPU wakes: both moved
+the ratios by more than anything helperd does with a set (docs/performance.md gives the
+figures).
 
 The looping writer sets as fast as helperd answers, so a faster `set` means more of them
 beside each get. Four more rows keep that apart: the same writer paced at `PACED` sets a
@@ -16,8 +25,9 @@ machine; and the floor of a durable writer, a bare server that appends and fsync
 client loops, with no helperd in it: what the machine itself costs the gets.
 
 For the looping writer, the CPU time (user and system, from /proc) of the measured daemon and
-of its writer process is read over the busy and the quiet windows; the difference, divided by
-the sets, is what each set costs either.
+of its writer process is read over the busy and the quiet windows. The writer process's
+difference, divided by the sets, is what each set costs it; the daemon's, less the gets of the
+busy windows at their quiet cost, is what each set costs the daemon.
 """
 
 from __future__ import annotations
@@ -28,12 +38,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.process import helperd_daemon, new_key_file
+from bench.process import helperd_daemon, new_key_file, pinned
 from bench.stats import ratio, summarize
 from bench.store import Layout, build_store
 from helperd.testing import daemon_env
@@ -114,8 +125,12 @@ print(count)
 """
 
 
+SETTLE = 0.02
+"""Seconds between stopping the writer and the quiet window: the set it had sent is done."""
+
+
 def _window(sock: socket.socket, request: bytes, seconds: float, into: list[float]) -> None:
-    """Time gets one after another for ``seconds``, a short pause between them."""
+    """Time gets back to back for ``seconds``."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         started = time.perf_counter()
@@ -129,7 +144,6 @@ def _window(sock: socket.socket, request: bytes, seconds: float, into: list[floa
         into.append((time.perf_counter() - started) * 1e6)
         if b'"ok":true' not in answer:
             raise RuntimeError("a get failed beside the writer")
-        time.sleep(0.001)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -170,7 +184,8 @@ class _Beside:
         """This neighbour's fields of a size's row, named ``{kind}_...``."""
         quiet, busy = summarize(self.quiet), summarize(self.busy)
         per = max(self.requests, 1)
-        cpu = max(0.0, self.busy_cpu - self.quiet_cpu) / per
+        gets_cost = self.quiet_cpu / max(len(self.quiet), 1) * len(self.busy)
+        cpu = max(0.0, self.busy_cpu - gets_cost) / per
         child_cpu = max(0.0, self.busy_child_cpu - self.quiet_child_cpu) / per
         return {
             f"{kind}_sets": self.requests,
@@ -196,7 +211,8 @@ def _beside(
     """Gets alone and beside a process running ``code`` (given ``extra`` arguments after the
     socket), in alternating windows; how many requests that process made, and the CPU time
     the measured daemon (PID ``measured``) and its writer process used in each kind of
-    window."""
+    window. This thread and the daemon's event loop share `bench.process.PINNED_CPU` while
+    the windows run; the process, started before, is not pinned."""
     found = _Beside()
     writer = subprocess.Popen(
         [sys.executable, "-c", code, str(daemon_socket), *extra],
@@ -207,25 +223,48 @@ def _beside(
     )
     try:
         time.sleep(0.3)
-        for _ in range(rounds):
-            own, children = _cpu_pair(measured)
-            _window(sock, request, window, found.busy)
-            now_own, now_children = _cpu_pair(measured)
-            found.busy_cpu += now_own - own
-            found.busy_child_cpu += max(0.0, now_children - children)  # a writer just started
-            writer.send_signal(signal.SIGSTOP)
-            time.sleep(0.1)  # the request it had sent is done
-            own, children = _cpu_pair(measured)
-            _window(sock, request, window, found.quiet)
-            now_own, now_children = _cpu_pair(measured)
-            found.quiet_cpu += now_own - own
-            found.quiet_child_cpu += max(0.0, now_children - children)
-            writer.send_signal(signal.SIGCONT)
+        with pinned(threading.get_native_id()), pinned(measured):
+            _alternate(
+                found,
+                writer,
+                sock=sock,
+                request=request,
+                measured=measured,
+                rounds=rounds,
+                window=window,
+            )
     finally:
         writer.send_signal(signal.SIGCONT)
         out, _ = writer.communicate("", timeout=120)
     found.requests = int(out or 0)
     return found
+
+
+def _alternate(
+    found: _Beside,
+    writer: subprocess.Popen[str],
+    *,
+    sock: socket.socket,
+    request: bytes,
+    measured: int,
+    rounds: int,
+    window: float,
+) -> None:
+    """``rounds`` of a window beside ``writer`` and one with it stopped, into ``found``."""
+    for _ in range(rounds):
+        own, children = _cpu_pair(measured)
+        _window(sock, request, window, found.busy)
+        now_own, now_children = _cpu_pair(measured)
+        found.busy_cpu += now_own - own
+        found.busy_child_cpu += max(0.0, now_children - children)  # a writer just started
+        writer.send_signal(signal.SIGSTOP)
+        time.sleep(SETTLE)
+        own, children = _cpu_pair(measured)
+        _window(sock, request, window, found.quiet)
+        now_own, now_children = _cpu_pair(measured)
+        found.quiet_cpu += now_own - own
+        found.quiet_child_cpu += max(0.0, now_children - children)
+        writer.send_signal(signal.SIGCONT)
 
 
 def _start_writer_process(daemon_socket: Path, pid: int) -> None:
