@@ -47,7 +47,7 @@ from typing import Any
 from bench.process import helperd_daemon, new_key_file, pinned
 from bench.stats import ratio, summarize
 from bench.store import Layout, build_store
-from helperd.testing import daemon_env
+from helperd.testing import child_processes, daemon_env
 
 __all__ = ["beside_writer"]
 
@@ -159,7 +159,7 @@ def _cpu_seconds(pid: int) -> float:
 def _children_cpu(pid: int) -> float:
     """The CPU time the running children of process ``pid`` (its writer process) have used so
     far; a child of any of its threads counts (the writer is started from a worker thread)."""
-    return sum(_cpu_seconds(child) for child in _children(pid))
+    return sum(_cpu_seconds(child) for child in child_processes(pid))
 
 
 def _cpu_pair(pid: int) -> tuple[float, float]:
@@ -278,22 +278,11 @@ def _start_writer_process(daemon_socket: Path, pid: int) -> None:
         while not answer.endswith(b"\n"):
             answer += sock.recv(65_536)
     deadline = time.monotonic() + 30
-    while not _children(pid):
+    while not child_processes(pid):
         if time.monotonic() > deadline:
             raise RuntimeError("the daemon's writer process did not start")
         time.sleep(0.05)
     time.sleep(1.0)  # it opens and indexes the store
-
-
-def _children(pid: int) -> list[int]:
-    """The children of process ``pid``, of any of its threads."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def _store(layout: Layout, workdir: Path, name: str) -> tuple[Path, Path]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Daemon",
+    "child_processes",
     "fill_file_store",
     "running_daemon",
     "start_daemon",
@@ -157,6 +158,18 @@ def running_daemon(
     finally:
         if own_home:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def child_processes(pid: int) -> list[int]:
+    """The PIDs of the running children of process ``pid``, started by any of its threads (a
+    daemon starts its writer process from a worker thread); none once it has ended."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(word) for word in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
 
 
 def wait_for_gate(client: Client) -> None:

@@ -17,7 +17,7 @@ from helperd_client.errors import HelperdError
 
 from helperd.daemon.writer_link import RETRY_AFTER
 from helperd.stores.file_journal import JOURNAL_HEAD
-from helperd.testing import Daemon, start_daemon
+from helperd.testing import Daemon, child_processes, start_daemon
 
 WAIT = 10.0
 """A generous bound for what takes well under a second (a process starting or ending)."""
@@ -27,22 +27,11 @@ def _writer_pid(daemon: Daemon, *, other_than: int | None = None) -> int:
     """The daemon's writer process, once it runs (the first set starts it)."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        for pid in _children(daemon.process.pid):
+        for pid in child_processes(daemon.process.pid):
             if pid != other_than and b"helperd.daemon.writer" in _cmdline(pid):
                 return pid
         time.sleep(0.05)
     raise AssertionError(f"no writer process within {WAIT} s: {daemon.log.read_text()[-2000:]}")
-
-
-def _children(pid: int) -> list[int]:
-    """The children of every thread of ``pid`` (the writer is started from a worker thread)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(word) for word in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def _cmdline(pid: int) -> bytes:
@@ -247,4 +236,4 @@ def test_a_passphrase_store_has_no_writer_process(daemon: Daemon) -> None:
         client.set("one", "pw-one")
         client.set("two", "pw-two")
     time.sleep(0.5)
-    assert not [p for p in _children(daemon.process.pid) if b"writer" in _cmdline(p)]
+    assert not [p for p in child_processes(daemon.process.pid) if b"writer" in _cmdline(p)]
