@@ -35,7 +35,6 @@ from keyring.backend import KeyringBackend
 from keyring.credentials import SimpleCredential
 from keyring.errors import KeyringError, PasswordDeleteError, PasswordSetError
 
-from helperd_client.autostart import start_daemon
 from helperd_client.errors import (
     DaemonNotRunningError,
     DaemonUnreachableError,
@@ -144,6 +143,9 @@ class HelperdKeyring(KeyringBackend):
             try:
                 result = ask(client)  # another thread may have started it meanwhile
             except DaemonNotRunningError:
+                # Loaded here, as the client is: every tool imports the plugin at start-up.
+                from helperd_client.autostart import start_daemon  # noqa: PLC0415
+
                 start_daemon(str(client.path), client.timeout)
                 result = ask(client)
         with self._mutex:

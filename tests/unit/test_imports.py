@@ -20,3 +20,22 @@ def test_client_import_loads_no_heavy_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert [] == json.loads(out.stdout)
+
+
+def test_plugin_import_loads_what_a_request_needs_only_at_the_first() -> None:
+    """keyring imports the plugin at every tool's start-up, whether or not the tool then asks
+    it anything: the import loads neither the client, its transport and framing (and json,
+    socket and selectors with them) nor the daemon starter; the first request loads them."""
+    code = (
+        "import sys, keyring;"
+        "before = set(sys.modules);"
+        "import helperd_client.keyring_backend;"
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = out.stdout.split()
+    assert "helperd_client.keyring_backend" in loaded
+    later = ("helperd_client.client", "helperd_client.transport", "helperd_client.wire")
+    assert [m for m in (*later, "helperd_client.autostart", "json") if m in loaded] == []
