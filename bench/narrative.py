@@ -367,7 +367,7 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " their quiet rate. The `hello` client loops as fast as the getter, on the same event"
         " loop: its row shows two busy clients sharing one loop, not a write.\n\n"
         "Why this method: until 2026-12-04 this section let the kernel place every process"
-        " and paused 1 ms between gets. With the writer process, its quiet p50 then moved"
+        " and paused 1 ms between gets. With the writer process, the quiet p50 then moved"
         " between 76 µs and 128 µs from run to run (seven runs), and one window's median"
         " between 52 µs and 115 µs within a run, with how fast an idle virtual CPU woke up."
         " helperd's p50 ratio read 1.04x to 1.43x over those runs; a one-off build of the"
