@@ -138,11 +138,22 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         help="the Markdown report (default: docs/performance.md; a quick run: bench/results/)",
     )
     parser.add_argument(
+        "--daemon-source",
+        type=Path,
+        metavar="CHECKOUT",
+        help="with --only writers: section 5b's daemons run the helperd package of another"
+        " checkout (first on their PYTHONPATH), to see how the method reads that version;"
+        " results and report go to bench/results/daemon-source.json and .md unless given",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="measure nothing: render the report and plot again from --results",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.daemon_source is not None and args.only != ["writers"]:
+        parser.error("--daemon-source measures section 5b only: give --only writers")
+    return args
 
 
 class _Clock:
@@ -310,7 +321,11 @@ def _measure(args: argparse.Namespace, budget: Budget, results: dict[str, Any]) 
                 folder = work / "writers"
                 folder.mkdir()
                 results["writers"] = writers.beside_writer(
-                    budget.writer_sizes, folder, budget.writer_rounds, budget.writer_window
+                    budget.writer_sizes,
+                    folder,
+                    budget.writer_rounds,
+                    budget.writer_window,
+                    daemon_source=args.daemon_source,
                 )
         if "profile" in wanted:
             with clock.part("the get path's steps in-process, without a profiler"):
@@ -434,9 +449,11 @@ def main(argv: list[str]) -> int:
     args = _arguments(argv)
     budget = QUICK if args.quick else Budget()
     name = "quick" if args.quick else "full"
+    if args.daemon_source is not None:
+        name = "daemon-source"
     results_path = args.results or BENCH / "results" / f"{name}.json"
     report_path = args.report or (
-        BENCH / "results" / "quick.md" if args.quick else REPO / "docs" / "performance.md"
+        REPO / "docs" / "performance.md" if name == "full" else BENCH / "results" / f"{name}.md"
     )
     if args.report_only:
         results = json.loads(results_path.read_text())
@@ -451,6 +468,8 @@ def main(argv: list[str]) -> int:
             "machine": machine.machine(),
             "source": machine.source(REPO),
         }
+        if args.daemon_source is not None:
+            results["daemon_source"] = machine.source(args.daemon_source)
         _measure(args, budget, results)
         results["load_after"] = machine.load_average()
         results_path.parent.mkdir(parents=True, exist_ok=True)

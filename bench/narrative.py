@@ -266,6 +266,47 @@ def _writer_words(writers: dict[str, Any], missed: list[dict[str, Any]]) -> str:
     )
 
 
+def _writers_text(r: dict[str, Any]) -> str:
+    """Section 5b's text: how it measures, and why so."""
+    writers = r.get("writers", {})
+    rows = writers.get("rows", [])
+    noise = ", ".join(us(w["apart_cpu_us"]) for w in rows if "apart_cpu_us" in w)
+    return (
+        "## 5b. Reads beside a writer\n\n"
+        "For each size, one connection asks for the middle repository (`get` by Poetry's"
+        " service), back to back, while a second process loops `set` on its own connection,"
+        " each one appending to the store's journal and fsyncing it (`bench/writers.py`). The"
+        " daemon's writer process serves those sets, the daemon applying each to its snapshot"
+        " on its event loop (docs/architecture.md); a first set starts it before anything is"
+        " measured. The writer is stopped and let go in turns, so that windows alone and"
+        f" beside it alternate ({writers.get('rounds', 0)} of each,"
+        f" {writers.get('window_seconds', 0):g} s long); the ratios compare the two. As in"
+        " section 1, the getter (a Python client, whose own time is in both figures) and the"
+        " daemon's event loop share one CPU while they are measured; the writer, and every"
+        " other process, runs where the kernel puts it. A get that arrives while the loop"
+        " applies a set waits for it: that is the p99 ratio. The `hello` client loops as fast"
+        " as the getter, on the same event loop: its row shows two busy clients sharing one"
+        " loop, not a write, and how they interleave moves it from size to size.\n\n"
+        "The CPU per set, from the scheduler's count of each thread's time: the writer"
+        " process's over the busy windows less the quiet ones; the daemon's the same, less"
+        " what the busy windows' gets cost it at their quiet rate. Beside the second"
+        " helperd's writer, whose sets never reach the measured daemon, that figure reads"
+        f" {noise or 'not measured'}: its noise.\n\n"
+        "Why this method: until 2026-12-04 this section let the kernel place every process"
+        " and paused 1 ms between gets. With the writer process, the quiet p50 then moved"
+        " between 76 µs and 128 µs from run to run (seven runs), with how fast an idle"
+        " virtual CPU woke up, and the row of the second helperd, which shares only the"
+        " machine with the measured one, exceeded 1.2x at one size or more in each run;"
+        " helperd's own ratio read 1.04x to 1.43x. The method still tells the designs apart:"
+        " the daemon before the writer process (commit cbade8a, which wrote each set in a"
+        " worker thread of its own process, sharing the interpreter with the event loop),"
+        " measured this way on 2026-12-04 with"
+        " `./bench/run.sh --only writers --daemon-source` (bench/README.md), read p50 1.78x,"
+        " 1.54x and 1.59x and p99 3.64x, 3.85x and 4.46x at 10, 1,000 and 10,000"
+        " repositories, with the daemon spending 519 µs to 642 µs of CPU per set.\n"
+    )
+
+
 def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str], plot: str) -> str:
     """The whole Markdown page."""
     r = results
@@ -346,36 +387,7 @@ def narrative(results: dict[str, Any], found: list[Goal], tables: dict[str, str]
         " wrote before the journal, format version 3).\n"
     )
     out.append(tables["scale"])
-    rounds, window = (
-        r.get("writers", {}).get("rounds", 0),
-        r.get("writers", {}).get("window_seconds", 0),
-    )
-    out.append(
-        "## 5b. Reads beside a writer\n\n"
-        "For each size, one connection asks for the middle repository (`get` by Poetry's"
-        " service), back to back, while a second process loops `set` on its own connection,"
-        " each one appending to the store's journal and fsyncing it (`bench/writers.py`). The"
-        " daemon's writer process serves those sets, the daemon applying each to its snapshot"
-        " on its event loop (docs/architecture.md); a first set starts it before anything is"
-        " measured. The writer is stopped and let go in turns, so that windows alone and"
-        f" beside it alternate ({rounds} of each, {window:g} s long); the ratios compare the"
-        " two. As in section 1, the getter and the daemon's event loop share one CPU while"
-        " they are measured; the writer, and every other process, runs where the kernel puts"
-        " it. The"
-        " writer process's CPU per set is its CPU time over the busy windows less the quiet"
-        " ones, per set; the daemon's the same, less what the busy windows' gets cost it at"
-        " their quiet rate. The `hello` client loops as fast as the getter, on the same event"
-        " loop: its row shows two busy clients sharing one loop, not a write.\n\n"
-        "Why this method: until 2026-12-04 this section let the kernel place every process"
-        " and paused 1 ms between gets. With the writer process, the quiet p50 then moved"
-        " between 76 µs and 128 µs from run to run (seven runs), and one window's median"
-        " between 52 µs and 115 µs within a run, with how fast an idle virtual CPU woke up."
-        " helperd's p50 ratio read 1.04x to 1.43x over those runs; a one-off build of the"
-        " daemon that acknowledged each set without applying it read 1.89x to 1.98x in three."
-        " Gets back to back with the processes left to the kernel, in one run at 10 and at"
-        " 10,000 repositories: 1.31x and 1.13x. With the getter and the loop on one CPU, the"
-        " quiet p50 read 30 µs to 32 µs in every trial run.\n"
-    )
+    out.append(_writers_text(r))
     out.append(tables["writers"])
     out.append(
         "## 6. Import cost of the plugin\n\n"

@@ -148,13 +148,17 @@ than the servers differ."""
 
 @contextlib.contextmanager
 def pinned(pid: int, cpu: int = PINNED_CPU) -> Iterator[None]:
-    """Keep process ``pid``'s main thread (a server's event loop) on ``cpu``; let it go after."""
+    """Keep thread ``pid`` (a server's main thread: its event loop) on ``cpu``; let it go
+    after, with every thread of its process, since a thread it started meanwhile took its
+    affinity."""
     before = os.sched_getaffinity(pid)
     os.sched_setaffinity(pid, {cpu})
     try:
         yield
     finally:
-        os.sched_setaffinity(pid, before)
+        for task in [pid, *(int(t.name) for t in Path(f"/proc/{pid}/task").glob("*"))]:
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                os.sched_setaffinity(task, before)
 
 
 def new_key_file(path: Path) -> Path:

@@ -56,6 +56,7 @@ def _machine(r: dict[str, Any]) -> str:
         ["Python", f"{m['python_implementation']} {m['python']}"],
         ["C compiler", m["cc"]],
         ["helperd source measured", r.get("source", "unknown")],
+        *([["section 5b's daemons run", r["daemon_source"]]] if "daemon_source" in r else []),
         ["load average before / after (1, 5, 15 min)", f"{before} / {after}"],
         ["started (UTC) / took", f"{r['started']} / {r['total_seconds']:.0f} s"],
     ]
@@ -232,7 +233,7 @@ def _writers(r: dict[str, Any]) -> str:
             x(row["p99_ratio"]),
             f"{row['sets']:,}",
             us(row["cpu_us"]) if "cpu_us" in row else "not measured",
-            us(row["writer_process_cpu_us"]) if "writer_process_cpu_us" in row else "not measured",
+            _writer_process_cpu(row),
             *(_beside(row, kind) for kind in ("paced", "hello", "apart", "bare")),
         ]
         for row in r["writers"]["rows"]
@@ -254,6 +255,13 @@ def _writers(r: dict[str, Any]) -> str:
         ],
         rows,
     )
+
+
+def _writer_process_cpu(row: dict[str, Any]) -> str:
+    """5b's CPU per set of the measured daemon's writer process, if it has one."""
+    if row.get("writer_process") is False:  # a daemon of another checkout (--daemon-source)
+        return "no writer process"
+    return us(row["writer_process_cpu_us"]) if "writer_process_cpu_us" in row else "not measured"
 
 
 def _beside(row: dict[str, Any], kind: str) -> str:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.process import helperd_daemon, new_key_file, pinned
+from bench.process import DEFAULT_INSTALL, helperd_daemon, new_key_file, pinned
 from bench.stats import ratio, summarize
 from bench.store import Layout, build_store
 from helperd.testing import child_processes, daemon_env
@@ -147,13 +147,16 @@ def _window(sock: socket.socket, request: bytes, seconds: float, into: list[floa
 
 
 def _cpu_seconds(pid: int) -> float:
-    """The user and system CPU time process ``pid`` has used so far (/proc/PID/stat); 0 for
-    one that has ended."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The CPU time every thread of process ``pid`` has run so far, in nanoseconds counted by
+    the scheduler (/proc/PID/task/TID/schedstat; /proc/PID/stat counts 10 ms ticks, too coarse
+    for a window); 0 for one that has ended."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:  # the thread ended meanwhile
+            continue
+    return total / 1e9
 
 
 def _children_cpu(pid: int) -> float:
@@ -184,9 +187,11 @@ class _Beside:
         """This neighbour's fields of a size's row, named ``{kind}_...``."""
         quiet, busy = summarize(self.quiet), summarize(self.busy)
         per = max(self.requests, 1)
+        # Not clamped at 0: a neighbour that never reaches the measured daemon (the second
+        # helperd, the bare server) reads about 0 either side, which is this figure's noise.
         gets_cost = self.quiet_cpu / max(len(self.quiet), 1) * len(self.busy)
-        cpu = max(0.0, self.busy_cpu - gets_cost) / per
-        child_cpu = max(0.0, self.busy_child_cpu - self.quiet_child_cpu) / per
+        cpu = (self.busy_cpu - gets_cost) / per
+        child_cpu = (self.busy_child_cpu - self.quiet_child_cpu) / per
         return {
             f"{kind}_sets": self.requests,
             f"{kind}_p50_ratio": ratio(busy.p50, quiet.p50),
@@ -267,9 +272,10 @@ def _alternate(
         writer.send_signal(signal.SIGCONT)
 
 
-def _start_writer_process(daemon_socket: Path, pid: int) -> None:
+def _start_writer_process(daemon_socket: Path, pid: int, *, required: bool = True) -> bool:
     """Start the daemon's writer process with a first set, and wait until it runs, so that
-    every window measures it running."""
+    every window measures it running; tell whether it does. A daemon of another checkout
+    (``required`` false) may have none: it is given 5 s."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(60)
         sock.connect(str(daemon_socket))
@@ -277,12 +283,15 @@ def _start_writer_process(daemon_socket: Path, pid: int) -> None:
         answer = b""
         while not answer.endswith(b"\n"):
             answer += sock.recv(65_536)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + (30 if required else 5)
     while not child_processes(pid):
         if time.monotonic() > deadline:
-            raise RuntimeError("the daemon's writer process did not start")
+            if required:
+                raise RuntimeError("the daemon's writer process did not start")
+            return False
         time.sleep(0.05)
     time.sleep(1.0)  # it opens and indexes the store
+    return True
 
 
 def _store(layout: Layout, workdir: Path, name: str) -> tuple[Path, Path]:
@@ -294,20 +303,30 @@ def _store(layout: Layout, workdir: Path, name: str) -> tuple[Path, Path]:
     return home, key
 
 
-def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str, Any]:
+def _one_size(
+    size: int, workdir: Path, rounds: int, window: float, daemon_source: Path | None
+) -> dict[str, Any]:
     layout = Layout(size)
+    env = None
+    if daemon_source is not None:
+        # Its helperd first, then the default install's path (no uvloop); and not the current
+        # folder, which `python -m` would put before them (this checkout's helperd, say).
+        paths = (str(daemon_source.resolve()), DEFAULT_INSTALL["PYTHONPATH"])
+        env = {"PYTHONPATH": os.pathsep.join(paths), "PYTHONSAFEPATH": "1"}
     home, key = _store(layout, workdir, f"w{size}")
     other_home, other_key = _store(layout, workdir, f"w{size}-other")
     request = layout.service_request()
     with (
-        helperd_daemon(home, key) as daemon,
-        helperd_daemon(other_home, other_key) as other,
+        helperd_daemon(home, key, env=env) as daemon,
+        helperd_daemon(other_home, other_key, env=env) as other,
         socket.socket(socket.AF_UNIX) as sock,
     ):
         sock.settimeout(60)
         sock.connect(str(daemon.socket))
         _window(sock, request, 0.3, [])  # the key-file store opens on the first get
-        _start_writer_process(daemon.socket, daemon.process.pid)
+        has_writer = _start_writer_process(
+            daemon.socket, daemon.process.pid, required=daemon_source is None
+        )
         beside = functools.partial(
             _beside,
             sock,
@@ -336,6 +355,7 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
         "cpu_us": writer.as_row("writer")["writer_cpu_us"],
         "writer_process_cpu_us": writer.as_row("writer")["writer_writer_cpu_us"],
         "paced_per_second": PACED,
+        "writer_process": has_writer,
     }
     for kind, found in neighbours.items():
         row.update(found.as_row(kind))
@@ -343,11 +363,18 @@ def _one_size(size: int, workdir: Path, rounds: int, window: float) -> dict[str,
 
 
 def beside_writer(
-    sizes: tuple[int, ...], workdir: Path, rounds: int, window: float
+    sizes: tuple[int, ...],
+    workdir: Path,
+    rounds: int,
+    window: float,
+    *,
+    daemon_source: Path | None = None,
 ) -> dict[str, Any]:
-    """Get latency beside a looping writer, per store size, as ratios to the quiet figures."""
+    """Get latency beside a looping writer, per store size, as ratios to the quiet figures;
+    with ``daemon_source``, of the daemons of that checkout (its ``helperd`` package first on
+    their PYTHONPATH)."""
     return {
         "rounds": rounds,
         "window_seconds": window,
-        "rows": [_one_size(size, workdir, rounds, window) for size in sizes],
+        "rows": [_one_size(size, workdir, rounds, window, daemon_source) for size in sizes],
     }
