@@ -5,8 +5,9 @@ the event loop's cost. On the bench machine (two virtual CPUs) a call through th
 took the loop 68-78 µs of CPU (116-142 µs wall) and one through `Workers` 33-38 µs (66-78 µs):
 concurrent.futures chains a second future to the asyncio one, and each hand-over goes through
 its condition variables and ``call_soon_threadsafe``. Every ``set`` pays this on the event
-loop, which is where the gets beside a looping writer wait: their p50 beside it went from
-1.85x to 1.44x of the quiet figure (six A/B pairs, docs/performance.md section 5b).
+loop, which is where the gets beside a looping writer waited before the writer process took
+sets off the loop: their p50 beside it went from 1.85x to 1.44x of the quiet figure (six A/B
+pairs of section 5b of docs/performance.md as it measured on 2026-12-03).
 
 Here an idle thread sleeps in a ``read`` of its own pipe, and the loop wakes exactly that
 thread with one byte; a thread that finishes puts the outcome in a queue and writes one byte

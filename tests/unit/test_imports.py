@@ -24,8 +24,8 @@ def test_client_import_loads_no_heavy_module() -> None:
 
 def test_plugin_import_loads_what_a_request_needs_only_at_the_first() -> None:
     """keyring imports the plugin at every tool's start-up, whether or not the tool then asks
-    it anything: the import loads neither the client, its transport and framing (and json,
-    socket and selectors with them) nor the daemon starter; the first request loads them."""
+    it anything: the import loads neither the client, its transport and framing (and json
+    with them) nor the daemon starter; the first request loads them."""
     code = (
         "import sys, keyring;"
         "before = set(sys.modules);"
