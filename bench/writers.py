@@ -24,10 +24,10 @@ second daemon on a store of its own, so that the measured daemon shares nothing 
 machine; and the floor of a durable writer, a bare server that appends and fsyncs each line a
 client loops, with no helperd in it: what the machine itself costs the gets.
 
-For the looping writer, the CPU time (user and system, from /proc) of the measured daemon and
-of its writer process is read over the busy and the quiet windows. The writer process's
-difference, divided by the sets, is what each set costs it; the daemon's, less the gets of the
-busy windows at their quiet cost, is what each set costs the daemon.
+For the looping writer, the CPU time (the scheduler's count of every thread's, from /proc) of
+the measured daemon and of its writer process is read over the busy and the quiet windows.
+The writer process's difference, divided by the sets, is what each set costs it; the
+daemon's, less the gets of the busy windows at their quiet cost, is what each set costs the daemon.
 """
 
 from __future__ import annotations
