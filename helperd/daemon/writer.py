@@ -2,7 +2,7 @@
 
 A ``set`` served by the daemon's event loop costs the gets beside it, even when every byte
 of the write happens in a worker thread: on the bench machine a looping writer made them
-1.5x-1.8x slower at the median, 3.6x-4.5x at p99. Served in a process of its own: 1.03x-1.04x
+1.5x-1.8x slower at the median, 3.6x-4.5x at p99. Served in a process of its own: 1.03x-1.05x
 and 2.2x-2.4x, the p99 being the daemon's share of a set (applying it) that a get arriving
 meanwhile waits for (docs/performance.md, section 5b, which measured both designs). So a
 daemon whose store is a key-file `FileStore` starts this process with the first ``set`` it
