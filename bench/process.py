@@ -156,9 +156,9 @@ def pinned(pid: int, cpu: int = PINNED_CPU) -> Iterator[None]:
     try:
         yield
     finally:
-        for task in [pid, *(int(t.name) for t in Path(f"/proc/{pid}/task").glob("*"))]:
+        for task in Path(f"/proc/{pid}/task").glob("*"):  # ``pid``'s thread among them
             with contextlib.suppress(ProcessLookupError):  # ended meanwhile
-                os.sched_setaffinity(task, before)
+                os.sched_setaffinity(int(task.name), before)
 
 
 def new_key_file(path: Path) -> Path:
