@@ -143,4 +143,7 @@ def _os_keyring(settings: Settings) -> tuple[BoundedKeyring | None, str]:
         usable, verdict = probe(keyring)
     finally:
         keyring.timeout = settings.keyring_timeout
-    return (keyring if usable else None), verdict
+    if not usable:
+        keyring.close()
+        return None, verdict
+    return keyring, verdict

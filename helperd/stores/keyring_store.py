@@ -260,8 +260,9 @@ class KeyringStore(Store):
         self.close()
 
     def close(self) -> None:
-        """Release the index lock."""
+        """Release the index lock, and the OS keyring's connection."""
         self._file_lock.release()
+        self._keyring.close()
 
     def _load(self) -> _Records:
         data = read_private(self._index_path)

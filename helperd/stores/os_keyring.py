@@ -118,7 +118,7 @@ class BoundedKeyring:
     Each call runs in a daemon worker thread; the caller waits ``timeout`` seconds at most. A
     call still running past its deadline is "stuck": it keeps its thread until the keyring
     answers. Once ``max_stuck`` calls are stuck, new calls are refused at once, so a hung
-    keyring cannot pile up threads and D-Bus connections without limit.
+    keyring cannot pile up threads without limit.
 
     Args:
         backend: a backend from `pick_backend` (never helperd's own plugin).
@@ -215,6 +215,11 @@ class BoundedKeyring:
         calls = self._secret_service
         wait = self.unlock_timeout if timeout is None else timeout
         self._run("unlock its collection", lambda: calls.unlock(wait), timeout=wait + self.timeout)
+
+    def close(self) -> None:
+        """Let go of the connection to the OS keyring, if one is kept (the Secret Service's)."""
+        if self._secret_service is not None:
+            self._secret_service.close()
 
     def describe(self) -> str:
         """The keyring's name, with the Secret Service provider when known; never raises."""

@@ -72,9 +72,11 @@ def backend(secret_service: SecretService) -> SecretServiceBackend.Keyring:
 
 
 @pytest.fixture
-def bounded(backend: SecretServiceBackend.Keyring) -> BoundedKeyring:
+def bounded(backend: SecretServiceBackend.Keyring) -> Iterator[BoundedKeyring]:
     """The backend with a short deadline and room for two stuck calls."""
-    return BoundedKeyring(backend, timeout=TIMEOUT, max_stuck=2)
+    keyring = BoundedKeyring(backend, timeout=TIMEOUT, max_stuck=2)
+    yield keyring
+    keyring.close()
 
 
 @pytest.fixture
@@ -259,8 +261,10 @@ class TestBoundedKeyring:
         """A frozen gnome-keyring fails the probe within the bound."""
         with secret_service.paused_keyring():
             start = time.monotonic()
-            usable, reason = probe(BoundedKeyring(backend, timeout=TIMEOUT, max_stuck=1))
+            keyring = BoundedKeyring(backend, timeout=TIMEOUT, max_stuck=1)
+            usable, reason = probe(keyring)
             elapsed = time.monotonic() - start
+            keyring.close()  # as the stuck call ends
 
         assert not usable
         assert "did not answer within 0.5 s" in reason
