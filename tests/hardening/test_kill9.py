@@ -62,19 +62,24 @@ class Ledger:
 
 
 KEYRING_RUNS = 3
-"""Runs of the keyring store's test, when gnome-keyring exits by itself during one, or loses an
-item it has just created (`LostItem`)."""
+"""Runs of the keyring store's test, when gnome-keyring exits by itself during one, or fails a
+set with one of `SECRET_SERVICE_FAULTS`."""
 
-LOST_ITEM = "the OS keyring (Secret Service) failed to write an entry: Item does not exist!"
-"""helperd's answer to a `set` when secretstorage's `create_item` gets "no such object" from
-gnome-keyring for the item it has just created. helperd serialises its own keyring writes, so
-another client changed that item meanwhile; the only other client is the daemon killed the round
-before, whose last request gnome-keyring may still serve after it died (our reading, not proven:
-seen once in CI on 2026-12-04). The set is refused, not acknowledged, so nothing is lost."""
+SECRET_SERVICE_FAULTS = (
+    "the OS keyring (Secret Service) failed to write an entry: Item does not exist!",
+    "the Secret Service has no collection /org/freedesktop/secrets/aliases/default:",
+)
+"""helperd's answers to a `set` when gnome-keyring says "no such object" for what it holds: the
+item `create_item` has just created, or the default collection's alias. Each was seen in CI on
+2026-12-04, the second also here once in 43 runs (gnome-keyring kept running; the collection
+answered again 3 s later). gnome-keyring faults so when clients come and go beside one replacing
+an item (`helperd.stores.secret_service` has the figures). A daemon keeps one connection, but
+each kill and restart here is a client going and another coming beside the writes. The set is
+refused, not acknowledged, so nothing is lost."""
 
 
-class LostItem(AssertionError):
-    """Every failed set of a round was a `LOST_ITEM`: a Secret Service fault after a kill."""
+class SecretServiceFault(AssertionError):
+    """Every failed set of a round was one of `SECRET_SERVICE_FAULTS`."""
 
 
 def writer(path: Path, index: int, round_: int, ledger: Ledger, stop: threading.Event) -> None:
@@ -153,8 +158,10 @@ def kill_rounds(
         for thread in threads:
             thread.join(10)
         assert not any(t.is_alive() for t in threads), "a writer hung after the kill"
-        if ledger.errors and all(error.endswith(LOST_ITEM) for error in ledger.errors):
-            raise LostItem(f"round {round_}: {ledger.errors}")
+        if ledger.errors and all(
+            any(fault in error for fault in SECRET_SERVICE_FAULTS) for error in ledger.errors
+        ):
+            raise SecretServiceFault(f"round {round_}: {ledger.errors}")
         assert [] == ledger.errors, "a set failed other than by the kill"
         started = time.monotonic()
         daemon = start()
@@ -186,11 +193,11 @@ def test_kill9_file_store(spawn: Spawn, home: Path, figures: Figures) -> None:
 def test_kill9_keyring_store(spawn: Spawn, home: Path, figures: Figures) -> None:
     """Keyring store (Secret Service + index): no acked write lost, never torn.
 
-    gnome-keyring itself now and then aborts (SIGABRT, after "already registered" warnings in
-    its log) when a client it was answering is killed, or loses an item it has just created
-    (`LOST_ITEM`). A run whose Secret Service exited by itself or lost an item proves nothing
-    about helperd, so it starts over in a fresh home on a fresh Secret Service, at most
-    ``KEYRING_RUNS`` runs in all; any other failure fails the test at once.
+    gnome-keyring itself now and then aborts (SIGABRT) when a client it was answering is
+    killed, or says for a moment that an item it has just created, or the default collection,
+    does not exist (`SECRET_SERVICE_FAULTS`). A run whose Secret Service exited by itself or
+    failed so proves nothing about helperd, so it starts over in a fresh home on a fresh Secret
+    Service, at most ``KEYRING_RUNS`` runs in all; any other failure fails the test at once.
     """
     seed = random.randrange(1 << 32)
     for run in range(KEYRING_RUNS):
@@ -202,14 +209,14 @@ def test_kill9_keyring_store(spawn: Spawn, home: Path, figures: Figures) -> None
             )
             try:
                 kill_rounds(start, sized(10, 100), seed + run, figures, "keyring store")
-            except LostItem:
+            except SecretServiceFault:
                 if run + 1 == KEYRING_RUNS:
                     raise
             except Exception:
-                if run + 1 == KEYRING_RUNS or secret_service.unexpected_exit() is None:
+                if run + 1 == KEYRING_RUNS or secret_service.unexpected_exit(within=5) is None:
                     raise
             else:
-                figures("keyring store: runs started over (gnome-keyring died, lost an item)", run)
+                figures("keyring store: runs started over (gnome-keyring died or failed)", run)
                 break
     for path in home.rglob("*"):
         if path.is_file():

@@ -251,11 +251,18 @@ class SecretService:
         if self.root != Path() and self.root.is_dir():
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def unexpected_exit(self) -> str | None:
+    def unexpected_exit(self, within: float = 0.0) -> str | None:
         """What exited by itself since the start (gnome-keyring, the bus), with its status and
-        the tail of its log; None while both run (a paused one runs). Said once."""
+        the tail of its log; None while both run (a paused one runs). Said once.
+
+        ``within``: seconds to give gnome-keyring to finish exiting first: its clients can see
+        it gone (the kernel closes its bus connection as it exits) a moment before it is reaped.
+        """
         if self._told:
             return None
+        if within > 0 and self._keyring is not None and not self.paused:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._keyring.wait(timeout=within)
         gone = [
             f"{name} (PID {process.pid}) exited by itself, {_status(process.returncode)};"
             f" the end of its log:\n{self._log(log)}"
