@@ -11,6 +11,7 @@ The Secret Service is reached without keyring's backend, which pops unlock promp
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar, cast
@@ -120,6 +121,11 @@ class BoundedKeyring:
     answers. Once ``max_stuck`` calls are stuck, new calls are refused at once, so a hung
     keyring cannot pile up threads without limit.
 
+    Calls take turns, in their worker threads, and one whose caller gave up while it waited for
+    its turn is dropped: after a hung keyring comes back, a write that was refused can never land
+    after a newer one that was acknowledged. `unlock` takes no turn, as its prompt waits for a
+    person.
+
     Args:
         backend: a backend from `pick_backend` (never helperd's own plugin).
         timeout: seconds one call may take.
@@ -146,6 +152,7 @@ class BoundedKeyring:
         )
         self._guard = threading.Lock()
         self._stuck = 0
+        self._turn = threading.Lock()
 
     @property
     def stuck(self) -> int:
@@ -214,7 +221,12 @@ class BoundedKeyring:
             return  # other backends unlock (and prompt) by themselves when read
         calls = self._secret_service
         wait = self.unlock_timeout if timeout is None else timeout
-        self._run("unlock its collection", lambda: calls.unlock(wait), timeout=wait + self.timeout)
+        self._run(
+            "unlock its collection",
+            lambda: calls.unlock(wait),
+            timeout=wait + self.timeout,
+            take_turn=False,
+        )
 
     def close(self) -> None:
         """Let go of the connection to the OS keyring, if one is kept (the Secret Service's)."""
@@ -238,6 +250,7 @@ class BoundedKeyring:
         *,
         timeout: float | None = None,
         secret: str | None = None,
+        take_turn: bool = True,
     ) -> T:
         limit = self.timeout if timeout is None else timeout
         with self._guard:
@@ -249,7 +262,7 @@ class BoundedKeyring:
                 )
         call = _Call(function)
         worker = threading.Thread(
-            target=self._work, args=(call,), name="helperd-keyring", daemon=True
+            target=self._work, args=(call, take_turn), name="helperd-keyring", daemon=True
         )
         try:
             worker.start()
@@ -270,9 +283,13 @@ class BoundedKeyring:
             raise self._translate(call.error, what, secret) from None
         return cast("T", call.value)
 
-    def _work(self, call: _Call[Any]) -> None:
+    def _work(self, call: _Call[Any], take_turn: bool) -> None:
         try:
-            call.value = call.function()
+            with self._turn if take_turn else contextlib.nullcontext():
+                with self._guard:
+                    given_up = call.abandoned
+                if not given_up:
+                    call.value = call.function()
         except BaseException as exc:  # handed to the caller's thread
             call.error = exc
         finally:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +100,19 @@ class SecretServiceCalls:
         self._path = str(getattr(backend, "preferred_collection", "") or DEFAULT_COLLECTION)
         self._turn = threading.Lock()
         """Held by a call from its first message to its last: a connection is not shared."""
+        self._state = threading.Lock()
+        """Guards the three below, never held across a call (`close` must not wait for one)."""
         self._connection: DBusConnection | None = None
+        self._busy = False
         self._closed = False
+        self._release: Callable[[], object] = lambda: None
 
     def close(self) -> None:
         """Close the kept connection now, or as the call still using it ends; none is kept after."""
-        self._closed = True
-        if self._turn.acquire(blocking=False):  # a stuck call holds it: never wait for one
-            try:
+        with self._state:
+            self._closed = True
+            if not self._busy:  # a stuck call may hold it for good: never wait for one
                 self._drop()
-            finally:
-                self._turn.release()
 
     @contextlib.contextmanager
     def _connected(self) -> Iterator[DBusConnection]:
@@ -118,20 +121,32 @@ class SecretServiceCalls:
         An OSError (the bus closed the connection) drops it: the next call opens another.
         """
         with self._turn:
-            if self._connection is None:
-                self._connection = secretstorage.dbus_init()
+            with self._state:
+                self._busy = True
+                connection = self._connection
             try:
-                yield self._connection
+                if connection is None:
+                    connection = secretstorage.dbus_init()
+                    with self._state:
+                        self._connection = connection
+                        # Closed with this object even if nobody calls close(): else the
+                        # socket would wait for the cycle collector and warn then.
+                        self._release = weakref.finalize(self, connection.close)
+                yield connection
             except OSError:
-                self._drop()
+                with self._state:
+                    self._drop()
                 raise
             finally:
-                if self._closed:
-                    self._drop()
+                with self._state:
+                    self._busy = False
+                    if self._closed:
+                        self._drop()
 
     def _drop(self) -> None:
+        """Close the kept connection (the caller holds ``_state``)."""
         if self._connection is not None:
-            self._connection.close()
+            self._release()
             self._connection = None
 
     @contextlib.contextmanager

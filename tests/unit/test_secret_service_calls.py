@@ -9,6 +9,7 @@ integration tests run the same calls against a real gnome-keyring.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import threading
 import time
@@ -229,3 +230,11 @@ def test_close_lets_go_of_the_connection_now_or_as_the_call_using_it_ends(bus: B
     assert bus.connections[-1].closed
     assert not keyring.is_locked()  # a call after close opens a connection for itself alone
     assert all(c.closed for c in bus.connections)
+
+
+def test_a_connection_nobody_closed_is_closed_with_its_calls_object(bus: Bus) -> None:
+    keyring = calls()
+    assert not keyring.is_locked()
+    del keyring
+    gc.collect()
+    assert [c.closed for c in bus.connections] == [True]
