@@ -101,7 +101,7 @@ class SecretServiceCalls:
         self._turn = threading.Lock()
         """Held by a call from its first message to its last: a connection is not shared."""
         self._state = threading.Lock()
-        """Guards the three below, never held across a call (`close` must not wait for one)."""
+        """Guards the fields below, never held across a call (`close` must not wait for one)."""
         self._connection: DBusConnection | None = None
         self._busy = False
         self._closed = False
